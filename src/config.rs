@@ -1,0 +1,127 @@
+//! Configuration read from the environment, once per process.
+//!
+//! | variable | values | default |
+//! |---|---|---|
+//! | `LEAKCHECK` | `on`, `off` | `on` |
+//! | `LEAKCHECK_SETTLE` | a duration: `500ms`, `2s`, `1.5s` (units `us`, `ms`, `s`) | `2s` |
+//! | `LEAKCHECK_FULL_STACKS` | `1`/`true`/`on`, `0`/`false`/`off` | off |
+//! | `LEAKCHECK_STACKS` | `on`, `off` (capture of surviving threads' current stacks) | on |
+//! | `LEAKCHECK_JSON` | a file path: each leak verdict is appended as one JSON line | unset |
+//! | `LEAKCHECK_VERBOSE` | `1`/`true`/`on`: reports also list what ignore rules hid | off |
+//!
+//! A malformed value is an error that names the variable and the valid forms; it fails the check
+//! that reads it (never silently falls back).
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// The default settle deadline: long enough for a thread that is finishing on a loaded 2-core CI
+/// machine, paid in full only by a test that really leaks.
+pub(crate) const DEFAULT_SETTLE: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) enabled: bool,
+    pub(crate) settle: Duration,
+    pub(crate) full_stacks: bool,
+    pub(crate) json: Option<PathBuf>,
+    pub(crate) verbose: bool,
+}
+
+/// The process's configuration, or the first malformed variable.
+pub(crate) fn get() -> Result<&'static Config, String> {
+    static CONFIG: OnceLock<Result<Config, String>> = OnceLock::new();
+    CONFIG.get_or_init(read).as_ref().map_err(Clone::clone)
+}
+
+/// Whether `LEAKCHECK=off` turned every check into a no-op (a malformed value does not).
+pub(crate) fn disabled() -> bool {
+    matches!(get(), Ok(config) if !config.enabled)
+}
+
+fn read() -> Result<Config, String> {
+    Ok(Config {
+        enabled: var("LEAKCHECK")
+            .map(|value| parse_switch("LEAKCHECK", &value))
+            .transpose()?
+            .unwrap_or(true),
+        settle: var("LEAKCHECK_SETTLE")
+            .map(|value| {
+                parse_duration(&value).map_err(|why| {
+                    format!("leakcheck: invalid `LEAKCHECK_SETTLE={value}`: {why}")
+                })
+            })
+            .transpose()?
+            .unwrap_or(DEFAULT_SETTLE),
+        full_stacks: var("LEAKCHECK_FULL_STACKS")
+            .map(|value| parse_switch("LEAKCHECK_FULL_STACKS", &value))
+            .transpose()?
+            .unwrap_or(false),
+        json: var("LEAKCHECK_JSON").map(PathBuf::from),
+        verbose: var("LEAKCHECK_VERBOSE")
+            .map(|value| parse_switch("LEAKCHECK_VERBOSE", &value))
+            .transpose()?
+            .unwrap_or(false),
+    })
+}
+
+fn var(name: &str) -> Option<String> {
+    std::env::var_os(name).map(|value| value.to_string_lossy().into_owned())
+}
+
+/// `on`/`off` and their usual spellings.
+pub(crate) fn parse_switch(name: &str, value: &str) -> Result<bool, String> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "1" | "on" | "true" | "yes" => Ok(true),
+        "0" | "off" | "false" | "no" => Ok(false),
+        _ => Err(format!(
+            "leakcheck: invalid `{name}={value}`: expected `on` or `off` (also `1`/`0`, `true`/`false`)"
+        )),
+    }
+}
+
+/// Parses `500ms`, `2s`, `1.5s`, `250us`.
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
+    const EXPECTED: &str = "expected a duration like `500ms`, `2s` or `1.5s` (units: `us`, `ms`, `s`)";
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .ok_or_else(|| EXPECTED.to_string())?;
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().map_err(|_| EXPECTED.to_string())?;
+    let scale = match unit {
+        "us" => 1e-6,
+        "ms" => 1e-3,
+        "s" => 1.0,
+        _ => return Err(EXPECTED.to_string()),
+    };
+    Duration::try_from_secs_f64(number * scale).map_err(|_| EXPECTED.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Durations parse in every documented unit and reject the rest with the valid forms.
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("250us"), Ok(Duration::from_micros(250)));
+        for bad in ["", "2", "2 sec", "s", "-1s", "1h"] {
+            let error = parse_duration(bad).unwrap_err();
+            assert!(error.contains("`500ms`"), "{bad}: {error}");
+        }
+    }
+
+    /// Switches accept the usual spellings and name the variable when they do not.
+    #[test]
+    fn switches() {
+        assert_eq!(parse_switch("LEAKCHECK", "off"), Ok(false));
+        assert_eq!(parse_switch("LEAKCHECK", "ON"), Ok(true));
+        let error = parse_switch("LEAKCHECK", "maybe").unwrap_err();
+        assert!(error.contains("`LEAKCHECK=maybe`") && error.contains("`off`"), "{error}");
+    }
+}

@@ -1,0 +1,100 @@
+//! [`LeakError`]: what a failed check returns.
+
+use std::fmt;
+
+use crate::report::Report;
+
+/// Threads or tasks that outlived their test, or a check that could not run.
+///
+/// Its `Display` is the full report: a summary line, one block per group of identical survivors,
+/// then the likely cause and fix.
+///
+/// # Examples
+///
+/// ```
+/// match leakcheck::Options::new().find() {
+///     Ok(()) => {}
+///     Err(error) => panic!("{error}"),
+/// }
+/// ```
+#[derive(Clone, Debug)]
+pub struct LeakError {
+    pub(crate) kind: ErrorKind,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) enum ErrorKind {
+    Leak(Box<Report>),
+    /// A malformed environment variable, or another reason the check could not run.
+    Config(String),
+}
+
+impl LeakError {
+    pub(crate) fn leak(report: Report) -> LeakError {
+        LeakError { kind: ErrorKind::Leak(Box::new(report)) }
+    }
+
+    pub(crate) fn config(message: String) -> LeakError {
+        LeakError { kind: ErrorKind::Config(message) }
+    }
+
+    /// How many threads the check found alive (0 for a configuration error).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(leakcheck::Options::new().find().is_ok());
+    /// ```
+    pub fn threads(&self) -> usize {
+        self.count(crate::report::Kind::Thread)
+    }
+
+    /// How many tasks the check found alive (0 for a configuration error).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(leakcheck::Options::new().find().is_ok());
+    /// ```
+    pub fn tasks(&self) -> usize {
+        match &self.kind {
+            ErrorKind::Leak(report) => {
+                self.count(crate::report::Kind::Task) + report.task_count.as_ref().map_or(0, |t| t.alive)
+            }
+            ErrorKind::Config(_) => 0,
+        }
+    }
+
+    fn count(&self, kind: crate::report::Kind) -> usize {
+        match &self.kind {
+            ErrorKind::Leak(report) => report.survivors.iter().filter(|s| s.kind == kind).count(),
+            ErrorKind::Config(_) => 0,
+        }
+    }
+
+    /// The report as one line of JSON, as `LEAKCHECK_JSON` files hold them (`None` for a
+    /// configuration error).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(leakcheck::Options::new().find().is_ok());
+    /// ```
+    pub fn to_json(&self) -> Option<String> {
+        match &self.kind {
+            ErrorKind::Leak(report) => Some(report.to_json().trim_end().to_string()),
+            ErrorKind::Config(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for LeakError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            ErrorKind::Leak(report) => report.fmt(f),
+            ErrorKind::Config(message) => f.write_str(message),
+        }
+    }
+}
+
+impl std::error::Error for LeakError {}

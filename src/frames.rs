@@ -1,0 +1,315 @@
+//! Symbolization of raw instruction pointers, and which frames are the user's.
+//!
+//! Reports fold library frames (std, tokio, futures, leakcheck, libc, the thread start-up code)
+//! so that the user's code is what stands out: [`first_user_frame`] is the line to show.
+//! Symbolization is slow the first time (the debug info is loaded) and then cached per address,
+//! since a report resolves the same few addresses for every thread stuck at the same spot.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{LazyLock, Mutex, MutexGuard, OnceLock, PoisonError};
+
+/// One resolved frame; an address with inlined calls becomes several, innermost first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Frame {
+    /// Demangled name without the `::h<hash>` suffix (closures keep `{{closure}}`), or `0x…` for
+    /// an address that could not be resolved.
+    pub(crate) function: String,
+    /// Source file as recorded in the debug info.
+    pub(crate) file: Option<String>,
+    pub(crate) line: Option<u32>,
+    /// Whether the frame is plumbing (std, tokio, leakcheck, libc, ...) rather than user code.
+    pub(crate) library: bool,
+}
+
+/// Crates whose frames are folded as library frames.
+const LIBRARY_CRATES: &[&str] = &[
+    "std",
+    "core",
+    "alloc",
+    "test",
+    "proc_macro",
+    "panic_unwind",
+    "panic_abort",
+    "unwind",
+    "std_detect",
+    "tokio",
+    "mio",
+    "futures",
+    "backtrace",
+    "addr2line",
+    "gimli",
+    "rustc_demangle",
+    "libc",
+    "leakcheck",
+    "parking_lot",
+    "parking_lot_core",
+    "lock_api",
+];
+
+/// Crate name prefixes folded as library frames (`futures_util`, `tokio_util`, ...).
+const LIBRARY_CRATE_PREFIXES: &[&str] = &["futures_", "tokio_", "crossbeam_"];
+
+/// C-level symbols of thread start-up and the panic runtime (besides any `__`-prefixed name).
+const SYSTEM_SYMBOLS: &[&str] = &["start_thread", "clone", "clone3", "_start", "rust_begin_unwind", "rust_panic"];
+
+/// Path fragments of sources that are not the user's: the standard library (remapped to
+/// `/rustc/<hash>/`, its dependencies to `/rust/deps/`), a rust-src checkout, cargo's registry
+/// and git checkouts.
+const DEPENDENCY_PATHS: &[&str] =
+    &["/rust/deps/", "/lib/rustlib/src/rust/", "/.cargo/registry/", "/.cargo/git/"];
+
+/// Where leakcheck's own sources live; `src/` there is library, `tests/` and `examples/` are not.
+const OWN_ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+/// Resolves instruction pointers (return addresses: each is looked up at `ip - 1`) to frames.
+///
+/// Inlined calls expand to several frames; an address that cannot be resolved becomes one frame
+/// named `0x…`, marked as library. Results are cached per address for the life of the process.
+pub(crate) fn resolve(ips: &[usize]) -> Vec<Frame> {
+    let mut missing: Vec<usize> = {
+        let cache = cache();
+        ips.iter().copied().filter(|ip| !cache.contains_key(ip)).collect()
+    };
+    missing.sort_unstable();
+    missing.dedup();
+    // Symbolize without holding the cache, so other reports are not stalled behind a slow one.
+    let resolved: Vec<(usize, Vec<Frame>)> = missing.into_iter().map(|ip| (ip, resolve_ip(ip))).collect();
+    let mut cache = cache();
+    cache.extend(resolved);
+    ips.iter().flat_map(|ip| cache[ip].iter().cloned()).collect()
+}
+
+/// The innermost frame that is not library code: where the user's code is stuck.
+pub(crate) fn first_user_frame(frames: &[Frame]) -> Option<&Frame> {
+    frames.iter().find(|frame| !frame.library)
+}
+
+/// `src/mailbox.rs:12`: the frame's file relative to the current directory, the package or the
+/// workspace root when it lies under one of them, else as recorded; `None` without a file.
+pub(crate) fn short_location(frame: &Frame) -> Option<String> {
+    let file = frame.file.as_deref()?;
+    let path = Path::new(file);
+    let shown = roots()
+        .iter()
+        .filter_map(|root| path.strip_prefix(root).ok())
+        .find(|relative| !relative.as_os_str().is_empty())
+        .map_or_else(|| file.to_owned(), |relative| relative.display().to_string());
+    Some(match frame.line {
+        Some(line) => format!("{shown}:{line}"),
+        None => shown,
+    })
+}
+
+fn cache() -> MutexGuard<'static, HashMap<usize, Vec<Frame>>> {
+    static CACHE: LazyLock<Mutex<HashMap<usize, Vec<Frame>>>> = LazyLock::new(Default::default);
+    CACHE.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Symbolizes one address, without the cache.
+fn resolve_ip(ip: usize) -> Vec<Frame> {
+    let mut frames = Vec::new();
+    backtrace::resolve(ip as *mut std::ffi::c_void, |symbol| {
+        let Some(name) = symbol.name() else { return };
+        let function = strip_hash(&format!("{name:#}")).to_owned();
+        let file = symbol.filename().map(|file| file.display().to_string());
+        let library = is_library(&function, file.as_deref());
+        frames.push(Frame { function, file, line: symbol.lineno(), library });
+    });
+    if frames.is_empty() {
+        frames.push(Frame { function: format!("{ip:#x}"), file: None, line: None, library: true });
+    }
+    frames
+}
+
+/// Drops a `::h0123456789abcdef` suffix left by a symbol the demangler did not understand.
+fn strip_hash(function: &str) -> &str {
+    match function.rsplit_once("::h") {
+        Some((path, hash)) if hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit()) => path,
+        _ => function,
+    }
+}
+
+/// Whether a frame is library code, from its file when it tells, else from its crate.
+fn is_library(function: &str, file: Option<&str>) -> bool {
+    if let Some(file) = file {
+        if is_dependency_file(file) {
+            return true;
+        }
+        if let Ok(relative) = Path::new(file).strip_prefix(OWN_ROOT) {
+            let user = relative.starts_with("tests") || relative.starts_with("examples");
+            return !user && !is_own_test(function);
+        }
+    }
+    match subject_crate(function) {
+        Some("leakcheck") => !is_own_test(function),
+        Some(krate) => {
+            LIBRARY_CRATES.contains(&krate) || LIBRARY_CRATE_PREFIXES.iter().any(|prefix| krate.starts_with(prefix))
+        }
+        // C and runtime symbols: the user's only if they come with a source file.
+        None => file.is_none() || function.starts_with("__") || SYSTEM_SYMBOLS.contains(&function),
+    }
+}
+
+/// leakcheck's own unit tests (`leakcheck::stack::tests::...`) are user code to leakcheck.
+fn is_own_test(function: &str) -> bool {
+    function.contains("::tests::")
+}
+
+fn is_dependency_file(file: &str) -> bool {
+    static CARGO_HOME: OnceLock<Option<PathBuf>> = OnceLock::new();
+    if file.starts_with("/rustc/") || DEPENDENCY_PATHS.iter().any(|fragment| file.contains(fragment)) {
+        return true;
+    }
+    let cargo_home = CARGO_HOME.get_or_init(|| std::env::var_os("CARGO_HOME").map(PathBuf::from));
+    cargo_home.as_ref().is_some_and(|home| {
+        let file = Path::new(file);
+        file.starts_with(home.join("registry")) || file.starts_with(home.join("git"))
+    })
+}
+
+/// The crate a function belongs to: its path's first segment, or for `<Type as Trait>::f` the
+/// type's crate (the trait's when the type has no path, as in `<&T as core::fmt::Debug>::fmt`).
+fn subject_crate(function: &str) -> Option<&str> {
+    let Some(qualified) = function.strip_prefix('<') else {
+        return leading_crate(function);
+    };
+    let mut subject = qualified;
+    for prefix in ["&", "mut ", "dyn ", "*const ", "*mut "] {
+        while let Some(rest) = subject.strip_prefix(prefix) {
+            subject = rest;
+        }
+    }
+    leading_crate(subject).or_else(|| leading_crate(&qualified[qualified.find(" as ")? + 4..]))
+}
+
+/// `krate` in `krate::path`, if the text starts with a plain identifier followed by `::`.
+fn leading_crate(path: &str) -> Option<&str> {
+    let krate = &path[..path.find("::")?];
+    let identifier = !krate.is_empty() && krate.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    identifier.then_some(krate)
+}
+
+/// Directories paths are shown relative to: current dir, package dir, workspace root.
+fn roots() -> &'static [PathBuf] {
+    static ROOTS: OnceLock<Vec<PathBuf>> = OnceLock::new();
+    ROOTS.get_or_init(|| {
+        let current = std::env::current_dir().ok();
+        let package = std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from);
+        let workspace = current
+            .as_deref()
+            .and_then(|dir| dir.ancestors().find(|dir| dir.join("Cargo.lock").is_file()))
+            .map(Path::to_path_buf);
+        let mut roots: Vec<PathBuf> = Vec::new();
+        for root in [current, package, workspace].into_iter().flatten() {
+            if !roots.contains(&root) {
+                roots.push(root);
+            }
+        }
+        roots
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(function: &str, file: Option<&str>, line: Option<u32>) -> Frame {
+        let library = is_library(function, file);
+        Frame { function: function.to_owned(), file: file.map(str::to_owned), line, library }
+    }
+
+    /// Library frames are recognized by file (std, registry, leakcheck's src) or by crate.
+    #[test]
+    fn classifies_frames() {
+        let own_src = format!("{OWN_ROOT}/src/stack.rs");
+        let own_test = format!("{OWN_ROOT}/tests/stack_capture_handler.rs");
+        let library = [
+            ("std::sys::pal::unix::futex::futex_wait", Some("/rustc/17067e9/library/std/src/sys/pal/unix/futex.rs")),
+            ("std::thread::park", None),
+            ("<alloc::boxed::Box<F,A> as core::ops::function::FnOnce<Args>>::call_once", None),
+            ("<&mut I as core::iter::traits::iterator::Iterator>::next", None),
+            ("<F as core::future::future::Future>::poll", None),
+            ("tokio::runtime::park::Inner::park", Some("/home/u/.cargo/registry/src/index/tokio-1.47.0/src/runtime/park.rs")),
+            ("futures_util::future::Map::poll", None),
+            ("hashbrown::raw::RawTable::find", Some("/rust/deps/hashbrown-0.15.2/src/raw/mod.rs")),
+            ("leakcheck::stack::capture", Some(own_src.as_str())),
+            ("leakcheck::lineage::interpose::trampoline", None),
+            ("test::run_test::{{closure}}", None),
+            ("__rust_begin_short_backtrace", None),
+            ("rust_begin_unwind", None),
+            ("start_thread", Some("./nptl/pthread_create.c")),
+            ("clone3", None),
+            ("syscall", None),
+            ("__futex_abstimed_wait_common", None),
+            ("0x1234", None),
+        ];
+        for (function, file) in library {
+            assert!(is_library(function, file), "{function} should be library");
+        }
+        let user = [
+            ("mailbox::Mailbox::recv", Some("/work/app/src/mailbox.rs")),
+            ("mailbox::Mailbox::recv", None),
+            ("<mailbox::Worker as core::future::future::Future>::poll", None),
+            ("mailbox::tests::leaks::{{closure}}", Some("/work/app/src/lib.rs")),
+            ("leakcheck::stack::tests::blocked_receiver", Some(own_src.as_str())),
+            ("stack_capture_handler::main", Some(own_test.as_str())),
+            ("my_c_helper", Some("/work/app/csrc/helper.c")),
+        ];
+        for (function, file) in user {
+            assert!(!is_library(function, file), "{function} should be user code");
+        }
+    }
+
+    /// Hash suffixes go, closures and generic arguments stay.
+    #[test]
+    fn strips_hashes_only() {
+        assert_eq!(strip_hash("app::main::h0123456789abcdef"), "app::main");
+        assert_eq!(strip_hash("app::main::{{closure}}::h0123456789abcdef"), "app::main::{{closure}}");
+        assert_eq!(strip_hash("app::hello"), "app::hello");
+        assert_eq!(strip_hash("app::hash::hx"), "app::hash::hx");
+    }
+
+    /// Locations are shown relative to the current directory, else as recorded.
+    #[test]
+    fn short_locations() {
+        let here = std::env::current_dir().unwrap();
+        let inside = here.join("src/mailbox.rs").display().to_string();
+        assert_eq!(short_location(&frame("app::f", Some(&inside), Some(12))).as_deref(), Some("src/mailbox.rs:12"));
+        let outside = frame("app::f", Some("/elsewhere/lib.rs"), None);
+        assert_eq!(short_location(&outside).as_deref(), Some("/elsewhere/lib.rs"));
+        assert_eq!(short_location(&frame("app::f", None, Some(3))), None);
+    }
+
+    /// `first_user_frame` skips library frames.
+    #[test]
+    fn first_user_frame_skips_library() {
+        let frames = [
+            frame("syscall", None, None),
+            frame("std::thread::park", None, None),
+            frame("app::worker", Some("/work/app/src/lib.rs"), Some(7)),
+            frame("app::main", Some("/work/app/src/main.rs"), Some(2)),
+        ];
+        assert_eq!(first_user_frame(&frames).unwrap().function, "app::worker");
+        assert_eq!(first_user_frame(&frames[..2]), None);
+    }
+
+    #[inline(never)]
+    fn marker() -> usize {
+        std::hint::black_box(marker as fn() -> usize as usize)
+    }
+
+    /// A real address resolves to its demangled, hash-free name and file; junk to `0x…`.
+    #[test]
+    fn resolves_addresses() {
+        let inside_marker = marker() + 1;
+        let frames = resolve(&[inside_marker, 1]);
+        let first = &frames[0];
+        assert!(first.function.ends_with("frames::tests::marker"), "{first:?}");
+        assert!(first.file.as_deref().is_some_and(|file| file.ends_with("frames.rs")), "{first:?}");
+        assert!(first.line.is_some() && !first.library, "{first:?}");
+        let junk = frames.last().unwrap();
+        assert_eq!((junk.function.as_str(), junk.library), ("0x1", true));
+        assert_eq!(resolve(&[inside_marker, 1]), frames, "cached result differs");
+    }
+}

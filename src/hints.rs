@@ -1,0 +1,189 @@
+//! Cause-and-fix hints: the detection checklist, read from a survivor's stack.
+//!
+//! Each hint names the evidence it rests on (the frame that matched). Where no rule matches,
+//! there is no hint: saying nothing beats a guess.
+
+use crate::frames::Frame;
+use crate::report::{Kind, Stack, Survivor};
+
+/// A likely cause, its fix, and what it is based on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Hint {
+    pub(crate) cause: String,
+    pub(crate) fix: String,
+    pub(crate) evidence: String,
+}
+
+/// One checklist entry: frames that show the symptom, the cause, the fix.
+struct Rule {
+    /// Substrings of a frame's function name, any of which is the symptom.
+    frames: &'static [&'static str],
+    /// Substrings that must NOT be in the matching function name (to tell send from recv...).
+    unless: &'static [&'static str],
+    cause: &'static str,
+    fix: &'static str,
+}
+
+/// Ordered: the first rule whose symptom appears in the stack (innermost frame first) wins.
+const RULES: &[Rule] = &[
+    Rule {
+        frames: &[
+            "mpsc::SyncSender<T>::send",
+            "mpmc::Sender<T>::send",
+            "mpmc::array::Channel<T>::send",
+            "mpmc::zero::Channel<T>::send",
+            "mpsc::bounded::Sender<T>::send",
+            "mpsc::bounded::Sender<T>::reserve",
+            "crossbeam_channel::channel::Sender<T>::send",
+            "broadcast::Sender<T>::send",
+        ],
+        unless: &[],
+        cause: "blocked sending on a channel that nobody receives from (a rendezvous or full bounded channel whose receiver is alive but never reads)",
+        fix: "make sure a receiver keeps reading until the senders are done, or drop the receiver so `send` returns an error; or give the channel a buffer large enough for every message",
+    },
+    Rule {
+        frames: &[
+            "mpsc::Receiver<T>::recv",
+            "mpmc::Receiver<T>::recv",
+            "mpmc::list::Channel<T>::recv",
+            "mpmc::array::Channel<T>::recv",
+            "mpmc::zero::Channel<T>::recv",
+            "mpsc::bounded::Receiver<T>::recv",
+            "mpsc::unbounded::UnboundedReceiver<T>::recv",
+            "mpsc::chan::Rx<T,S>::recv",
+            "broadcast::Receiver<T>::recv",
+            "watch::Receiver<T>::changed",
+            "oneshot::Receiver<T>",
+            "crossbeam_channel::channel::Receiver<T>::recv",
+            "mpsc::Receiver<T>::iter",
+            "IntoIter<T> as core::iter::traits::iterator::Iterator>::next",
+        ],
+        unless: &["recv_timeout"],
+        cause: "blocked receiving from a channel whose senders are never dropped (a sender kept in a registry, a struct or a clone that outlives the work)",
+        fix: "close the channel by dropping every sender when the work is done, or add a shutdown signal (a `select!` branch on a cancellation token or a stop channel)",
+    },
+    Rule {
+        frames: &["Condvar::wait", "Condvar::wait_while", "Notify::notified", "Barrier::wait", "Semaphore::acquire"],
+        unless: &["wait_timeout"],
+        cause: "waiting on a condition variable (or `Notify`/semaphore) whose notifier never came",
+        fix: "make sure every path that should wake it notifies (including error and shutdown paths), or wait with a timeout and re-check a stop flag",
+    },
+    Rule {
+        frames: &["Mutex<T>::lock", "RwLock<T>::read", "RwLock<T>::write", "futex::Mutex::lock_contended", "Mutex<T>::lock_owned"],
+        unless: &[],
+        cause: "waiting for a lock that is never released (a guard held by a stuck or leaked owner, or a lock-order deadlock)",
+        fix: "release the guard before blocking or awaiting, keep lock order consistent, or use `try_lock`/a timeout",
+    },
+    Rule {
+        frames: &["JoinHandle<T>::join", "thread::scoped::ScopedJoinHandle<T>::join"],
+        unless: &[],
+        cause: "waiting to join a thread that never ends",
+        fix: "give the joined thread a way to stop (close its channel, set its stop flag) before joining it",
+    },
+    Rule {
+        frames: &[
+            "std::thread::sleep",
+            "std::thread::functions::sleep",
+            "tokio::time::sleep",
+            "tokio::time::interval::Interval::tick",
+            "Sleep as core::future::future::Future",
+        ],
+        unless: &[],
+        cause: "sleeping in a loop with no stop signal (a poller or ticker that nothing tells to stop)",
+        fix: "check a stop flag or cancellation token on every iteration (e.g. `select!` on the token and the tick), and stop it when its owner is done",
+    },
+    Rule {
+        frames: &[
+            "TcpStream",
+            "TcpListener::accept",
+            "UdpSocket::recv",
+            "UnixStream",
+            "std::io::stdio::Stdin",
+            "io::Read>::read",
+            "std::process::Child::wait",
+            "PollEvented",
+        ],
+        unless: &[],
+        cause: "waiting on I/O or an external call that never completes (a peer that never answers, a request with no timeout)",
+        fix: "put a timeout on the call and give the caller a cancellation path (shut the socket down, or `select!` on a cancellation token)",
+    },
+    Rule {
+        frames: &["core::future::pending::Pending", "futures_util::future::pending::Pending"],
+        unless: &[],
+        cause: "awaiting a future that can never complete (`pending()`, or a `select!` with no branch that can finish)",
+        fix: "add a cancellation branch (a token, a shutdown channel) so the task has a way to end",
+    },
+];
+
+/// The hint for a survivor, if its stack shows a known symptom.
+pub(crate) fn for_survivor(survivor: &Survivor) -> Option<Hint> {
+    let frames = match &survivor.stack {
+        Stack::Frames(frames) => frames,
+        Stack::Missing(_) => return None,
+    };
+    if survivor.kind == Kind::Task && frames.is_empty() {
+        return Some(Hint {
+            cause: "the task waits on nothing that can ever wake it (its async trace is empty: `std::future::pending()`, or a `select!` whose every branch is pending forever)".into(),
+            fix: "add a cancellation branch (a token, a shutdown channel) so the task has a way to end, and cancel it when its owner is done".into(),
+            evidence: "empty async trace from tokio's task dump".into(),
+        });
+    }
+    for_frames(frames)
+}
+
+/// The first checklist entry whose symptom appears in `frames`.
+pub(crate) fn for_frames(frames: &[Frame]) -> Option<Hint> {
+    for frame in frames {
+        for rule in RULES {
+            let matched = rule.frames.iter().any(|symptom| frame.function.contains(symptom));
+            let excluded = rule.unless.iter().any(|other| frame.function.contains(other));
+            if matched && !excluded {
+                let at = crate::frames::first_user_frame(frames)
+                    .map(|user| format!(", called from `{}`", user.function))
+                    .unwrap_or_default();
+                return Some(Hint {
+                    cause: rule.cause.to_string(),
+                    fix: rule.fix.to_string(),
+                    evidence: format!("`{}` in the stack{at}", frame.function),
+                });
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(function: &str, library: bool) -> Frame {
+        Frame { function: function.into(), file: None, line: None, library }
+    }
+
+    /// A send blocked in std's channel gets the blocked-send hint, naming its evidence.
+    #[test]
+    fn blocked_send() {
+        let frames = [
+            frame("std::sync::mpmc::zero::Channel<T>::send", true),
+            frame("std::sync::mpsc::SyncSender<T>::send", true),
+            frame("my_tests::reply_worker", false),
+        ];
+        let hint = for_frames(&frames).unwrap();
+        assert!(hint.cause.starts_with("blocked sending"), "{hint:?}");
+        assert!(hint.evidence.contains("my_tests::reply_worker"), "{hint:?}");
+    }
+
+    /// A stack with no known symptom gets no hint rather than a guess.
+    #[test]
+    fn no_guess() {
+        let frames = [frame("my_tests::compute", false), frame("core::ops::function::FnOnce::call_once", true)];
+        assert_eq!(for_frames(&frames), None);
+    }
+
+    /// `recv_timeout` is a bounded wait, not the blocked-receive symptom.
+    #[test]
+    fn timeouts_are_not_blocked_receives() {
+        let frames = [frame("std::sync::mpmc::Receiver<T>::recv_timeout", true)];
+        assert_eq!(for_frames(&frames), None);
+    }
+}

@@ -1,0 +1,212 @@
+//! Fail tests that leak OS threads or tokio tasks, with a report that points at the line to fix.
+//!
+//! leakcheck is the Rust counterpart of Go's [goleak]: a thread or task that a test starts and
+//! that is still alive when the test ends fails the test, with one block per group of identical
+//! survivors saying where each is stuck, where it was created, and the likely cause and fix.
+//!
+//! ```toml
+//! [dev-dependencies]
+//! leakcheck = "0.1"
+//! ```
+//!
+//! # Quick start
+//!
+//! ```
+//! use leakcheck::leak_test;
+//!
+//! #[leak_test]
+//! fn joins_its_worker() {
+//!     let (jobs, inbox) = std::sync::mpsc::channel::<u32>();
+//!     let worker = std::thread::spawn(move || inbox.iter().sum::<u32>());
+//!     jobs.send(2).unwrap();
+//!     drop(jobs); // closing the channel lets the worker finish
+//!     assert_eq!(worker.join().unwrap(), 2);
+//! }
+//!
+//! #[leak_test(flavor = "multi_thread", worker_threads = 2)]
+//! async fn awaits_its_task() {
+//!     let task = tokio::spawn(async { 40 + 2 });
+//!     assert_eq!(task.await.unwrap(), 42);
+//! }
+//! # fn main() {}
+//! ```
+//!
+//! In a plain `#[test]`, or in the middle of a test body:
+//!
+//! ```
+//! #[test]
+//! fn no_leftovers() {
+//!     std::thread::scope(|s| {
+//!         s.spawn(|| ());
+//!     });
+//!     leakcheck::verify_none();
+//! }
+//! # fn main() {}
+//! ```
+//!
+//! # How it works
+//!
+//! - **Threads.** leakcheck interposes `pthread_create` (Linux, glibc): every thread records which
+//!   thread created it and a raw creation backtrace. A test owns exactly the threads its thread
+//!   started, directly or through threads they started, so parallel tests under `cargo test`
+//!   never blame each other, and a clean check costs one lookup of the test's own threads. Where
+//!   interposition does not take effect, it falls back to a before/after diff of the process's
+//!   threads and says so in the report.
+//! - **Tasks.** An async `#[leak_test]` builds the test's runtime, checks its tasks inside it
+//!   before shutting it down (tokio's runtime metrics; spawn sites with `--cfg tokio_unstable`;
+//!   async stacks with the `taskdump` feature too), shuts it down with a bounded wait, then checks
+//!   threads.
+//! - **Settle.** Work that is finishing gets time to finish: a check retries with backoff up to a
+//!   deadline (2 s by default; `#[leak_test(settle = "5s")]`, [`Options::settle`] or
+//!   `LEAKCHECK_SETTLE`). A clean pass never waits.
+//! - **Reports.** Each surviving thread's current stack is captured with a signal (Linux), library
+//!   frames are folded, identical survivors are grouped, and a hint names the likely cause.
+//!
+//! [goleak]: https://github.com/uber-go/goleak
+
+#![warn(missing_docs)]
+
+mod binary;
+mod config;
+mod error;
+mod frames;
+mod hints;
+mod init;
+mod lineage;
+mod options;
+mod report;
+mod settle;
+mod stack;
+mod tasks;
+mod test;
+mod threads;
+mod verify;
+
+#[doc(hidden)]
+#[path = "private.rs"]
+pub mod __private;
+
+pub use error::LeakError;
+pub use leakcheck_macros::leak_test;
+pub use options::Options;
+
+/// Fails (panics) if threads started by the calling thread are still alive after settling.
+///
+/// Inside a `#[leak_test]`, it uses the attribute's options and ignores threads that were alive
+/// when the test started; in a plain `#[test]`, every thread the test's thread started counts.
+///
+/// # Examples
+///
+/// ```
+/// let worker = std::thread::spawn(|| ());
+/// worker.join().unwrap();
+/// leakcheck::verify_none();
+/// ```
+///
+/// # Panics
+///
+/// With the leak report as the message, if threads survived the settle deadline; or if a
+/// `LEAKCHECK_*` environment variable is malformed.
+#[track_caller]
+pub fn verify_none() {
+    if let Err(error) = test::current_options().find() {
+        panic!("{error}");
+    }
+}
+
+/// [`verify_none`] for async code: also checks the current tokio runtime's tasks (not counting
+/// the calling task), and settles without blocking the runtime.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let task = tokio::spawn(async {});
+/// task.await.unwrap();
+/// leakcheck::verify_none_async().await;
+/// # }
+/// ```
+///
+/// # Panics
+///
+/// With the leak report as the message, if threads or tasks survived the settle deadline.
+#[track_caller]
+pub fn verify_none_async() -> impl std::future::Future<Output = ()> {
+    let location = std::panic::Location::caller();
+    async move {
+        if let Err(error) = test::current_options().find_async().await {
+            panic!("{error}\n(leakcheck check at {location})");
+        }
+    }
+}
+
+/// How many threads the process has now (all of them, not just the test's).
+///
+/// Under parallel `cargo test` other tests' threads come and go too; compare counts only where
+/// one test runs at a time (e.g. `cargo nextest`), or use [`verify_none`] for per-test verdicts.
+///
+/// # Examples
+///
+/// ```
+/// let before = leakcheck::thread_count();
+/// assert!(before >= 1);
+/// ```
+pub fn thread_count() -> usize {
+    let tids = threads::process_tids();
+    if tids.is_empty() {
+        // No /proc: what the registry saw being created, plus this thread.
+        lineage::all_live().len() + 1
+    } else {
+        tids.len()
+    }
+}
+
+/// How many tasks the current tokio runtime has alive, or `None` outside a runtime.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// assert_eq!(leakcheck::task_count(), Some(0));
+/// # }
+/// ```
+pub fn task_count() -> Option<usize> {
+    tasks::current_task_count()
+}
+
+/// Makes this test binary check, after all its tests ran, that no thread started by any test is
+/// still alive: the counterpart of goleak's `VerifyTestMain`. Write it once, at the top level of
+/// a test file. The report names, for each survivor, the test that started it, and the process
+/// exits with status 101.
+///
+/// By default only a run whose tests passed is checked; `check_binary!(always)` checks every run.
+/// `check_binary!(options)` takes an [`Options`] expression.
+///
+/// # Examples
+///
+/// ```
+/// leakcheck::check_binary!();
+/// # fn main() {}
+/// ```
+#[macro_export]
+macro_rules! check_binary {
+    () => {
+        $crate::check_binary!(@install $crate::Options::new(), false);
+    };
+    (always) => {
+        $crate::check_binary!(@install $crate::Options::new(), true);
+    };
+    (@install $options:expr, $always:expr) => {
+        const _: () = {
+            #[$crate::__private::ctor::ctor(unsafe, crate_path = $crate::__private::ctor)]
+            fn __leakcheck_check_binary() {
+                $crate::__private::install_binary_check($options, $always);
+            }
+        };
+    };
+    ($options:expr) => {
+        $crate::check_binary!(@install $options, false);
+    };
+}

@@ -1,0 +1,403 @@
+//! [`Options`]: what a check ignores and how long it waits.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::frames::Frame;
+
+/// How a check behaves: settle deadline, ignore rules, report detail.
+///
+/// Built with chained calls from [`Options::new`]; every check ([`Options::find`],
+/// [`Options::verify_none`] and their async forms) reads it, and `#[leak_test(...)]` arguments
+/// build one.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let options = leakcheck::Options::new()
+///     .settle(Duration::from_secs(5))
+///     .ignore_thread("metrics-exporter")
+///     .ignore_top_function("my_crate::logger::run");
+/// options.verify_none();
+/// ```
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub(crate) settle: Option<Duration>,
+    pub(crate) rules: Vec<Rule>,
+    pub(crate) baseline: Option<Arc<Baseline>>,
+    pub(crate) builtin_rules: bool,
+    pub(crate) capture_stacks: Option<bool>,
+    pub(crate) full_stacks: Option<bool>,
+    pub(crate) verbose: Option<bool>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            settle: None,
+            rules: Vec::new(),
+            baseline: None,
+            builtin_rules: true,
+            capture_stacks: None,
+            full_stacks: None,
+            verbose: None,
+        }
+    }
+}
+
+impl Options {
+    /// Options with the defaults: settle deadline from `LEAKCHECK_SETTLE` (else 2 s), no ignore
+    /// rules but the built-in ones, folded stacks.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// leakcheck::Options::new().verify_none();
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How long a check waits for survivors to finish before it reports them (the settle
+    /// deadline). A clean pass never waits; a leak is reported after about this long.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let options = leakcheck::Options::new().settle(std::time::Duration::from_millis(500));
+    /// # options.verify_none();
+    /// ```
+    pub fn settle(mut self, deadline: Duration) -> Self {
+        self.settle = Some(deadline);
+        self
+    }
+
+    /// Ignores threads whose name is `pattern`, or matches it as a glob (`*` any run of
+    /// characters, `?` one). Names are the kernel's (at most 15 bytes on Linux).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let options = leakcheck::Options::new().ignore_thread("pool-*");
+    /// # options.verify_none();
+    /// ```
+    pub fn ignore_thread(mut self, pattern: &str) -> Self {
+        self.rules.push(Rule::ThreadName(pattern.into()));
+        self
+    }
+
+    /// Ignores threads stuck in `function`: the first frame of their current stack outside std,
+    /// tokio and other libraries (the frame a report marks as "stuck in"). A path matches by its
+    /// trailing segments: `logger::run` matches `my_crate::logger::run`. Needs stack capture.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let options = leakcheck::Options::new().ignore_top_function("logger::run");
+    /// # options.verify_none();
+    /// ```
+    pub fn ignore_top_function(mut self, function: &str) -> Self {
+        self.rules.push(Rule::TopFunction(function.into()));
+        self
+    }
+
+    /// Ignores threads that have `function` anywhere in their current stack (std and library
+    /// frames included, e.g. `tokio::runtime::blocking::pool`). Needs stack capture.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let options = leakcheck::Options::new().ignore_any_function("metrics::exporter::serve");
+    /// # options.verify_none();
+    /// ```
+    pub fn ignore_any_function(mut self, function: &str) -> Self {
+        self.rules.push(Rule::AnyFunction(function.into()));
+        self
+    }
+
+    /// Ignores threads created by `creator`: a function in their creation backtrace
+    /// (`my_crate::pool::start`) or a creation site (`src/pool.rs:40`, `src/pool.rs`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let options = leakcheck::Options::new().ignore_creator("my_crate::pool::start");
+    /// # options.verify_none();
+    /// ```
+    pub fn ignore_creator(mut self, creator: &str) -> Self {
+        self.rules.push(Rule::Creator(creator.into()));
+        self
+    }
+
+    /// Ignores tokio tasks spawned at `site` (`src/server.rs:88` or `src/server.rs`). Spawn sites
+    /// are known only in builds with `--cfg tokio_unstable`; elsewhere the rule cannot match.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let options = leakcheck::Options::new().ignore_spawn_site("src/server.rs:88");
+    /// # options.verify_none();
+    /// ```
+    pub fn ignore_spawn_site(mut self, site: &str) -> Self {
+        self.rules.push(Rule::SpawnSite(site.into()));
+        self
+    }
+
+    /// Takes everything alive now as the baseline: threads (and, in [`Options::find_async`], the
+    /// current runtime's tasks) that exist when this is called are never reported.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let _global_pool = std::thread::spawn(|| std::thread::sleep(std::time::Duration::from_millis(50)));
+    /// let options = leakcheck::Options::new().ignore_current();
+    /// options.verify_none();
+    /// ```
+    pub fn ignore_current(mut self) -> Self {
+        self.baseline = Some(Arc::new(Baseline::now()));
+        self
+    }
+
+    /// Turns the built-in ignore rules on (the default) or off; see the README for the list.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let options = leakcheck::Options::new().builtin_rules(false);
+    /// # options.verify_none();
+    /// ```
+    pub fn builtin_rules(mut self, on: bool) -> Self {
+        self.builtin_rules = on;
+        self
+    }
+
+    /// Whether reports capture each surviving thread's current stack (default: on, unless
+    /// `LEAKCHECK_STACKS=off`). Capture signals the thread; turn it off under a debugger that
+    /// stops on every signal.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let options = leakcheck::Options::new().capture_stacks(false);
+    /// # options.verify_none();
+    /// ```
+    pub fn capture_stacks(mut self, on: bool) -> Self {
+        self.capture_stacks = Some(on);
+        self
+    }
+
+    /// Whether reports print whole stacks instead of folding library frames (default: off, unless
+    /// `LEAKCHECK_FULL_STACKS=1`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let options = leakcheck::Options::new().full_stacks(true);
+    /// # options.verify_none();
+    /// ```
+    pub fn full_stacks(mut self, on: bool) -> Self {
+        self.full_stacks = Some(on);
+        self
+    }
+
+    /// Whether reports also list the survivors that ignore rules hid, with the rule that hid each
+    /// (default: off, unless `LEAKCHECK_VERBOSE=1`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let options = leakcheck::Options::new().verbose(true);
+    /// # options.verify_none();
+    /// ```
+    pub fn verbose(mut self, on: bool) -> Self {
+        self.verbose = Some(on);
+        self
+    }
+
+    /// Rules that need the survivor's current stack.
+    pub(crate) fn needs_stacks(&self) -> bool {
+        self.builtin_rules
+            || self
+                .rules
+                .iter()
+                .any(|rule| matches!(rule, Rule::TopFunction(_) | Rule::AnyFunction(_)))
+    }
+}
+
+/// Everything alive when [`Options::ignore_current`] was called.
+#[derive(Debug, Default)]
+pub(crate) struct Baseline {
+    /// Lineage node uids of live threads.
+    pub(crate) threads: HashSet<u64>,
+    /// Kernel thread ids, for threads the lineage registry did not see being created.
+    pub(crate) tids: HashSet<i32>,
+    /// Ids of the current runtime's live tasks, where known (`--cfg tokio_unstable`).
+    pub(crate) tasks: HashSet<u64>,
+    /// The current runtime's live task count, for builds without task ids.
+    pub(crate) task_count: Option<usize>,
+}
+
+impl Baseline {
+    fn now() -> Baseline {
+        Baseline {
+            threads: crate::lineage::all_live().iter().map(|node| node.uid).collect(),
+            tids: crate::threads::process_tids().into_iter().collect(),
+            tasks: crate::tasks::current_task_ids().into_iter().collect(),
+            task_count: crate::tasks::current_task_count(),
+        }
+    }
+}
+
+/// One reason not to report a survivor.
+#[derive(Clone, Debug)]
+pub(crate) enum Rule {
+    ThreadName(Box<str>),
+    TopFunction(Box<str>),
+    AnyFunction(Box<str>),
+    Creator(Box<str>),
+    SpawnSite(Box<str>),
+}
+
+/// What a rule can look at.
+pub(crate) struct Subject<'a> {
+    pub(crate) name: Option<&'a str>,
+    /// Current stack, resolved; `None` when not captured.
+    pub(crate) stack: Option<&'a [Frame]>,
+    /// Creation backtrace, resolved (threads).
+    pub(crate) created_at: &'a [Frame],
+    /// `file:line` where the task was spawned (tasks).
+    pub(crate) spawn_site: Option<&'a str>,
+}
+
+impl Rule {
+    /// A short text for verbose reports: `ignore_thread("pool-*")`.
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            Rule::ThreadName(p) => format!("ignore_thread({p:?})"),
+            Rule::TopFunction(p) => format!("ignore_top_function({p:?})"),
+            Rule::AnyFunction(p) => format!("ignore_any_function({p:?})"),
+            Rule::Creator(p) => format!("ignore_creator({p:?})"),
+            Rule::SpawnSite(p) => format!("ignore_spawn_site({p:?})"),
+        }
+    }
+
+    pub(crate) fn matches(&self, subject: &Subject<'_>) -> bool {
+        match self {
+            Rule::ThreadName(pattern) => subject.name.is_some_and(|name| glob(pattern, name)),
+            Rule::TopFunction(pattern) => subject
+                .stack
+                .and_then(crate::frames::first_user_frame)
+                .is_some_and(|frame| function_matches(pattern, &frame.function)),
+            Rule::AnyFunction(pattern) => subject
+                .stack
+                .is_some_and(|stack| stack.iter().any(|frame| function_matches(pattern, &frame.function))),
+            Rule::Creator(pattern) => subject.created_at.iter().any(|frame| {
+                function_matches(pattern, &frame.function)
+                    || crate::frames::short_location(frame).is_some_and(|site| site_matches(pattern, &site))
+            }),
+            Rule::SpawnSite(pattern) => subject.spawn_site.is_some_and(|site| site_matches(pattern, site)),
+        }
+    }
+}
+
+/// A built-in ignore rule: a named predicate over a survivor.
+pub(crate) struct Builtin {
+    pub(crate) name: &'static str,
+    pub(crate) matches: fn(&Subject<'_>) -> bool,
+}
+
+/// The rules [`Options::builtin_rules`] turns on.
+pub(crate) const BUILTINS: &[Builtin] = &[Builtin {
+    name: "tokio_idle_blocking_thread",
+    matches: tokio_idle_blocking_thread,
+}];
+
+/// A tokio blocking-pool thread parked waiting for work. Harmless: it belongs to a runtime that
+/// is still alive (a shared or global one), holds no user work, and exits by itself after the
+/// pool's keep-alive (10 s by default) or when its runtime shuts down. A pool thread still running
+/// a `spawn_blocking` closure is *not* matched: its stack shows the closure, not the idle wait.
+fn tokio_idle_blocking_thread(subject: &Subject<'_>) -> bool {
+    subject.stack.is_some_and(|stack| {
+        let in_pool = stack
+            .iter()
+            .any(|frame| frame.function.contains("tokio::runtime::blocking::pool::Inner::run"));
+        let running_work = stack.iter().any(|frame| {
+            frame.function.contains("blocking::task::BlockingTask")
+                || frame.function.contains("tokio::runtime::blocking::pool::Task::run")
+        });
+        in_pool && !running_work
+    })
+}
+
+/// `pattern` matches `name` exactly or as a glob with `*` and `?`.
+pub(crate) fn glob(pattern: &str, name: &str) -> bool {
+    fn go(pattern: &[u8], name: &[u8]) -> bool {
+        match (pattern.split_first(), name.split_first()) {
+            (None, None) => true,
+            (Some((b'*', rest)), _) => go(rest, name) || (!name.is_empty() && go(pattern, &name[1..])),
+            (Some((b'?', rest)), Some((_, name_rest))) => go(rest, name_rest),
+            (Some((p, rest)), Some((n, name_rest))) => p == n && go(rest, name_rest),
+            _ => false,
+        }
+    }
+    go(pattern.as_bytes(), name.as_bytes())
+}
+
+/// `pattern` names `function` by its trailing path segments (closures ignored), or as a glob.
+pub(crate) fn function_matches(pattern: &str, function: &str) -> bool {
+    let function = function.replace("::{{closure}}", "");
+    if pattern.contains(['*', '?']) {
+        return glob(pattern, &function);
+    }
+    function == pattern || function.ends_with(&format!("::{pattern}"))
+}
+
+/// `pattern` names `site` (`file:line`) exactly, by a trailing path (`pool.rs:40`), or by its file.
+pub(crate) fn site_matches(pattern: &str, site: &str) -> bool {
+    if pattern.contains(['*', '?']) {
+        return glob(pattern, site);
+    }
+    let file = site.rsplit_once(':').map_or(site, |(file, _)| file);
+    [site, file].iter().any(|candidate| {
+        *candidate == pattern || candidate.ends_with(&format!("/{pattern}"))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Globs match whole names, with `*` and `?`.
+    #[test]
+    fn globs() {
+        assert!(glob("pool-*", "pool-3"));
+        assert!(glob("pool-?", "pool-3"));
+        assert!(!glob("pool-?", "pool-33"));
+        assert!(glob("logger", "logger"));
+        assert!(!glob("logger", "logger-2"));
+        assert!(glob("*worker*", "tokio-worker-1"));
+    }
+
+    /// Function patterns match by trailing segments, ignoring closures, never by substring.
+    #[test]
+    fn functions() {
+        assert!(function_matches("logger::run", "my_crate::logger::run"));
+        assert!(function_matches("logger::run", "my_crate::logger::run::{{closure}}"));
+        assert!(function_matches("my_crate::logger::run", "my_crate::logger::run"));
+        assert!(!function_matches("run", "my_crate::logger::rerun"));
+        assert!(function_matches("my_crate::*", "my_crate::logger::run"));
+    }
+
+    /// Site patterns match a whole site, a trailing path, or the file alone.
+    #[test]
+    fn sites() {
+        assert!(site_matches("tests/pool.rs:40", "tests/pool.rs:40"));
+        assert!(site_matches("pool.rs:40", "tests/pool.rs:40"));
+        assert!(site_matches("tests/pool.rs", "tests/pool.rs:40"));
+        assert!(!site_matches("pool.rs:4", "tests/pool.rs:40"));
+        assert!(!site_matches("ool.rs", "tests/pool.rs:40"));
+    }
+}

@@ -1,0 +1,412 @@
+//! The leak report: survivors grouped by where they are stuck and where they came from, rendered
+//! like a compiler error, and optionally appended as one JSON line to `LEAKCHECK_JSON`.
+
+use std::collections::BTreeMap;
+use std::fmt::{self, Write as _};
+use std::time::Duration;
+
+use crate::frames::{self, Frame};
+use crate::hints::Hint;
+use crate::stack::KernelWait;
+
+/// Threads or tasks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Kind {
+    Thread,
+    Task,
+}
+
+impl Kind {
+    fn noun(self, count: usize) -> &'static str {
+        match (self, count) {
+            (Kind::Thread, 1) => "thread",
+            (Kind::Thread, _) => "threads",
+            (Kind::Task, 1) => "task",
+            (Kind::Task, _) => "tasks",
+        }
+    }
+}
+
+/// A survivor's current stack (thread) or async trace (task), or why there is none.
+#[derive(Clone, Debug)]
+pub(crate) enum Stack {
+    Frames(Vec<Frame>),
+    Missing(String),
+}
+
+/// One thread or task that outlived its test.
+#[derive(Clone, Debug)]
+pub(crate) struct Survivor {
+    pub(crate) kind: Kind,
+    pub(crate) name: Option<String>,
+    /// Kernel thread id, or tokio task id (0 when unknown).
+    pub(crate) id: u64,
+    pub(crate) kernel: Option<KernelWait>,
+    pub(crate) stack: Stack,
+    /// Creation backtrace (threads), caller first.
+    pub(crate) created_at: Vec<Frame>,
+    /// Name of the thread that created it.
+    pub(crate) creator: Option<String>,
+    /// Name of the test thread it descends from (whole-binary check).
+    pub(crate) test: Option<String>,
+    /// `file:line` of the `tokio::spawn` call (tasks, `--cfg tokio_unstable`).
+    pub(crate) spawn_site: Option<String>,
+    pub(crate) hint: Option<Hint>,
+}
+
+impl Survivor {
+    /// The frame where it is stuck: the first frame in the user's code.
+    pub(crate) fn stuck_frame(&self) -> Option<&Frame> {
+        match &self.stack {
+            Stack::Frames(frames) => frames::first_user_frame(frames),
+            Stack::Missing(_) => None,
+        }
+    }
+
+    /// Where it was created: the first user frame of the creation backtrace, or the spawn site.
+    pub(crate) fn origin(&self) -> Option<String> {
+        if let Some(site) = &self.spawn_site {
+            return Some(site.clone());
+        }
+        let frame = frames::first_user_frame(&self.created_at)?;
+        let location = frames::short_location(frame);
+        Some(match location {
+            Some(location) => format!("{location} in {}", frame.function),
+            None => frame.function.clone(),
+        })
+    }
+
+    fn group_key(&self) -> (Kind, Option<String>, Option<String>, Option<String>, Option<String>) {
+        let stuck = self.stuck_frame().map(|frame| {
+            format!("{}@{}", frame.function, frames::short_location(frame).unwrap_or_default())
+        });
+        (self.kind, self.name.clone(), stuck, self.origin(), self.test.clone())
+    }
+}
+
+/// A survivor an ignore rule hid, for verbose reports.
+#[derive(Clone, Debug)]
+pub(crate) struct Hidden {
+    pub(crate) survivor: Survivor,
+    pub(crate) rule: String,
+}
+
+/// Tasks known only by count (builds without `--cfg tokio_unstable`).
+#[derive(Clone, Debug)]
+pub(crate) struct TaskCount {
+    pub(crate) alive: usize,
+}
+
+/// Everything one failed check found.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Report {
+    /// The test (or check) the survivors are blamed on.
+    pub(crate) test: String,
+    pub(crate) survivors: Vec<Survivor>,
+    pub(crate) task_count: Option<TaskCount>,
+    pub(crate) hidden: Vec<Hidden>,
+    /// Limits of this run that the reader must know (fallback mode, missing detail).
+    pub(crate) notes: Vec<String>,
+    pub(crate) settle: Duration,
+    pub(crate) full_stacks: bool,
+    pub(crate) verbose: bool,
+    /// Whether each group names the test that started it (whole-binary check).
+    pub(crate) name_tests: bool,
+}
+
+impl Report {
+    /// Whether anything leaked.
+    pub(crate) fn is_leak(&self) -> bool {
+        !self.survivors.is_empty() || self.task_count.as_ref().is_some_and(|t| t.alive > 0)
+    }
+
+    fn counts(&self) -> (usize, usize) {
+        let threads = self.survivors.iter().filter(|s| s.kind == Kind::Thread).count();
+        let tasks = self.survivors.iter().filter(|s| s.kind == Kind::Task).count()
+            + self.task_count.as_ref().map_or(0, |t| t.alive);
+        (threads, tasks)
+    }
+
+    /// `3 threads`, `1 thread and 2 tasks`.
+    pub(crate) fn summary(&self) -> String {
+        let (threads, tasks) = self.counts();
+        let mut parts = Vec::new();
+        if threads > 0 {
+            parts.push(format!("{threads} {}", Kind::Thread.noun(threads)));
+        }
+        if tasks > 0 {
+            parts.push(format!("{tasks} {}", Kind::Task.noun(tasks)));
+        }
+        parts.join(" and ")
+    }
+
+    /// Survivors grouped: same kind, name, stuck frame and origin.
+    fn groups(&self) -> Vec<Vec<&Survivor>> {
+        let mut groups: BTreeMap<_, Vec<&Survivor>> = BTreeMap::new();
+        for survivor in &self.survivors {
+            groups.entry(survivor.group_key()).or_default().push(survivor);
+        }
+        let mut groups: Vec<_> = groups.into_values().collect();
+        groups.sort_by_key(|group| std::cmp::Reverse(group.len()));
+        groups
+    }
+
+    /// Appends the report as one JSON line to the file `LEAKCHECK_JSON` names, if any.
+    pub(crate) fn write_json(&self) -> Result<(), String> {
+        let Some(path) = crate::config::get().ok().and_then(|config| config.json.clone()) else {
+            return Ok(());
+        };
+        let line = self.to_json();
+        use std::io::Write as _;
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|mut file| file.write_all(line.as_bytes()))
+            .map_err(|error| format!("leakcheck: cannot append to `LEAKCHECK_JSON={}`: {error}", path.display()))
+    }
+
+    /// The report as one JSON object and a newline.
+    pub(crate) fn to_json(&self) -> String {
+        let mut out = String::from("{");
+        let _ = write!(out, "\"test\":{},\"survivors\":[", json_str(&self.test));
+        for (i, survivor) in self.survivors.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push('{');
+            let kind = match survivor.kind {
+                Kind::Thread => "thread",
+                Kind::Task => "task",
+            };
+            let _ = write!(out, "\"kind\":\"{kind}\",\"id\":{}", survivor.id);
+            let _ = write!(out, ",\"name\":{}", json_opt(survivor.name.as_deref()));
+            match survivor.stuck_frame() {
+                Some(frame) => {
+                    let _ = write!(
+                        out,
+                        ",\"stuck\":{{\"function\":{},\"location\":{}}}",
+                        json_str(&frame.function),
+                        json_opt(frames::short_location(frame).as_deref())
+                    );
+                }
+                None => out.push_str(",\"stuck\":null"),
+            }
+            let _ = write!(out, ",\"origin\":{}", json_opt(survivor.origin().as_deref()));
+            let _ = write!(out, ",\"creator\":{}", json_opt(survivor.creator.as_deref()));
+            let _ = write!(out, ",\"spawn_site\":{}", json_opt(survivor.spawn_site.as_deref()));
+            let state = survivor.kernel.as_ref().and_then(|k| k.state.map(String::from));
+            let wchan = survivor.kernel.as_ref().and_then(|k| k.wchan.clone());
+            let _ = write!(out, ",\"state\":{},\"wchan\":{}", json_opt(state.as_deref()), json_opt(wchan.as_deref()));
+            match &survivor.hint {
+                Some(hint) => {
+                    let _ = write!(
+                        out,
+                        ",\"hint\":{{\"cause\":{},\"fix\":{},\"evidence\":{}}}",
+                        json_str(&hint.cause),
+                        json_str(&hint.fix),
+                        json_str(&hint.evidence)
+                    );
+                }
+                None => out.push_str(",\"hint\":null"),
+            }
+            out.push('}');
+        }
+        out.push(']');
+        let _ = write!(
+            out,
+            ",\"task_count\":{}",
+            self.task_count.as_ref().map_or("null".to_string(), |t| t.alive.to_string())
+        );
+        out.push_str("}\n");
+        out
+    }
+}
+
+fn json_opt(value: Option<&str>) -> String {
+    value.map_or_else(|| "null".to_string(), json_str)
+}
+
+fn json_str(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// How many ids a group lists before it says "and N more".
+const IDS_SHOWN: usize = 8;
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "leakcheck: {} leaked by `{}`", self.summary(), self.test)?;
+        for group in self.groups() {
+            writeln!(f)?;
+            render_group(f, &group, self.full_stacks, self.name_tests)?;
+        }
+        if let Some(count) = &self.task_count {
+            if count.alive > 0 {
+                writeln!(f)?;
+                writeln!(
+                    f,
+                    "{} {} still alive in the test's runtime (count from tokio's runtime metrics)",
+                    count.alive,
+                    Kind::Task.noun(count.alive)
+                )?;
+                writeln!(f, "   {}", crate::tasks::MORE_DETAIL)?;
+            }
+        }
+        if self.verbose && !self.hidden.is_empty() {
+            writeln!(f)?;
+            writeln!(f, "hidden by ignore rules:")?;
+            for hidden in &self.hidden {
+                writeln!(f, "   {} ({})", describe_one(&hidden.survivor), hidden.rule)?;
+            }
+        }
+        writeln!(f)?;
+        writeln!(
+            f,
+            "note: waited {:?} for them to finish (settle deadline: `#[leak_test(settle = \"5s\")]`, \
+             `Options::settle` or `LEAKCHECK_SETTLE`)",
+            self.settle
+        )?;
+        for note in &self.notes {
+            writeln!(f, "note: {note}")?;
+        }
+        Ok(())
+    }
+}
+
+fn describe_one(survivor: &Survivor) -> String {
+    let mut text = format!("{} {}", survivor.kind.noun(1), survivor.id);
+    if let Some(name) = &survivor.name {
+        let _ = write!(text, " {name:?}");
+    }
+    if let Some(frame) = survivor.stuck_frame() {
+        let _ = write!(text, " stuck in {}", frame.function);
+    }
+    text
+}
+
+fn render_group(f: &mut fmt::Formatter<'_>, group: &[&Survivor], full_stacks: bool, name_tests: bool) -> fmt::Result {
+    let first = group[0];
+    let count = group.len();
+    let noun = first.kind.noun(count);
+    let name = first.name.as_ref().map(|name| format!(" {name:?}")).unwrap_or_default();
+    let id_label = match first.kind {
+        Kind::Thread => "tid",
+        Kind::Task => "id",
+    };
+    let mut ids: Vec<String> = group.iter().filter(|s| s.id != 0).map(|s| s.id.to_string()).collect();
+    let more = ids.len().saturating_sub(IDS_SHOWN);
+    ids.truncate(IDS_SHOWN);
+    let mut ids = if ids.is_empty() {
+        String::new()
+    } else {
+        format!(" ({id_label}{} {}", if count > 1 { "s" } else { "" }, ids.join(", "))
+    };
+    if more > 0 {
+        let _ = write!(ids, " and {more} more");
+    }
+    if !ids.is_empty() {
+        ids.push(')');
+    }
+    let state = first.kernel.as_ref().map(kernel_text).unwrap_or_default();
+    writeln!(f, "×{count} {noun}{name}{ids}{state}")?;
+
+    match (&first.stack, first.stuck_frame()) {
+        (_, Some(frame)) => writeln!(f, "   stuck in   {}", frame_text(frame))?,
+        (Stack::Frames(frames), None) if frames.is_empty() && first.kind == Kind::Task => writeln!(
+            f,
+            "   stuck in   nothing: its async trace is empty, so no resource can ever wake it \
+             (e.g. `std::future::pending()`)"
+        )?,
+        (Stack::Frames(_), None) => writeln!(f, "   stuck in   library code only (see the stack)")?,
+        (Stack::Missing(why), None) => writeln!(f, "   stuck in   unknown: {why}")?,
+    }
+    if let Some(origin) = first.origin() {
+        let verb = if first.spawn_site.is_some() { "spawned at" } else { "created at" };
+        let by = first.creator.as_ref().map(|c| format!(", by thread {c:?}")).unwrap_or_default();
+        writeln!(f, "   {verb} {origin}{by}")?;
+    }
+    if let Some(test) = first.test.as_ref().filter(|_| name_tests) {
+        writeln!(f, "   started by test `{test}`")?;
+    }
+    if let Some(hint) = &first.hint {
+        writeln!(f, "   cause: {}", hint.cause)?;
+        writeln!(f, "   fix:   {}", hint.fix)?;
+        writeln!(f, "   evidence: {}", hint.evidence)?;
+    }
+    if let Stack::Frames(frames) = &first.stack {
+        if !frames.is_empty() {
+            let label = match (first.kind, full_stacks) {
+                (Kind::Thread, false) => "stack (library frames folded; LEAKCHECK_FULL_STACKS=1 shows all):",
+                (Kind::Thread, true) => "stack:",
+                (Kind::Task, false) => "async trace (library frames folded):",
+                (Kind::Task, true) => "async trace:",
+            };
+            writeln!(f, "   {label}")?;
+            render_frames(f, frames, first.stuck_frame(), full_stacks)?;
+        }
+    }
+    Ok(())
+}
+
+/// `, sleeping in futex_wait_queue (syscall futex)`.
+fn kernel_text(kernel: &KernelWait) -> String {
+    let state = match kernel.state {
+        Some('S') => "sleeping",
+        Some('D') => "in uninterruptible wait",
+        Some('R') => "running",
+        Some('T') | Some('t') => "stopped",
+        Some('Z') => "exiting",
+        _ => return String::new(),
+    };
+    let mut text = format!(", {state}");
+    let detail: Vec<&str> = [kernel.wchan.as_deref(), kernel.syscall.as_deref()].into_iter().flatten().collect();
+    if !detail.is_empty() && state != "running" {
+        let _ = write!(text, " in {}", detail.join(", syscall "));
+    }
+    text
+}
+
+fn frame_text(frame: &Frame) -> String {
+    match frames::short_location(frame) {
+        Some(location) => format!("{} at {location}", frame.function),
+        None => frame.function.clone(),
+    }
+}
+
+fn render_frames(f: &mut fmt::Formatter<'_>, frames: &[Frame], stuck: Option<&Frame>, full: bool) -> fmt::Result {
+    let mut folded = 0;
+    let flush = |f: &mut fmt::Formatter<'_>, folded: &mut usize| -> fmt::Result {
+        if *folded > 0 {
+            writeln!(f, "         ... {} library frame{}", folded, if *folded == 1 { "" } else { "s" })?;
+            *folded = 0;
+        }
+        Ok(())
+    };
+    for frame in frames {
+        if frame.library && !full {
+            folded += 1;
+            continue;
+        }
+        flush(f, &mut folded)?;
+        let marker = if stuck.is_some_and(|s| std::ptr::eq(s, frame)) { "→" } else { " " };
+        writeln!(f, "       {marker} {}", frame_text(frame))?;
+    }
+    flush(f, &mut folded)
+}

@@ -1,0 +1,326 @@
+//! Task survivors: tokio tasks that outlive their test.
+//!
+//! Three levels of detail, chosen by how the user builds:
+//!
+//! - stable: `Handle::metrics().num_alive_tasks()`, a count per runtime;
+//! - `--cfg tokio_unstable`: runtimes leakcheck builds register `on_task_spawn` /
+//!   `on_task_terminate` hooks, so each survivor has an id and a spawn site;
+//! - that plus the `taskdump` feature: `Handle::dump()`, guarded by a watchdog (a dump on a
+//!   multi_thread runtime can hang, and tokio's own timer stalls while it runs), gives each
+//!   survivor an async trace. A dump that does not finish in time degrades to the level below.
+//!
+//! Tasks are checked inside the runtime, before it shuts down: dropping a runtime drops its tasks.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::options::Options;
+use crate::__private::{Flavor, Runtime};
+use crate::report::{Hidden, TaskCount};
+#[cfg(tokio_unstable)]
+use crate::report::{Kind, Stack, Survivor};
+
+/// What a stable build's report says about getting more detail.
+pub(crate) const MORE_DETAIL: &str = "for spawn sites, build with `--cfg tokio_unstable` \
+(`RUSTFLAGS=\"--cfg tokio_unstable\" cargo test`, or in `.cargo/config.toml`: \
+`[build] rustflags = [\"--cfg\", \"tokio_unstable\"]`); for async stacks, also enable leakcheck's \
+`taskdump` feature";
+
+/// How long a task dump may take before the report goes on without it.
+#[cfg(all(tokio_unstable, feature = "taskdump"))]
+const DUMP_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Live tasks of one runtime that leakcheck built, from its spawn hooks.
+#[derive(Default)]
+pub(crate) struct Probe {
+    #[cfg(tokio_unstable)]
+    live: Mutex<std::collections::HashMap<u64, &'static std::panic::Location<'static>>>,
+}
+
+#[cfg(tokio_unstable)]
+fn task_id(id: tokio::task::Id) -> u64 {
+    id.to_string().parse().unwrap_or(0)
+}
+
+/// Builds the runtime of an async `#[leak_test]`. The ids of its threads are added to
+/// `runtime_threads` as they start (they are the test's own until it shuts the runtime down).
+pub(crate) fn build_runtime(
+    config: Runtime,
+    runtime_threads: Arc<Mutex<HashSet<u64>>>,
+) -> std::io::Result<(tokio::runtime::Runtime, Arc<Probe>)> {
+    let mut builder = match config.flavor {
+        Flavor::CurrentThread => tokio::runtime::Builder::new_current_thread(),
+        Flavor::MultiThread => tokio::runtime::Builder::new_multi_thread(),
+    };
+    if let Some(workers) = config.worker_threads {
+        builder.worker_threads(workers);
+    }
+    builder.enable_all().start_paused(config.start_paused);
+    builder.on_thread_start(move || {
+        let uid = crate::lineage::current().uid;
+        runtime_threads.lock().unwrap_or_else(|e| e.into_inner()).insert(uid);
+    });
+    let probe = Arc::new(Probe::default());
+    #[cfg(tokio_unstable)]
+    {
+        let spawned = probe.clone();
+        builder.on_task_spawn(move |meta| {
+            spawned.live.lock().unwrap_or_else(|e| e.into_inner()).insert(task_id(meta.id()), meta.spawned_at());
+        });
+        let terminated = probe.clone();
+        builder.on_task_terminate(move |meta| {
+            terminated.live.lock().unwrap_or_else(|e| e.into_inner()).remove(&task_id(meta.id()));
+        });
+    }
+    let runtime = builder.build()?;
+    #[cfg(tokio_unstable)]
+    probes().insert(runtime.handle().id(), probe.clone());
+    Ok((runtime, probe))
+}
+
+/// Forgets a runtime's probe once the runtime is gone.
+pub(crate) fn forget_runtime(runtime: &tokio::runtime::Runtime) {
+    #[cfg(tokio_unstable)]
+    probes().remove(&runtime.handle().id());
+    let _ = runtime;
+}
+
+#[cfg(tokio_unstable)]
+fn probes() -> std::sync::MutexGuard<'static, std::collections::HashMap<tokio::runtime::Id, Arc<Probe>>> {
+    static PROBES: std::sync::LazyLock<Mutex<std::collections::HashMap<tokio::runtime::Id, Arc<Probe>>>> =
+        std::sync::LazyLock::new(Default::default);
+    PROBES.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The probe of the runtime the caller runs on, if leakcheck built it.
+fn current_probe() -> Option<Arc<Probe>> {
+    #[cfg(tokio_unstable)]
+    {
+        let handle = tokio::runtime::Handle::try_current().ok()?;
+        return probes().get(&handle.id()).cloned();
+    }
+    #[allow(unreachable_code)]
+    None
+}
+
+/// Ids of the current runtime's live tasks, where known.
+pub(crate) fn current_task_ids() -> Vec<u64> {
+    #[cfg(tokio_unstable)]
+    if let Some(probe) = current_probe() {
+        return probe.live.lock().unwrap_or_else(|e| e.into_inner()).keys().copied().collect();
+    }
+    Vec::new()
+}
+
+/// The current runtime's live task count, if called inside a runtime.
+pub(crate) fn current_task_count() -> Option<usize> {
+    let handle = tokio::runtime::Handle::try_current().ok()?;
+    Some(handle.metrics().num_alive_tasks())
+}
+
+/// Which tasks a check owns: those of the current runtime, minus a baseline and the caller.
+pub(crate) struct TaskScope {
+    handle: tokio::runtime::Handle,
+    probe: Option<Arc<Probe>>,
+    baseline_ids: HashSet<u64>,
+    baseline_count: usize,
+}
+
+impl TaskScope {
+    /// The current runtime's tasks from now on, or `None` outside a runtime.
+    pub(crate) fn enter() -> Option<TaskScope> {
+        let handle = tokio::runtime::Handle::try_current().ok()?;
+        let own = usize::from(tokio::task::try_id().is_some());
+        Some(TaskScope {
+            baseline_count: handle.metrics().num_alive_tasks().saturating_sub(own),
+            baseline_ids: current_task_ids().into_iter().collect(),
+            probe: current_probe(),
+            handle,
+        })
+    }
+
+    /// Tasks alive at the test's entry (stable builds, which have no task ids).
+    pub(crate) fn set_baseline_count(&mut self, count: usize) {
+        self.baseline_count = count;
+    }
+
+    /// The current runtime's tasks, all of them counting (a plain test without entry snapshot).
+    pub(crate) fn unentered() -> Option<TaskScope> {
+        let handle = tokio::runtime::Handle::try_current().ok()?;
+        Some(TaskScope { baseline_count: 0, baseline_ids: HashSet::new(), probe: current_probe(), handle })
+    }
+}
+
+/// What the task side of a check found.
+#[derive(Default)]
+pub(crate) struct TaskFindings {
+    #[cfg(tokio_unstable)]
+    pub(crate) survivors: Vec<Survivor>,
+    pub(crate) count: Option<TaskCount>,
+    pub(crate) hidden: Vec<Hidden>,
+    pub(crate) notes: Vec<String>,
+}
+
+impl TaskFindings {
+    pub(crate) fn is_empty(&self) -> bool {
+        #[cfg(tokio_unstable)]
+        if !self.survivors.is_empty() {
+            return false;
+        }
+        self.count.as_ref().is_none_or(|count| count.alive == 0)
+    }
+
+    /// Moves the findings into a report.
+    pub(crate) fn into_report(self, report: &mut crate::report::Report) {
+        #[cfg(tokio_unstable)]
+        report.survivors.extend(self.survivors);
+        report.task_count = self.count.filter(|count| count.alive > 0);
+        report.hidden.extend(self.hidden);
+        report.notes.extend(self.notes);
+    }
+}
+
+/// One look: the survivors' ids (or, without ids, one entry per surviving task).
+fn look(scope: &TaskScope, options: &Options) -> Vec<u64> {
+    let own = tokio::task::try_id();
+    #[cfg(tokio_unstable)]
+    if let Some(probe) = &scope.probe {
+        let own = own.map(task_id);
+        let baseline = options.baseline.as_deref();
+        return probe
+            .live
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .copied()
+            .filter(|id| Some(*id) != own && !scope.baseline_ids.contains(id))
+            .filter(|id| !baseline.is_some_and(|b| b.tasks.contains(id)))
+            .collect();
+    }
+    let alive = scope.handle.metrics().num_alive_tasks().saturating_sub(usize::from(own.is_some()));
+    let baseline = options.baseline.as_deref().and_then(|b| b.task_count).unwrap_or(0);
+    let _ = &scope.baseline_ids;
+    vec![0; alive.saturating_sub(scope.baseline_count.max(baseline))]
+}
+
+/// Settles (asynchronously) and reports the tasks of `scope` still alive.
+pub(crate) async fn find(scope: &TaskScope, options: &Options, settle: Duration) -> TaskFindings {
+    let survivors = crate::settle::settle_async(settle, || look(scope, options)).await;
+    if survivors.is_empty() {
+        return TaskFindings::default();
+    }
+    describe(scope, options, survivors).await
+}
+
+#[cfg(not(tokio_unstable))]
+async fn describe(_scope: &TaskScope, _options: &Options, survivors: Vec<u64>) -> TaskFindings {
+    TaskFindings { count: Some(TaskCount { alive: survivors.len() }), ..TaskFindings::default() }
+}
+
+#[cfg(tokio_unstable)]
+async fn describe(scope: &TaskScope, options: &Options, ids: Vec<u64>) -> TaskFindings {
+    let Some(probe) = &scope.probe else {
+        return TaskFindings {
+            count: Some(TaskCount { alive: ids.len() }),
+            notes: vec!["spawn sites are recorded only on runtimes that leakcheck builds: use \
+                         `#[leak_test]` on the async test (above `#[tokio::test]`, if any)"
+                .into()],
+            ..TaskFindings::default()
+        };
+    };
+    let sites: Vec<Option<String>> = {
+        let live = probe.live.lock().unwrap_or_else(|e| e.into_inner());
+        ids.iter()
+            .map(|id| live.get(id).map(|loc| format!("{}:{}", crate::frames::relative_path(loc.file()), loc.line())))
+            .collect()
+    };
+    let (mut traces, mut notes) = dump(scope, &ids).await;
+    let mut findings = TaskFindings::default();
+    for (id, site) in ids.iter().zip(sites) {
+        let stack = match traces.remove(id) {
+            Some(frames) => Stack::Frames(frames),
+            None if cfg!(feature = "taskdump") => Stack::Missing("not in the task dump".into()),
+            None => Stack::Missing(
+                "no async trace: enable leakcheck's `taskdump` feature (with `--cfg tokio_unstable`)".into(),
+            ),
+        };
+        let mut survivor = Survivor {
+            kind: Kind::Task,
+            name: None,
+            id: *id,
+            kernel: None,
+            stack,
+            created_at: Vec::new(),
+            creator: None,
+            test: None,
+            spawn_site: site,
+            hint: None,
+        };
+        let subject = crate::options::Subject {
+            name: None,
+            stack: match &survivor.stack {
+                Stack::Frames(frames) => Some(frames),
+                Stack::Missing(_) => None,
+            },
+            created_at: &[],
+            spawn_site: survivor.spawn_site.as_deref(),
+        };
+        if let Some(rule) = options.rules.iter().find(|rule| rule.matches(&subject)) {
+            findings.hidden.push(Hidden { rule: rule.describe(), survivor });
+            continue;
+        }
+        survivor.hint = crate::hints::for_survivor(&survivor);
+        findings.survivors.push(survivor);
+    }
+    findings.notes.append(&mut notes);
+    findings
+}
+
+/// Async traces of `ids`, by id, from a task dump under a watchdog.
+#[cfg(all(tokio_unstable, feature = "taskdump"))]
+async fn dump(
+    scope: &TaskScope,
+    ids: &[u64],
+) -> (std::collections::HashMap<u64, Vec<crate::frames::Frame>>, Vec<String>) {
+    use futures::future::{select, Either};
+    let wanted: HashSet<u64> = ids.iter().copied().collect();
+    let dump = std::pin::pin!(scope.handle.dump());
+    let watchdog = crate::settle::Delay::new(DUMP_TIMEOUT);
+    let dump = match select(dump, watchdog).await {
+        Either::Left((dump, _)) => dump,
+        Either::Right(_) => {
+            return (
+                Default::default(),
+                vec![format!("the task dump did not finish within {DUMP_TIMEOUT:?}; tasks are shown without async traces")],
+            )
+        }
+    };
+    let mut traces = std::collections::HashMap::new();
+    for task in dump.tasks().iter() {
+        let id = task_id(task.id());
+        if !wanted.contains(&id) {
+            continue;
+        }
+        let mut frames = Vec::new();
+        for backtrace in task.trace().resolve_backtraces() {
+            for frame in backtrace.frames() {
+                for symbol in frame.symbols() {
+                    let function = symbol.name_demangled().unwrap_or("<unknown>").to_string();
+                    let file = symbol.filename().map(|path| path.display().to_string());
+                    frames.push(crate::frames::Frame::new(function, file, symbol.lineno()));
+                }
+            }
+        }
+        traces.insert(id, frames);
+    }
+    (traces, Vec::new())
+}
+
+#[cfg(all(tokio_unstable, not(feature = "taskdump")))]
+async fn dump(
+    _scope: &TaskScope,
+    _ids: &[u64],
+) -> (std::collections::HashMap<u64, Vec<crate::frames::Frame>>, Vec<String>) {
+    (Default::default(), Vec::new())
+}

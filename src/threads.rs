@@ -1,0 +1,228 @@
+//! Thread survivors: which threads a check owns, and what each one is doing.
+//!
+//! Two modes, chosen per process at the first check:
+//!
+//! - **Lineage** (Linux with glibc, the interposer in effect): a check owns the live threads that
+//!   its root thread created, directly or transitively, minus its baseline. Exact under parallel
+//!   `cargo test`, and a clean pass costs one registry lookup.
+//! - **Process diff** (the fallback): a check owns every thread of the process that was not alive
+//!   at its entry snapshot. Trustworthy only with one test per process (`cargo nextest`); reports
+//!   say so. Plain `cargo test` runs tests in parallel threads, whose threads it would blame.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::frames::{self, Frame};
+use crate::lineage::{self, Node};
+use crate::options::{Options, Subject, BUILTINS};
+use crate::report::{Hidden, Kind, Stack, Survivor};
+use crate::stack::{self, Captured};
+
+/// How long a stack capture waits for a thread to answer.
+const CAPTURE_TIMEOUT: Duration = Duration::from_millis(200);
+
+/// Which threads a check owns.
+pub(crate) struct Scope {
+    /// The thread whose descendants are checked (the test's thread).
+    pub(crate) root: Arc<Node>,
+    /// Descendants alive when the scope was entered.
+    pub(crate) baseline: HashSet<u64>,
+    /// Threads of runtimes that the check itself owns and shuts down later (an async
+    /// `#[leak_test]`'s own runtime): not survivors while that runtime lives.
+    pub(crate) runtime_threads: Option<Arc<Mutex<HashSet<u64>>>>,
+    /// Process threads at entry, for the process-diff fallback.
+    pub(crate) entry_tids: Option<HashSet<i32>>,
+}
+
+impl Scope {
+    /// A scope rooted at the calling thread, with what it already started as baseline.
+    pub(crate) fn enter() -> Scope {
+        let root = lineage::current_named();
+        let lineage_mode = lineage::interposer_active();
+        Scope {
+            baseline: lineage::live_descendants(root.uid).iter().map(|node| node.uid).collect(),
+            root,
+            runtime_threads: None,
+            entry_tids: (!lineage_mode).then(|| process_tids().into_iter().collect()),
+        }
+    }
+
+    /// A scope rooted at the calling thread without an entry snapshot (a plain `#[test]`): all it
+    /// started counts. In the process-diff fallback, the baseline is the process at start-up.
+    pub(crate) fn unentered() -> Scope {
+        Scope {
+            root: lineage::current_named(),
+            baseline: HashSet::new(),
+            runtime_threads: None,
+            entry_tids: (!lineage::interposer_active()).then(|| crate::init::startup_tids().clone()),
+        }
+    }
+
+    /// The mode note a report carries, if any.
+    pub(crate) fn mode_note(&self) -> Option<String> {
+        self.entry_tids.as_ref().map(|_| {
+            "leakcheck could not interpose `pthread_create` in this build (static glibc, musl or a \
+             non-Linux target), so it compared the process's threads before and after instead: \
+             under parallel `cargo test` this can blame threads of other tests. Run one test per \
+             process (`cargo nextest run`) for exact verdicts."
+                .to_string()
+        })
+    }
+}
+
+/// A thread a check found alive.
+#[derive(Clone)]
+pub(crate) enum Candidate {
+    Node(Arc<Node>),
+    Tid(i32),
+}
+
+impl Candidate {
+    fn tid(&self) -> Option<i32> {
+        match self {
+            Candidate::Node(node) => node.tid(),
+            Candidate::Tid(tid) => Some(*tid),
+        }
+    }
+}
+
+/// The threads `scope` owns that are alive now, before ignore rules: the cheap look that a clean
+/// pass makes exactly once.
+pub(crate) fn candidates(scope: &Scope, options: &Options) -> Vec<Candidate> {
+    let baseline = options.baseline.as_deref();
+    if let Some(entry_tids) = &scope.entry_tids {
+        let own = lineage::gettid();
+        return process_tids()
+            .into_iter()
+            .filter(|tid| *tid != own && !entry_tids.contains(tid))
+            .filter(|tid| !baseline.is_some_and(|b| b.tids.contains(tid)))
+            .filter(|tid| !thread_name(*tid).is_some_and(|name| name.starts_with("leakcheck-")))
+            .map(Candidate::Tid)
+            .collect();
+    }
+    let runtime_threads = scope
+        .runtime_threads
+        .as_ref()
+        .map(|set| set.lock().unwrap_or_else(|e| e.into_inner()).clone());
+    lineage::live_descendants(scope.root.uid)
+        .into_iter()
+        .filter(|node| !scope.baseline.contains(&node.uid))
+        .filter(|node| !baseline.is_some_and(|b| b.threads.contains(&node.uid)))
+        .filter(|node| !runtime_threads.as_ref().is_some_and(|set| set.contains(&node.uid)))
+        .map(Candidate::Node)
+        .collect()
+}
+
+/// Describes candidates (name, kernel state, current stack, creation site) and applies the
+/// ignore rules. Returns the survivors and what the rules hid.
+pub(crate) fn describe(candidates: &[Candidate], options: &Options) -> (Vec<Survivor>, Vec<Hidden>) {
+    let capture = options.capture_stacks.unwrap_or(true) && stack::enabled();
+    let tids: Vec<i32> = candidates.iter().map(|c| c.tid().unwrap_or(0)).collect();
+    let captured = if capture {
+        stack::capture(&tids, CAPTURE_TIMEOUT)
+    } else {
+        tids.iter().map(|_| Captured::Disabled).collect()
+    };
+
+    let mut survivors = Vec::new();
+    let mut hidden = Vec::new();
+    for ((candidate, tid), captured) in candidates.iter().zip(&tids).zip(captured) {
+        let node = match candidate {
+            Candidate::Node(node) => Some(node.clone()),
+            Candidate::Tid(tid) => lineage::by_tid(*tid),
+        };
+        let name = node.as_ref().and_then(|n| n.name().map(String::from)).or_else(|| {
+            // Linux gives an unnamed thread its creator's name: that is no name of its own.
+            let inherited = node.as_ref().and_then(|n| n.parent.as_ref()).and_then(|p| p.name()).map(truncate_comm);
+            thread_name(*tid).filter(|name| Some(name.as_str()) != inherited.as_deref())
+        });
+        let created_at = node.as_ref().map(|n| frames::resolve(&n.created_at)).unwrap_or_default();
+        let created_at = strip_creation_frames(created_at);
+        let stack = match captured {
+            Captured::Frames(ips) => Stack::Frames(frames::resolve(&ips)),
+            Captured::NoAnswer => Stack::Missing(
+                "did not answer the stack-capture signal in time (it blocks signals, or was busy)".into(),
+            ),
+            Captured::Exited => Stack::Missing("exited while its stack was being captured".into()),
+            Captured::Unsupported(why) => Stack::Missing(why.into()),
+            Captured::Disabled => Stack::Missing(
+                "stack capture is off (`LEAKCHECK_STACKS=off` or `Options::capture_stacks(false)`)".into(),
+            ),
+        };
+        let subject = Subject {
+            name: name.as_deref(),
+            stack: match &stack {
+                Stack::Frames(frames) => Some(frames),
+                Stack::Missing(_) => None,
+            },
+            created_at: &created_at,
+            spawn_site: None,
+        };
+        let rule = options
+            .rules
+            .iter()
+            .find(|rule| rule.matches(&subject))
+            .map(|rule| rule.describe())
+            .or_else(|| {
+                options
+                    .builtin_rules
+                    .then(|| BUILTINS.iter().find(|b| (b.matches)(&subject)).map(|b| format!("built-in rule `{}`", b.name)))
+                    .flatten()
+            });
+        let kernel = (*tid != 0).then(|| stack::kernel_wait(*tid));
+        let survivor = Survivor {
+            kind: Kind::Thread,
+            name,
+            id: *tid as u64,
+            kernel,
+            creator: node.as_ref().and_then(|n| n.parent.as_ref()).and_then(|p| p.name().map(String::from)),
+            test: node.as_ref().and_then(|n| n.test_thread()).and_then(|t| t.name().map(String::from)),
+            created_at,
+            spawn_site: None,
+            stack,
+            hint: None,
+        };
+        match rule {
+            Some(rule) => hidden.push(Hidden { survivor, rule }),
+            None => survivors.push(survivor),
+        }
+    }
+    for survivor in &mut survivors {
+        survivor.hint = crate::hints::for_survivor(survivor);
+    }
+    (survivors, hidden)
+}
+
+/// Drops the frames of thread creation itself (std's `spawn`, the interposer) from a creation
+/// backtrace, so its first frame is the caller.
+fn strip_creation_frames(frames: Vec<Frame>) -> Vec<Frame> {
+    let first_user = frames.iter().position(|frame| !frame.library).unwrap_or(0);
+    frames.into_iter().skip(first_user).collect()
+}
+
+/// A name as the kernel keeps it: at most 15 bytes.
+fn truncate_comm(name: &str) -> String {
+    let mut end = name.len().min(15);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    name[..end].to_string()
+}
+
+/// Every thread of the process, by kernel id (empty where `/proc` is not available).
+pub(crate) fn process_tids() -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    dir.filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok()).collect()
+}
+
+/// The kernel's name of a thread of this process.
+pub(crate) fn thread_name(tid: i32) -> Option<String> {
+    if tid == 0 {
+        return None;
+    }
+    let name = std::fs::read_to_string(format!("/proc/self/task/{tid}/comm")).ok()?;
+    Some(name.trim_end_matches('\n').to_string())
+}

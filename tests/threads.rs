@@ -1,0 +1,266 @@
+//! Thread leaks: each classic leak is caught (with its stuck function, creation site and hint in
+//! the report), and each fix passes.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TryRecvError};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use common::LEAK_SETTLE;
+use leakcheck::{leak_test, LeakError, Options};
+
+fn find_leak() -> LeakError {
+    Options::new().settle(LEAK_SETTLE).find().expect_err("the leak must be caught")
+}
+
+fn assert_report(error: &LeakError, threads: usize, stuck_in: &str, cause: &str) {
+    let report = error.to_string();
+    assert_eq!(error.threads(), threads, "{report}");
+    assert!(report.contains(&format!("stuck in   threads::{stuck_in} at tests/threads.rs:")), "{report}");
+    assert!(report.contains("created at tests/threads.rs:"), "{report}");
+    assert!(report.contains(&format!("cause: {cause}")), "{report}");
+}
+
+#[inline(never)]
+fn reply_worker_send(replies: SyncSender<u32>) {
+    let _ = replies.send(42);
+}
+
+/// A worker blocked sending on a rendezvous channel whose receiver is kept but never read.
+#[test]
+fn blocked_send_on_rendezvous_channel_is_caught() {
+    let (replies, inbox) = mpsc::sync_channel::<u32>(0);
+    let worker = thread::Builder::new().name("reply-worker".into()).spawn(move || reply_worker_send(replies)).unwrap();
+    let error = find_leak();
+    assert_report(&error, 1, "reply_worker_send", "blocked sending");
+    assert!(error.to_string().contains("\"reply-worker\""), "{error}");
+    drop(inbox); // release: the send fails and the worker returns
+    worker.join().unwrap();
+}
+
+#[inline(never)]
+fn listen(events: Receiver<String>) {
+    for _event in events {}
+}
+
+/// A listener blocked receiving while its sender sits in a registry that is never closed.
+#[test]
+fn listener_with_sender_in_registry_is_caught() {
+    let registry: Mutex<Vec<Sender<String>>> = Mutex::new(Vec::new());
+    let (events, inbox) = mpsc::channel();
+    registry.lock().unwrap().push(events);
+    let listener = thread::spawn(move || listen(inbox));
+    let error = find_leak();
+    assert_report(&error, 1, "listen", "blocked receiving");
+    registry.lock().unwrap().clear(); // release: the last sender goes
+    listener.join().unwrap();
+}
+
+type Reply = Arc<(Mutex<Option<u32>>, Condvar)>;
+
+#[inline(never)]
+fn await_external_reply(reply: Reply) -> u32 {
+    let (slot, arrived) = &*reply;
+    let mut slot = slot.lock().unwrap();
+    while slot.is_none() {
+        slot = arrived.wait(slot).unwrap();
+    }
+    slot.unwrap()
+}
+
+/// A per-request worker waiting forever on a condvar for an external call.
+#[test]
+fn request_worker_waiting_on_condvar_is_caught() {
+    let reply: Reply = Arc::new((Mutex::new(None), Condvar::new()));
+    let worker = {
+        let reply = reply.clone();
+        thread::spawn(move || await_external_reply(reply))
+    };
+    let error = find_leak();
+    assert_report(&error, 1, "await_external_reply", "waiting on a condition variable");
+    *reply.0.lock().unwrap() = Some(7); // release: the call answers
+    reply.1.notify_all();
+    assert_eq!(worker.join().unwrap(), 7);
+}
+
+#[inline(never)]
+fn poll_forever(updates: Receiver<u32>, cleanup: Arc<AtomicBool>) {
+    loop {
+        match updates.try_recv() {
+            Ok(_) | Err(TryRecvError::Empty) | Err(TryRecvError::Disconnected) => {}
+        }
+        if cleanup.load(Ordering::Relaxed) {
+            return; // only the test's own clean-up stops it
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A polling loop that ignores its closed channel and never stops.
+#[test]
+fn polling_loop_ignoring_closed_channel_is_caught() {
+    let (updates, inbox) = mpsc::channel::<u32>();
+    drop(updates);
+    let cleanup = Arc::new(AtomicBool::new(false));
+    let poller = {
+        let cleanup = cleanup.clone();
+        thread::spawn(move || poll_forever(inbox, cleanup))
+    };
+    let error = find_leak();
+    assert_eq!(error.threads(), 1, "{error}");
+    assert!(error.to_string().contains("poll_forever"), "{error}");
+    cleanup.store(true, Ordering::Relaxed);
+    poller.join().unwrap();
+}
+
+/// Threads started by threads the test started are the test's too.
+#[test]
+fn grandchildren_are_caught() {
+    let (release, blocked) = mpsc::channel::<()>();
+    let parent = thread::spawn(move || {
+        thread::spawn(move || {
+            let _ = blocked.recv();
+        })
+    });
+    let grandchild = parent.join().unwrap();
+    let error = find_leak();
+    assert_eq!(error.threads(), 1, "{error}");
+    drop(release);
+    grandchild.join().unwrap();
+}
+
+/// Closing the jobs channel lets the worker exit; joining it leaves nothing behind.
+#[leak_test]
+fn closing_the_jobs_channel_and_joining_passes() {
+    let (jobs, inbox) = mpsc::channel::<u32>();
+    let worker = thread::spawn(move || inbox.iter().sum::<u32>());
+    for job in 1..=3 {
+        jobs.send(job).unwrap();
+    }
+    drop(jobs);
+    assert_eq!(worker.join().unwrap(), 6);
+}
+
+/// A buffered send completes at once, so the thread exits even though nobody joins it.
+#[leak_test]
+fn buffered_send_from_unjoined_thread_passes() {
+    let (reply, inbox) = mpsc::sync_channel::<u32>(1);
+    thread::spawn(move || reply.send(1).unwrap());
+    drop(inbox);
+}
+
+/// A stop flag checked by the loop, then a join.
+#[leak_test]
+fn stop_flag_and_join_passes() {
+    let stop = Arc::new(AtomicBool::new(false));
+    let poller = {
+        let stop = stop.clone();
+        thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                thread::sleep(Duration::from_millis(2));
+            }
+        })
+    };
+    thread::sleep(Duration::from_millis(10));
+    stop.store(true, Ordering::Relaxed);
+    poller.join().unwrap();
+}
+
+/// Scoped threads are joined when the scope ends.
+#[leak_test]
+fn scoped_threads_pass() {
+    let mut counts = [0u32; 4];
+    thread::scope(|scope| {
+        for (i, count) in counts.iter_mut().enumerate() {
+            scope.spawn(move || *count = i as u32 * 2);
+        }
+    });
+    assert_eq!(counts, [0, 2, 4, 6]);
+}
+
+/// A worker pool whose stop closes the queue and joins every worker.
+#[leak_test]
+fn worker_pool_stopped_by_closing_its_queue_passes() {
+    let (queue, inbox) = mpsc::channel::<u32>();
+    let inbox = Arc::new(Mutex::new(inbox));
+    let done = Arc::new(Mutex::new(0u32));
+    let workers: Vec<_> = (0..4)
+        .map(|i| {
+            let inbox = inbox.clone();
+            let done = done.clone();
+            thread::Builder::new()
+                .name(format!("pool-{i}"))
+                .spawn(move || loop {
+                    let job = inbox.lock().unwrap().recv();
+                    match job {
+                        Ok(job) => *done.lock().unwrap() += job,
+                        Err(_) => return,
+                    }
+                })
+                .unwrap()
+        })
+        .collect();
+    for job in 0..20 {
+        queue.send(job).unwrap();
+    }
+    drop(queue);
+    for worker in workers {
+        worker.join().unwrap();
+    }
+    assert_eq!(*done.lock().unwrap(), 190);
+}
+
+/// A thread that exits by itself 150 ms after the body is given time to finish.
+#[leak_test]
+fn thread_finishing_after_the_body_passes() {
+    thread::spawn(|| thread::sleep(Duration::from_millis(150)));
+}
+
+/// `verify_none()` in a plain `#[test]` passes once the thread is joined.
+#[test]
+fn verify_none_in_plain_test_passes_after_join() {
+    let worker = thread::spawn(|| thread::sleep(Duration::from_millis(20)));
+    worker.join().unwrap();
+    leakcheck::verify_none();
+}
+
+/// `verify_none()` in a plain `#[test]` fails on a blocked thread, with the report as the panic.
+#[test]
+fn verify_none_in_plain_test_fails_on_blocked_thread() {
+    let (release, blocked) = mpsc::channel::<()>();
+    let worker = thread::spawn(move || {
+        let _ = blocked.recv();
+    });
+    let options = Options::new().settle(LEAK_SETTLE);
+    let panic = std::panic::catch_unwind(|| options.verify_none()).expect_err("must panic");
+    let message = panic.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(message.starts_with("leakcheck: 1 thread leaked by `verify_none_in_plain_test_fails_on_blocked_thread`"), "{message}");
+    drop(release);
+    worker.join().unwrap();
+}
+
+/// A clean check does not wait for the settle deadline.
+#[test]
+fn clean_check_does_not_wait() {
+    let started = std::time::Instant::now();
+    Options::new().settle(Duration::from_secs(30)).verify_none();
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+/// `#[leak_test]` composes with `Result` returns.
+#[leak_test]
+fn result_return_composes() -> Result<(), std::num::ParseIntError> {
+    let value: u32 = "42".parse()?;
+    assert_eq!(value, 42);
+    Ok(())
+}
+
+/// `#[leak_test]` composes with `#[should_panic]`: the original panic is what the test reports.
+#[leak_test]
+#[should_panic(expected = "the original panic")]
+fn should_panic_composes() {
+    panic!("the original panic");
+}
