@@ -108,12 +108,13 @@ fn cache() -> MutexGuard<'static, HashMap<usize, Vec<Frame>>> {
 
 /// Symbolizes one address, without the cache.
 fn resolve_ip(ip: usize) -> Vec<Frame> {
+    let shared_object = in_shared_object(ip.wrapping_sub(1));
     let mut frames = Vec::new();
     backtrace::resolve(ip as *mut std::ffi::c_void, |symbol| {
         let Some(name) = symbol.name() else { return };
         let function = strip_hash(&format!("{name:#}")).to_owned();
         let file = symbol.filename().map(|file| file.display().to_string());
-        let library = is_library(&function, file.as_deref());
+        let library = is_library(&function, file.as_deref(), shared_object);
         frames.push(Frame { function, file, line: symbol.lineno(), library });
     });
     if frames.is_empty() {
@@ -130,8 +131,10 @@ fn strip_hash(function: &str) -> &str {
     }
 }
 
-/// Whether a frame is library code, from its file when it tells, else from its crate.
-fn is_library(function: &str, file: Option<&str>) -> bool {
+/// Whether a frame is library code, from its file when it tells, else from its crate; a symbol
+/// without a crate path (C code) is library when it has no file or lies in a shared object
+/// (libc, the dynamic loader), not in the executable.
+fn is_library(function: &str, file: Option<&str>, shared_object: bool) -> bool {
     if let Some(file) = file {
         if is_dependency_file(file) {
             return true;
@@ -144,11 +147,37 @@ fn is_library(function: &str, file: Option<&str>) -> bool {
     match subject_crate(function) {
         Some("leakcheck") => !is_own_test(function),
         Some(krate) => {
-            LIBRARY_CRATES.contains(&krate) || LIBRARY_CRATE_PREFIXES.iter().any(|prefix| krate.starts_with(prefix))
+            LIBRARY_CRATES.contains(&krate)
+                || krate.starts_with("__") // `__rustc::rust_begin_unwind`
+                || LIBRARY_CRATE_PREFIXES.iter().any(|prefix| krate.starts_with(prefix))
         }
-        // C and runtime symbols: the user's only if they come with a source file.
-        None => file.is_none() || function.starts_with("__") || SYSTEM_SYMBOLS.contains(&function),
+        None => {
+            file.is_none() || shared_object || function.starts_with("__") || SYSTEM_SYMBOLS.contains(&function)
+        }
     }
+}
+
+/// Whether `address` lies in a loaded shared object rather than in the executable.
+#[cfg(unix)]
+fn in_shared_object(address: usize) -> bool {
+    fn object_base(address: usize) -> Option<usize> {
+        // SAFETY: Dl_info is plain data, all-zero is valid.
+        let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
+        // SAFETY: dladdr only inspects the address and fills `info`.
+        let found = unsafe { libc::dladdr(address as *const libc::c_void, &mut info) } != 0;
+        found.then_some(info.dli_fbase as usize)
+    }
+    static EXECUTABLE: OnceLock<Option<usize>> = OnceLock::new();
+    let executable = *EXECUTABLE.get_or_init(|| object_base(in_shared_object as fn(usize) -> bool as usize));
+    match (object_base(address), executable) {
+        (Some(object), Some(executable)) => object != executable,
+        _ => false,
+    }
+}
+
+#[cfg(not(unix))]
+fn in_shared_object(_address: usize) -> bool {
+    false
 }
 
 /// leakcheck's own unit tests (`leakcheck::stack::tests::...`) are user code to leakcheck.
@@ -215,7 +244,7 @@ mod tests {
     use super::*;
 
     fn frame(function: &str, file: Option<&str>, line: Option<u32>) -> Frame {
-        let library = is_library(function, file);
+        let library = is_library(function, file, false);
         Frame { function: function.to_owned(), file: file.map(str::to_owned), line, library }
     }
 
@@ -235,18 +264,21 @@ mod tests {
             ("hashbrown::raw::RawTable::find", Some("/rust/deps/hashbrown-0.15.2/src/raw/mod.rs")),
             ("leakcheck::stack::capture", Some(own_src.as_str())),
             ("leakcheck::lineage::interpose::trampoline", None),
-            ("test::run_test::{{closure}}", None),
+            ("test::run_test::{closure#0}", None),
+            ("__rustc::rust_begin_unwind", Some("/rustc/17067e9/library/std/src/panicking.rs")),
             ("__rust_begin_short_backtrace", None),
             ("rust_begin_unwind", None),
             ("start_thread", Some("./nptl/pthread_create.c")),
+            ("__GI___clock_nanosleep", Some("../sysdeps/unix/sysv/linux/clock_nanosleep.c")),
             ("clone3", None),
             ("syscall", None),
             ("__futex_abstimed_wait_common", None),
             ("0x1234", None),
         ];
         for (function, file) in library {
-            assert!(is_library(function, file), "{function} should be library");
+            assert!(is_library(function, file, false), "{function} should be library");
         }
+        assert!(is_library("syscall", Some("./misc/../sysdeps/unix/sysv/linux/x86_64/syscall.S"), true));
         let user = [
             ("mailbox::Mailbox::recv", Some("/work/app/src/mailbox.rs")),
             ("mailbox::Mailbox::recv", None),
@@ -257,7 +289,7 @@ mod tests {
             ("my_c_helper", Some("/work/app/csrc/helper.c")),
         ];
         for (function, file) in user {
-            assert!(!is_library(function, file), "{function} should be user code");
+            assert!(!is_library(function, file, false), "{function} should be user code");
         }
     }
 

@@ -394,3 +394,281 @@ fn not_a_function(item: &TokenStream) -> syn::Error {
     };
     syn::Error::new_spanned(head, MSG)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The expansion of `#[leak_test(args)] item`, as a string to compare.
+    fn expanded(args: &str, item: &str) -> String {
+        let args: Args = syn::parse_str(args).expect("args parse");
+        let item: ItemFn = syn::parse_str(item).expect("item parses");
+        expand(args, item).expect("expands").to_string()
+    }
+
+    /// The error messages of `#[leak_test(args)] item`, in order.
+    fn errors(args: &str, item: &str) -> Vec<String> {
+        let item: ItemFn = syn::parse_str(item).expect("item parses");
+        let result = syn::parse_str::<Args>(args).and_then(|args| expand(args, item));
+        match result {
+            Ok(tokens) => panic!("expected an error, got {tokens}"),
+            Err(error) => error.into_iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    fn error(args: &str, item: &str) -> String {
+        let mut all = errors(args, item);
+        assert_eq!(all.len(), 1, "{all:?}");
+        all.remove(0)
+    }
+
+    /// A sync test: `#[test]` added, body in an inner fn run through `run_sync`.
+    #[test]
+    fn sync_shape() {
+        let expected = quote! {
+            #[::core::prelude::v1::test]
+            fn works() -> Result<(), String> {
+                fn __leakcheck_body() -> Result<(), String> { Ok(()) }
+                ::leakcheck::__private::run_sync(
+                    "works",
+                    ::leakcheck::__private::Options::new(),
+                    move || __leakcheck_body()
+                )
+            }
+        };
+        assert_eq!(expanded("", "fn works() -> Result<(), String> { Ok(()) }"), expected.to_string());
+    }
+
+    /// An async test without `#[tokio::test]`: sync outer fn, `run_async` on a current_thread
+    /// runtime, the body in an inner `async fn`.
+    #[test]
+    fn async_shape() {
+        let expected = quote! {
+            #[::core::prelude::v1::test]
+            pub fn works() {
+                async fn __leakcheck_body() { run().await; }
+                ::leakcheck::__private::run_async(
+                    "works",
+                    ::leakcheck::__private::Options::new(),
+                    ::leakcheck::__private::Runtime {
+                        flavor: ::leakcheck::__private::Flavor::CurrentThread,
+                        worker_threads: ::core::option::Option::None,
+                        start_paused: false,
+                    },
+                    __leakcheck_body()
+                )
+            }
+        };
+        assert_eq!(expanded("", "pub async fn works() { run().await; }"), expected.to_string());
+    }
+
+    /// `#[tokio::test(...)]` below is consumed; its settings and ours make one runtime.
+    #[test]
+    fn takes_over_tokio_test() {
+        let out = expanded(
+            "settle = \"1s\"",
+            "#[tokio::test(flavor = \"multi_thread\", worker_threads = 3)] async fn t() {}",
+        );
+        assert!(!out.contains("tokio"), "{out}");
+        assert!(out.contains("# [:: core :: prelude :: v1 :: test]"), "{out}");
+        assert!(out.contains("Flavor :: MultiThread"), "{out}");
+        assert!(out.contains("worker_threads : :: core :: option :: Option :: Some (3)"), "{out}");
+        assert!(out.contains("from_nanos (1000000000u64)"), "{out}");
+
+        let out = expanded("start_paused = true", "#[tokio::test] async fn t() {}");
+        assert!(out.contains("Flavor :: CurrentThread"), "{out}");
+        assert!(out.contains("start_paused : true"), "{out}");
+    }
+
+    /// Every argument becomes one builder call, in the order written.
+    #[test]
+    fn options_calls() {
+        let out = expanded(
+            "ignore_thread = [\"pool-*\", \"logger\"], settle = \"250ms\", ignore_creator = \"a::b\", \
+             ignore_current",
+            "fn t() {}",
+        );
+        let expected = quote! {
+            ::leakcheck::__private::Options::new()
+                .settle(::core::time::Duration::from_nanos(250000000u64))
+                .ignore_thread("pool-*")
+                .ignore_thread("logger")
+                .ignore_creator("a::b")
+                .ignore_current()
+        };
+        assert!(out.contains(&expected.to_string()), "{out}");
+        let out = expanded("ignore_current = false", "fn t() {}");
+        assert!(!out.contains("ignore_current"), "{out}");
+    }
+
+    /// An existing test attribute is kept and no second one is added; attributes keep their order.
+    #[test]
+    fn keeps_existing_test_attribute() {
+        let out = expanded("", "#[should_panic] #[test] #[ignore] fn t() {}");
+        assert!(out.starts_with("# [should_panic] # [test] # [ignore] fn t ()"), "{out}");
+        assert!(!out.contains("prelude"), "{out}");
+        let out = expanded("", "#[test_log::test] async fn t() {}");
+        assert!(out.starts_with("# [test_log :: test] fn t ()"), "{out}");
+    }
+
+    /// Inner attributes of the body become outer attributes of the function.
+    #[test]
+    fn lifts_inner_attributes() {
+        let out = expanded("", "fn t() { #![allow(unused)] let x = 1; }");
+        assert!(out.starts_with("# [allow (unused)] # [:: core :: prelude :: v1 :: test]"), "{out}");
+        assert!(out.contains("fn __leakcheck_body () { let x = 1 ; }"), "{out}");
+    }
+
+    /// With `#[rstest]`, parameters are forwarded by name; `mut` stays on the inner binding only,
+    /// and parameter attributes stay on the outer function, where rstest reads them.
+    #[test]
+    fn forwards_parameters() {
+        let out = expanded("", "#[rstest] #[case(1)] fn t(#[case] mut x: u32, y: &str) {}");
+        assert!(out.contains("fn t (# [case] x : u32 , y : & str)"), "{out}");
+        assert!(out.contains("fn __leakcheck_body (mut x : u32 , y : & str) { }"), "{out}");
+        assert!(out.contains("move || __leakcheck_body (x , y)"), "{out}");
+    }
+
+    /// Parameters need a macro that provides them, and plain names.
+    #[test]
+    fn parameter_errors() {
+        assert_eq!(
+            error("", "fn t(x: u32) {}"),
+            "`#[leak_test]` functions take no parameters unless an inner test attribute such as \
+             `#[rstest]` provides them"
+        );
+        assert!(error("", "#[test_case(1, 2)] fn t((a, b): (u32, u32)) {}")
+            .contains("needs a plain parameter name"));
+    }
+
+    /// Unknown keys list every valid key; duplicates name the key; all errors are reported.
+    #[test]
+    fn argument_errors() {
+        assert_eq!(
+            error("setle = \"2s\"", "fn t() {}"),
+            "unknown argument `setle`: expected one of `settle`, `flavor`, `worker_threads`, \
+             `start_paused`, `ignore_thread`, `ignore_top_function`, `ignore_any_function`, \
+             `ignore_creator`, `ignore_spawn_site` or `ignore_current`"
+        );
+        assert_eq!(
+            errors("settle = \"1s\", settle = \"2s\", nope", "fn t() {}").len(),
+            2,
+            "duplicate and unknown both reported"
+        );
+        assert_eq!(error("settle = \"1s\", settle = \"2s\"", "fn t() {}"), "`settle` set multiple times");
+        assert!(error("ignore_thread = \"a\", ignore_thread = \"b\"", "fn t() {}")
+            .starts_with("`ignore_thread` set multiple times; list several patterns in one array"));
+        assert_eq!(
+            error("settle = \"2 sec\"", "fn t() {}"),
+            "invalid `settle` value `2 sec`: expected a duration like `500ms`, `2s` or `1.5s` \
+             (units: `us`, `ms`, `s`)"
+        );
+        assert!(error("settle = 2", "fn t() {}").starts_with("expected a string literal for `settle`"));
+        assert!(error("worker_threads = \"2\"", "async fn t() {}").starts_with("expected an integer"));
+        assert_eq!(error("start_paused = 1", "async fn t() {}"), "expected `true` or `false` for `start_paused`");
+        assert_eq!(
+            error("flavor = \"local\"", "async fn t() {}"),
+            "unknown `flavor` `local`: expected `\"current_thread\"` or `\"multi_thread\"`"
+        );
+        assert_eq!(
+            error("flavor = \"multi_thread\", worker_threads = 0", "async fn t() {}"),
+            "`worker_threads` must be at least 1"
+        );
+        assert_eq!(error("ignore_thread = [\"a\", 1]", "fn t() {}"), "expected a string literal");
+        assert_eq!(error("settle", "fn t() {}"), "`settle` needs a value: `settle = \"2s\"`");
+    }
+
+    /// Runtime settings need an async fn and a flavor that fits.
+    #[test]
+    fn runtime_errors() {
+        assert_eq!(
+            errors("flavor = \"multi_thread\", start_paused = true", "fn t() {}"),
+            [
+                "`flavor` is only valid on an `async fn`",
+                "`start_paused` is only valid on an `async fn`"
+            ]
+        );
+        assert!(error("worker_threads = 2", "async fn t() {}")
+            .starts_with("`worker_threads` requires `flavor = \"multi_thread\"`"));
+        assert!(error("flavor = \"multi_thread\"", "#[tokio::test(start_paused = true)] async fn t() {}")
+            .starts_with("`start_paused` requires the `current_thread` flavor"));
+    }
+
+    /// `#[tokio::test]` arguments leakcheck cannot honour, and settings given twice.
+    #[test]
+    fn tokio_test_errors() {
+        assert_eq!(
+            error("", "#[tokio::test(crate = \"my_tokio\")] async fn t() {}"),
+            "`#[tokio::test]` argument `crate` is not supported under `#[leak_test]`, which \
+             builds the runtime itself: it supports `flavor`, `worker_threads` and `start_paused`"
+        );
+        assert_eq!(
+            error("flavor = \"multi_thread\"", "#[tokio::test(flavor = \"multi_thread\")] async fn t() {}"),
+            "`flavor` set multiple times"
+        );
+    }
+
+    /// Two attributes that each register the test.
+    #[test]
+    fn two_test_attributes() {
+        assert_eq!(
+            error("", "#[test] #[tokio::test] async fn t() {}"),
+            "`#[leak_test]` found two test attributes, `#[test]` and `#[tokio::test]`: each \
+             registers the test; keep one"
+        );
+        assert_eq!(errors("", "#[test] #[test] fn t() {}").len(), 1);
+        assert_eq!(error("", "#[leak_test] fn t() {}"), "`#[leak_test]` is applied more than once");
+    }
+
+    /// What `#[tokio::test]` generates, received when `#[leak_test]` is written below it.
+    #[test]
+    fn detects_tokio_test_above() {
+        let generated = "#[::core::prelude::v1::test] fn t() {
+            let body = async { work().await; };
+            tokio::pin!(body);
+            let body: ::core::pin::Pin<&mut dyn ::core::future::Future<Output = ()>> = body;
+            #[allow(clippy::expect_used)]
+            {
+                use tokio::runtime::Builder;
+                return Builder::new_current_thread().enable_all().build()
+                    .expect(\"Failed building the Runtime\").block_on(body);
+            }
+        }";
+        assert_eq!(error("", generated), WRONG_ORDER_TOKIO);
+        // A sync test that runs its own runtime is not mistaken for it.
+        let own = "#[test] fn t() { tokio::runtime::Runtime::new().unwrap().block_on(async {}); }";
+        expanded("", own);
+    }
+
+    /// The entry point: errors come with the item untouched, and non-functions are rejected.
+    #[test]
+    fn entry_point_errors() {
+        let item: TokenStream = syn::parse_str("fn t() {}").unwrap();
+        let args: TokenStream = syn::parse_str("nope").unwrap();
+        let out = leak_test(args, item.clone()).to_string();
+        assert!(out.starts_with(":: core :: compile_error !"), "{out}");
+        assert!(out.ends_with(&item.to_string()), "{out}");
+
+        let item: TokenStream = syn::parse_str("struct S { a: u32 }").unwrap();
+        let out = leak_test(TokenStream::new(), item).to_string();
+        assert!(out.contains("only applies to functions"), "{out}");
+    }
+
+    /// `settle` strings: integer or decimal, `us`/`ms`/`s`, exact to the nanosecond.
+    #[test]
+    fn settle_durations() {
+        use crate::args::{parse_duration, DurationError::*};
+        assert_eq!(parse_duration("2s"), Ok(2_000_000_000));
+        assert_eq!(parse_duration("1.5s"), Ok(1_500_000_000));
+        assert_eq!(parse_duration("500ms"), Ok(500_000_000));
+        assert_eq!(parse_duration("0.25ms"), Ok(250_000));
+        assert_eq!(parse_duration("1.500us"), Ok(1_500));
+        assert_eq!(parse_duration("0s"), Ok(0));
+        for bad in ["", "2", "s", "2 s", "2sec", "1.s", ".5s", "1.2.3s", "-1s", "2S", "1e3ms"] {
+            assert_eq!(parse_duration(bad), Err(Syntax), "{bad}");
+        }
+        assert_eq!(parse_duration("0.1us.").ok(), None);
+        assert_eq!(parse_duration("0.0001us"), Err(TooPrecise));
+        assert_eq!(parse_duration("99999999999999999999s"), Err(TooLarge));
+    }
+}

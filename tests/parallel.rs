@@ -1,0 +1,127 @@
+//! Parallel attribution: under `cargo test --test-threads=16`, every leaky test fails and names
+//! only its own threads, and no clean test fails, however the tests interleave.
+
+use std::process::Command;
+use std::thread;
+use std::time::Duration;
+
+use leakcheck::leak_test;
+
+/// Starts `count` named threads that work for `millis`, and joins them.
+fn busy_clean(name: &str, count: usize, millis: u64) {
+    let workers: Vec<_> = (0..count)
+        .map(|i| {
+            thread::Builder::new()
+                .name(format!("{name}-{i}"))
+                .spawn(move || thread::sleep(Duration::from_millis(millis)))
+                .unwrap()
+        })
+        .collect();
+    for worker in workers {
+        worker.join().unwrap();
+    }
+}
+
+/// Leaks one thread named `name`, blocked until the process exits.
+fn leak(name: &str) {
+    thread::Builder::new()
+        .name(name.into())
+        .spawn(|| loop {
+            thread::park();
+        })
+        .unwrap();
+    // Keep the test's thread busy a little, as a real test would.
+    busy_clean(&format!("{name}-ok"), 2, 50);
+}
+
+macro_rules! clean_fixtures {
+    ($($name:ident: $count:expr, $millis:expr;)*) => {$(
+        /// Fixture: clean, with named threads that run for a while.
+        #[leak_test]
+        #[ignore = "fixture, run by parallel_attribution"]
+        fn $name() {
+            busy_clean(stringify!($name), $count, $millis);
+        }
+    )*};
+}
+
+macro_rules! leaky_fixtures {
+    ($($name:ident: $thread:expr;)*) => {$(
+        /// Fixture: leaks one named thread.
+        #[leak_test(settle = "300ms")]
+        #[ignore = "fixture, run by parallel_attribution"]
+        fn $name() {
+            leak($thread);
+        }
+    )*};
+}
+
+clean_fixtures! {
+    fixture_clean_00: 2, 100; fixture_clean_01: 3, 200; fixture_clean_02: 1, 300; fixture_clean_03: 4, 150;
+    fixture_clean_04: 2, 250; fixture_clean_05: 3, 100; fixture_clean_06: 1, 200; fixture_clean_07: 2, 300;
+    fixture_clean_08: 4, 120; fixture_clean_09: 2, 220; fixture_clean_10: 3, 180; fixture_clean_11: 1, 260;
+    fixture_clean_12: 2, 100; fixture_clean_13: 3, 200; fixture_clean_14: 1, 300; fixture_clean_15: 4, 150;
+    fixture_clean_16: 2, 250; fixture_clean_17: 3, 100; fixture_clean_18: 1, 200; fixture_clean_19: 2, 300;
+    fixture_clean_20: 4, 120; fixture_clean_21: 2, 220; fixture_clean_22: 3, 180; fixture_clean_23: 1, 260;
+    fixture_clean_24: 2, 100; fixture_clean_25: 3, 200; fixture_clean_26: 1, 300; fixture_clean_27: 4, 150;
+    fixture_clean_28: 2, 250; fixture_clean_29: 3, 100; fixture_clean_30: 1, 200; fixture_clean_31: 2, 300;
+    fixture_clean_32: 4, 120; fixture_clean_33: 2, 220; fixture_clean_34: 3, 180; fixture_clean_35: 1, 260;
+}
+
+leaky_fixtures! {
+    fixture_leaky_a: "leak-a";
+    fixture_leaky_b: "leak-b";
+    fixture_leaky_c: "leak-c";
+    fixture_leaky_d: "leak-d";
+}
+
+/// How often the whole fixture suite is run; `LEAKCHECK_PARALLEL_ROUNDS` raises it (the stress
+/// script does).
+fn rounds() -> usize {
+    std::env::var("LEAKCHECK_PARALLEL_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(3)
+}
+
+/// The failures section of libtest's output for `test`.
+fn failure_section<'a>(stdout: &'a str, test: &str) -> &'a str {
+    let header = format!("---- {test} stdout ----");
+    let Some(start) = stdout.find(&header) else { return "" };
+    let rest = &stdout[start + header.len()..];
+    let end = rest.find("\n---- ").or_else(|| rest.find("\nfailures:")).unwrap_or(rest.len());
+    &rest[..end]
+}
+
+/// Every leaky fixture fails naming only its own thread; every clean one passes.
+#[test]
+fn parallel_attribution() {
+    let exe = std::env::current_exe().unwrap();
+    for round in 0..rounds() {
+        let output = Command::new(&exe)
+            .args(["--ignored", "--test-threads=16", "fixture_"])
+            .env_remove("LEAKCHECK_JSON")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        for line in stdout.lines().filter(|line| line.starts_with("test fixture_")) {
+            let leaky = line.contains("fixture_leaky_");
+            let passed = line.ends_with("... ok");
+            assert_eq!(passed, !leaky, "round {round}: wrong verdict: {line}\n{stdout}");
+        }
+        let verdicts = stdout.lines().filter(|line| line.starts_with("test fixture_")).count();
+        assert_eq!(verdicts, 40, "round {round}: every fixture ran\n{stdout}");
+        for (test, own) in [
+            ("fixture_leaky_a", "leak-a"),
+            ("fixture_leaky_b", "leak-b"),
+            ("fixture_leaky_c", "leak-c"),
+            ("fixture_leaky_d", "leak-d"),
+        ] {
+            let section = failure_section(&stdout, test);
+            assert!(section.contains(&format!("leakcheck: 1 thread leaked by `{test}`")), "round {round}:\n{section}");
+            assert!(section.contains(&format!("\"{own}\"")), "round {round}:\n{section}");
+            for other in ["leak-a", "leak-b", "leak-c", "leak-d", "fixture_clean"] {
+                if other != own {
+                    assert!(!section.contains(other), "round {round}: {test} blamed for {other}:\n{section}");
+                }
+            }
+        }
+    }
+}

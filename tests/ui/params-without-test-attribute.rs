@@ -1,0 +1,7 @@
+/// Parameters without a macro such as `#[rstest]` to supply them are rejected.
+use leakcheck::leak_test;
+
+#[leak_test]
+fn takes_params(count: usize, name: &str) {}
+
+fn main() {}
