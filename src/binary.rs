@@ -38,7 +38,12 @@ extern "C" fn at_exit(status: libc::c_int, _: *mut libc::c_void) {
     }
     // Never unwind out of an exit handler.
     let verdict = std::panic::catch_unwind(|| check(options));
-    if let Ok(Some(report)) = verdict {
+    if let Ok(Err(message)) = &verdict {
+        eprintln!("{message}");
+        // SAFETY: ends the process with a failing status after a configuration error.
+        unsafe { libc::_exit(101) }
+    }
+    if let Ok(Ok(Some(report))) = verdict {
         use std::io::Write as _;
         let _ = std::io::stdout().flush();
         eprintln!("{report}");
@@ -49,32 +54,29 @@ extern "C" fn at_exit(status: libc::c_int, _: *mut libc::c_void) {
 }
 
 /// The report of threads started by tests that are still alive, if any.
-pub(crate) fn check(options: &Options) -> Option<Report> {
+pub(crate) fn check(options: &Options) -> Result<Option<Report>, String> {
     let settle = match options.settle_or_off() {
         Ok(Some(settle)) => settle,
-        Ok(None) => return None,
-        Err(error) => {
-            eprintln!("{error}");
-            return None;
-        }
+        Ok(None) => return Ok(None),
+        Err(error) => return Err(error.to_string()),
     };
-    let mut hidden = Vec::new();
-    let survivors = crate::settle::settle(settle, || {
-        let candidates: Vec<Candidate> = lineage::all_live()
+    let look = || -> Vec<Candidate> {
+        lineage::all_live()
             .into_iter()
             .filter(started_by_a_test)
             .filter(|node| !options.baseline.as_deref().is_some_and(|b| b.threads.contains(&node.uid)))
             .map(Candidate::Node)
-            .collect();
-        if candidates.is_empty() {
-            return Vec::new();
-        }
-        let (survivors, now_hidden) = threads::describe(&candidates, options);
-        hidden = now_hidden;
-        survivors
-    });
+            .collect()
+    };
+    let candidates = crate::settle::settle(settle, look);
+    if candidates.is_empty() {
+        return Ok(None);
+    }
+    let (mut survivors, hidden) = threads::describe(&candidates, options);
+    let still_alive = look();
+    survivors.retain(|survivor| still_alive.iter().any(|c| c.tid() == Some(survivor.id as i32)));
     if survivors.is_empty() {
-        return None;
+        return Ok(None);
     }
     let mut report = options.report("the test binary", settle);
     report.name_tests = true;
@@ -86,7 +88,7 @@ pub(crate) fn check(options: &Options) -> Option<Report> {
             .into(),
     );
     let _ = report.write_json();
-    Some(report)
+    Ok(Some(report))
 }
 
 /// A thread whose creator is itself a created thread: libtest's test threads are created by the

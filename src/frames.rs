@@ -338,8 +338,12 @@ mod tests {
         let frames = resolve(&[inside_marker, 1]);
         let first = &frames[0];
         assert!(first.function.ends_with("frames::tests::marker"), "{first:?}");
-        assert!(first.file.as_deref().is_some_and(|file| file.ends_with("frames.rs")), "{first:?}");
-        assert!(first.line.is_some() && !first.library, "{first:?}");
+        assert!(!first.library, "{first:?}");
+        // Builds without debug info (`cargo test --release`) resolve names only.
+        if first.file.is_some() {
+            assert!(first.file.as_deref().is_some_and(|file| file.ends_with("frames.rs")), "{first:?}");
+            assert!(first.line.is_some(), "{first:?}");
+        }
         let junk = frames.last().unwrap();
         assert_eq!((junk.function.as_str(), junk.library), ("0x1", true));
         assert_eq!(resolve(&[inside_marker, 1]), frames, "cached result differs");

@@ -68,6 +68,7 @@
 
 mod binary;
 mod config;
+mod dump;
 mod error;
 mod frames;
 mod hints;
@@ -86,6 +87,7 @@ mod verify;
 #[path = "private.rs"]
 pub mod __private;
 
+pub use dump::{dump, Dump, DumpedThread};
 pub use error::LeakError;
 pub use leakcheck_macros::leak_test;
 pub use options::Options;

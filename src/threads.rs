@@ -79,7 +79,7 @@ pub(crate) enum Candidate {
 }
 
 impl Candidate {
-    fn tid(&self) -> Option<i32> {
+    pub(crate) fn tid(&self) -> Option<i32> {
         match self {
             Candidate::Node(node) => node.tid(),
             Candidate::Tid(tid) => Some(*tid),

@@ -64,13 +64,8 @@ impl Options {
             None => TaskFindings::default(),
         };
         let scope = test::thread_scope();
-        let survivors = settle::settle_async(settle, || threads::candidates(&scope, self)).await;
-        let thread_result = if survivors.is_empty() {
-            Ok(())
-        } else {
-            // What is left after the async wait is described (and re-filtered) without waiting.
-            check_threads(&scope, self, Duration::ZERO, &test)
-        };
+        let candidates = settle::settle_async(settle, || threads::candidates(&scope, self)).await;
+        let thread_result = report_threads(&scope, self, candidates, &test);
         merge(thread_result, tasks, self, settle, &test)
     }
 
@@ -131,6 +126,13 @@ impl Options {
         Ok(Some(self.settle.unwrap_or(config.settle)))
     }
 
+    /// The settle deadline these options give (for reports; ignores `LEAKCHECK=off`).
+    pub(crate) fn settle_or_default(&self) -> Duration {
+        self.settle
+            .or(config::get().ok().map(|config| config.settle))
+            .unwrap_or(config::DEFAULT_SETTLE)
+    }
+
     pub(crate) fn report(&self, test: &str, settle: Duration) -> Report {
         let config = config::get().ok();
         Report {
@@ -143,22 +145,27 @@ impl Options {
     }
 }
 
-/// The thread side of a check: settle, then describe and filter what is left.
+/// The thread side of a check: settle on the cheap look, then describe what is left once and
+/// apply the ignore rules (stack capture and symbol resolution are paid only by a leak).
 pub(crate) fn check_threads(scope: &Scope, options: &Options, settle: Duration, test: &str) -> Result<(), LeakError> {
-    let mut hidden = Vec::new();
-    let survivors = settle::settle(settle, || {
-        let candidates = threads::candidates(scope, options);
-        if candidates.is_empty() {
-            return Vec::new();
-        }
-        let (survivors, now_hidden) = threads::describe(&candidates, options);
-        hidden = now_hidden;
-        survivors
-    });
-    if survivors.is_empty() && hidden.is_empty() {
+    let candidates = settle::settle(settle, || threads::candidates(scope, options));
+    report_threads(scope, options, candidates, test)
+}
+
+/// Describes settled candidates; those that finished meanwhile are dropped.
+pub(crate) fn report_threads(
+    scope: &Scope,
+    options: &Options,
+    candidates: Vec<threads::Candidate>,
+    test: &str,
+) -> Result<(), LeakError> {
+    if candidates.is_empty() {
         return Ok(());
     }
-    let mut report = options.report(test, settle.max(options.settle.unwrap_or(settle)));
+    let (mut survivors, hidden) = threads::describe(&candidates, options);
+    let still_alive = threads::candidates(scope, options);
+    survivors.retain(|survivor| still_alive.iter().any(|c| c.tid() == Some(survivor.id as i32)));
+    let mut report = options.report(test, options.settle_or_default());
     report.survivors = survivors;
     report.hidden = hidden;
     report.notes.extend(scope.mode_note());

@@ -153,7 +153,8 @@ impl Args {
                 return Err(syn::Error::new(key.span(), msg));
             }
             let patterns = parse_patterns(&key, value)?;
-            self.ignores.extend(patterns.into_iter().map(|pattern| Ignore { kind, pattern }));
+            self.ignores
+                .extend(patterns.into_iter().map(|pattern| Ignore { kind, pattern }));
             return Ok(());
         }
         match name.as_str() {
@@ -173,10 +174,12 @@ impl RuntimeArgs {
         let mut runtime = RuntimeArgs::default();
         let mut errors = Errors::default();
         for meta in metas {
-            errors.extend(key_of(&meta, TOKIO_KEYS, unsupported_tokio_key).and_then(|key| {
-                let value = value_of(&meta, &key, example(&key.to_string()))?;
-                runtime.set(key, value)
-            }));
+            errors.extend(
+                key_of(&meta, TOKIO_KEYS, unsupported_tokio_key).and_then(|key| {
+                    let value = value_of(&meta, &key, example(&key.to_string()))?;
+                    runtime.set(key, value)
+                }),
+            );
         }
         errors.finish().map(|()| runtime)
     }
@@ -238,7 +241,10 @@ fn key_of(meta: &Meta, valid: &[&str], unknown: fn(&Ident) -> syn::Error) -> syn
 }
 
 fn unknown_key(key: &Ident) -> syn::Error {
-    let msg = format!("unknown argument `{key}`: expected one of {}", list(KEYS, "or"));
+    let msg = format!(
+        "unknown argument `{key}`: expected one of {}",
+        list(KEYS, "or")
+    );
     syn::Error::new(key.span(), msg)
 }
 
@@ -255,7 +261,10 @@ fn unsupported_tokio_key(key: &Ident) -> syn::Error {
 fn value_of<'a>(meta: &'a Meta, key: &Ident, example: &str) -> syn::Result<&'a Expr> {
     match meta {
         Meta::NameValue(nv) => Ok(&nv.value),
-        _ => Err(syn::Error::new_spanned(meta, format!("`{key}` needs a value: `{example}`"))),
+        _ => Err(syn::Error::new_spanned(
+            meta,
+            format!("`{key}` needs a value: `{example}`"),
+        )),
     }
 }
 
@@ -278,7 +287,10 @@ fn example(key: &str) -> &'static str {
 /// Stores `value` unless the setting is already there: then "`key` set multiple times" on `key`.
 fn set_once<T>(slot: &mut Option<Setting<T>>, key: Ident, value: T) -> syn::Result<()> {
     if slot.is_some() {
-        return Err(syn::Error::new(key.span(), format!("`{key}` set multiple times")));
+        return Err(syn::Error::new(
+            key.span(),
+            format!("`{key}` set multiple times"),
+        ));
     }
     *slot = Some(Setting { value, key });
     Ok(())
@@ -295,7 +307,10 @@ fn lit(value: &Expr) -> Option<&Lit> {
 fn parse_bool(key: &Ident, value: &Expr) -> syn::Result<bool> {
     match lit(value) {
         Some(Lit::Bool(b)) => Ok(b.value),
-        _ => Err(syn::Error::new_spanned(value, format!("expected `true` or `false` for `{key}`"))),
+        _ => Err(syn::Error::new_spanned(
+            value,
+            format!("expected `true` or `false` for `{key}`"),
+        )),
     }
 }
 
@@ -305,9 +320,15 @@ fn parse_worker_threads(key: &Ident, value: &Expr) -> syn::Result<usize> {
         return Err(syn::Error::new_spanned(value, msg));
     };
     match int.base10_parse::<usize>() {
-        Ok(0) => Err(syn::Error::new(int.span(), "`worker_threads` must be at least 1")),
+        Ok(0) => Err(syn::Error::new(
+            int.span(),
+            "`worker_threads` must be at least 1",
+        )),
         Ok(n) => Ok(n),
-        Err(e) => Err(syn::Error::new(int.span(), format!("invalid `worker_threads` value: {e}"))),
+        Err(e) => Err(syn::Error::new(
+            int.span(),
+            format!("invalid `worker_threads` value: {e}"),
+        )),
     }
 }
 
@@ -320,7 +341,10 @@ fn parse_flavor(value: &Expr) -> syn::Result<Flavor> {
     match s.value().as_str() {
         "current_thread" => Ok(Flavor::CurrentThread),
         "multi_thread" => Ok(Flavor::MultiThread),
-        other => Err(syn::Error::new(s.span(), format!("unknown `flavor` `{other}`: {expected}"))),
+        other => {
+            let msg = format!("invalid `flavor` value `{other}`: {expected}");
+            Err(syn::Error::new(s.span(), msg))
+        }
     }
 }
 
@@ -386,7 +410,9 @@ pub(crate) enum DurationError {
 
 /// Parses `<integer or decimal><us|ms|s>` into nanoseconds, exactly (no floating point).
 pub(crate) fn parse_duration(text: &str) -> Result<u64, DurationError> {
-    let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let scale: u64 = match unit {
         "us" => 1_000,
@@ -407,8 +433,8 @@ pub(crate) fn parse_duration(text: &str) -> Result<u64, DurationError> {
         if frac.len() > 9 {
             return Err(DurationError::TooPrecise);
         }
-        let numerator = u128::from(frac.parse::<u64>().map_err(|_| DurationError::Syntax)?)
-            * u128::from(scale);
+        let numerator =
+            u128::from(frac.parse::<u64>().map_err(|_| DurationError::Syntax)?) * u128::from(scale);
         let denominator = 10u128.pow(frac.len() as u32);
         if numerator % denominator != 0 {
             return Err(DurationError::TooPrecise);

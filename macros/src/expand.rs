@@ -27,7 +27,7 @@ const WRONG_ORDER_TOKIO: &str = "`#[leak_test]` must be placed above `#[tokio::t
      tokio's runtime is dropped before leakcheck can check its tasks";
 
 const WRONG_ORDER_TEST: &str = "`#[leak_test]` must be placed above `#[test]`: below it, the \
-     test is registered twice (`#[leak_test]` adds `#[test]` itself, so `#[test]` can be dropped)";
+     test is registered twice; move `#[leak_test]` up, or drop `#[test]` (`#[leak_test]` adds it)";
 
 /// The whole attribute: parse, check, expand. On any error, the errors plus the item untouched.
 pub(crate) fn leak_test(args: TokenStream, item: TokenStream) -> TokenStream {
@@ -116,7 +116,12 @@ pub(crate) fn expand(mut args: Args, mut item: ItemFn) -> syn::Result<TokenStrea
 
 /// Builds the output once every check has passed.
 fn generate(args: &Args, item: ItemFn, has_test_attr: bool, forwarded: &[Ident]) -> TokenStream {
-    let ItemFn { attrs, vis, sig, block } = item;
+    let ItemFn {
+        attrs,
+        vis,
+        sig,
+        block,
+    } = item;
     let is_async = sig.asyncness.is_some();
     let name = LitStr::new(&sig.ident.unraw().to_string(), sig.ident.span());
     let body_fn = Ident::new("__leakcheck_body", Span::call_site());
@@ -242,7 +247,11 @@ impl TestAttr {
 
 fn is_path(path: &syn::Path, segments: &[&str]) -> bool {
     path.segments.len() == segments.len()
-        && path.segments.iter().zip(segments).all(|(s, name)| s.ident == name)
+        && path
+            .segments
+            .iter()
+            .zip(segments)
+            .all(|(s, name)| s.ident == name)
 }
 
 fn path_string(attr: &Attribute) -> String {
@@ -308,7 +317,10 @@ fn check_runtime(runtime: &RuntimeArgs, is_async: bool) -> syn::Result<()> {
         }
         return errors.finish();
     }
-    let flavor = runtime.flavor.as_ref().map_or(Flavor::CurrentThread, |s| s.value);
+    let flavor = runtime
+        .flavor
+        .as_ref()
+        .map_or(Flavor::CurrentThread, |s| s.value);
     if let (Some(workers), Flavor::CurrentThread) = (&runtime.worker_threads, flavor) {
         errors.push(syn::Error::new(
             workers.key.span(),
@@ -436,7 +448,10 @@ mod tests {
                 )
             }
         };
-        assert_eq!(expanded("", "fn works() -> Result<(), String> { Ok(()) }"), expected.to_string());
+        assert_eq!(
+            expanded("", "fn works() -> Result<(), String> { Ok(()) }"),
+            expected.to_string()
+        );
     }
 
     /// An async test without `#[tokio::test]`: sync outer fn, `run_async` on a current_thread
@@ -459,7 +474,10 @@ mod tests {
                 )
             }
         };
-        assert_eq!(expanded("", "pub async fn works() { run().await; }"), expected.to_string());
+        assert_eq!(
+            expanded("", "pub async fn works() { run().await; }"),
+            expected.to_string()
+        );
     }
 
     /// `#[tokio::test(...)]` below is consumed; its settings and ours make one runtime.
@@ -470,9 +488,15 @@ mod tests {
             "#[tokio::test(flavor = \"multi_thread\", worker_threads = 3)] async fn t() {}",
         );
         assert!(!out.contains("tokio"), "{out}");
-        assert!(out.contains("# [:: core :: prelude :: v1 :: test]"), "{out}");
+        assert!(
+            out.contains("# [:: core :: prelude :: v1 :: test]"),
+            "{out}"
+        );
         assert!(out.contains("Flavor :: MultiThread"), "{out}");
-        assert!(out.contains("worker_threads : :: core :: option :: Option :: Some (3)"), "{out}");
+        assert!(
+            out.contains("worker_threads : :: core :: option :: Option :: Some (3)"),
+            "{out}"
+        );
         assert!(out.contains("from_nanos (1000000000u64)"), "{out}");
 
         let out = expanded("start_paused = true", "#[tokio::test] async fn t() {}");
@@ -505,7 +529,10 @@ mod tests {
     #[test]
     fn keeps_existing_test_attribute() {
         let out = expanded("", "#[should_panic] #[test] #[ignore] fn t() {}");
-        assert!(out.starts_with("# [should_panic] # [test] # [ignore] fn t ()"), "{out}");
+        assert!(
+            out.starts_with("# [should_panic] # [test] # [ignore] fn t ()"),
+            "{out}"
+        );
         assert!(!out.contains("prelude"), "{out}");
         let out = expanded("", "#[test_log::test] async fn t() {}");
         assert!(out.starts_with("# [test_log :: test] fn t ()"), "{out}");
@@ -515,17 +542,29 @@ mod tests {
     #[test]
     fn lifts_inner_attributes() {
         let out = expanded("", "fn t() { #![allow(unused)] let x = 1; }");
-        assert!(out.starts_with("# [allow (unused)] # [:: core :: prelude :: v1 :: test]"), "{out}");
-        assert!(out.contains("fn __leakcheck_body () { let x = 1 ; }"), "{out}");
+        assert!(
+            out.starts_with("# [allow (unused)] # [:: core :: prelude :: v1 :: test]"),
+            "{out}"
+        );
+        assert!(
+            out.contains("fn __leakcheck_body () { let x = 1 ; }"),
+            "{out}"
+        );
     }
 
     /// With `#[rstest]`, parameters are forwarded by name; `mut` stays on the inner binding only,
     /// and parameter attributes stay on the outer function, where rstest reads them.
     #[test]
     fn forwards_parameters() {
-        let out = expanded("", "#[rstest] #[case(1)] fn t(#[case] mut x: u32, y: &str) {}");
+        let out = expanded(
+            "",
+            "#[rstest] #[case(1)] fn t(#[case] mut x: u32, y: &str) {}",
+        );
         assert!(out.contains("fn t (# [case] x : u32 , y : & str)"), "{out}");
-        assert!(out.contains("fn __leakcheck_body (mut x : u32 , y : & str) { }"), "{out}");
+        assert!(
+            out.contains("fn __leakcheck_body (mut x : u32 , y : & str) { }"),
+            "{out}"
+        );
         assert!(out.contains("move || __leakcheck_body (x , y)"), "{out}");
     }
 
@@ -555,34 +594,59 @@ mod tests {
             2,
             "duplicate and unknown both reported"
         );
-        assert_eq!(error("settle = \"1s\", settle = \"2s\"", "fn t() {}"), "`settle` set multiple times");
-        assert!(error("ignore_thread = \"a\", ignore_thread = \"b\"", "fn t() {}")
-            .starts_with("`ignore_thread` set multiple times; list several patterns in one array"));
+        assert_eq!(
+            error("settle = \"1s\", settle = \"2s\"", "fn t() {}"),
+            "`settle` set multiple times"
+        );
+        assert!(
+            error("ignore_thread = \"a\", ignore_thread = \"b\"", "fn t() {}").starts_with(
+                "`ignore_thread` set multiple times; list several patterns in one array"
+            )
+        );
         assert_eq!(
             error("settle = \"2 sec\"", "fn t() {}"),
             "invalid `settle` value `2 sec`: expected a duration like `500ms`, `2s` or `1.5s` \
              (units: `us`, `ms`, `s`)"
         );
-        assert!(error("settle = 2", "fn t() {}").starts_with("expected a string literal for `settle`"));
-        assert!(error("worker_threads = \"2\"", "async fn t() {}").starts_with("expected an integer"));
-        assert_eq!(error("start_paused = 1", "async fn t() {}"), "expected `true` or `false` for `start_paused`");
+        assert!(
+            error("settle = 2", "fn t() {}").starts_with("expected a string literal for `settle`")
+        );
+        assert!(
+            error("worker_threads = \"2\"", "async fn t() {}").starts_with("expected an integer")
+        );
+        assert_eq!(
+            error("start_paused = 1", "async fn t() {}"),
+            "expected `true` or `false` for `start_paused`"
+        );
         assert_eq!(
             error("flavor = \"local\"", "async fn t() {}"),
-            "unknown `flavor` `local`: expected `\"current_thread\"` or `\"multi_thread\"`"
+            "invalid `flavor` value `local`: expected `\"current_thread\"` or `\"multi_thread\"`"
         );
         assert_eq!(
-            error("flavor = \"multi_thread\", worker_threads = 0", "async fn t() {}"),
+            error(
+                "flavor = \"multi_thread\", worker_threads = 0",
+                "async fn t() {}"
+            ),
             "`worker_threads` must be at least 1"
         );
-        assert_eq!(error("ignore_thread = [\"a\", 1]", "fn t() {}"), "expected a string literal");
-        assert_eq!(error("settle", "fn t() {}"), "`settle` needs a value: `settle = \"2s\"`");
+        assert_eq!(
+            error("ignore_thread = [\"a\", 1]", "fn t() {}"),
+            "expected a string literal"
+        );
+        assert_eq!(
+            error("settle", "fn t() {}"),
+            "`settle` needs a value: `settle = \"2s\"`"
+        );
     }
 
     /// Runtime settings need an async fn and a flavor that fits.
     #[test]
     fn runtime_errors() {
         assert_eq!(
-            errors("flavor = \"multi_thread\", start_paused = true", "fn t() {}"),
+            errors(
+                "flavor = \"multi_thread\", start_paused = true",
+                "fn t() {}"
+            ),
             [
                 "`flavor` is only valid on an `async fn`",
                 "`start_paused` is only valid on an `async fn`"
@@ -590,8 +654,11 @@ mod tests {
         );
         assert!(error("worker_threads = 2", "async fn t() {}")
             .starts_with("`worker_threads` requires `flavor = \"multi_thread\"`"));
-        assert!(error("flavor = \"multi_thread\"", "#[tokio::test(start_paused = true)] async fn t() {}")
-            .starts_with("`start_paused` requires the `current_thread` flavor"));
+        assert!(error(
+            "flavor = \"multi_thread\"",
+            "#[tokio::test(start_paused = true)] async fn t() {}"
+        )
+        .starts_with("`start_paused` requires the `current_thread` flavor"));
     }
 
     /// `#[tokio::test]` arguments leakcheck cannot honour, and settings given twice.
@@ -603,7 +670,10 @@ mod tests {
              builds the runtime itself: it supports `flavor`, `worker_threads` and `start_paused`"
         );
         assert_eq!(
-            error("flavor = \"multi_thread\"", "#[tokio::test(flavor = \"multi_thread\")] async fn t() {}"),
+            error(
+                "flavor = \"multi_thread\"",
+                "#[tokio::test(flavor = \"multi_thread\")] async fn t() {}"
+            ),
             "`flavor` set multiple times"
         );
     }
@@ -617,7 +687,10 @@ mod tests {
              registers the test; keep one"
         );
         assert_eq!(errors("", "#[test] #[test] fn t() {}").len(), 1);
-        assert_eq!(error("", "#[leak_test] fn t() {}"), "`#[leak_test]` is applied more than once");
+        assert_eq!(
+            error("", "#[leak_test] fn t() {}"),
+            "`#[leak_test]` is applied more than once"
+        );
     }
 
     /// What `#[tokio::test]` generates, received when `#[leak_test]` is written below it.
@@ -664,7 +737,9 @@ mod tests {
         assert_eq!(parse_duration("0.25ms"), Ok(250_000));
         assert_eq!(parse_duration("1.500us"), Ok(1_500));
         assert_eq!(parse_duration("0s"), Ok(0));
-        for bad in ["", "2", "s", "2 s", "2sec", "1.s", ".5s", "1.2.3s", "-1s", "2S", "1e3ms"] {
+        for bad in [
+            "", "2", "s", "2 s", "2sec", "1.s", ".5s", "1.2.3s", "-1s", "2S", "1e3ms",
+        ] {
             assert_eq!(parse_duration(bad), Err(Syntax), "{bad}");
         }
         assert_eq!(parse_duration("0.1us.").ok(), None);

@@ -1,5 +1,10 @@
-//! The `#[leak_test]` attribute of [leakcheck](https://docs.rs/leakcheck). Use it through
-//! `leakcheck::leak_test`; this crate is an implementation detail.
+//! The `#[leak_test]` attribute of [leakcheck](https://docs.rs/leakcheck). Use it as
+//! `leakcheck::leak_test`; this crate is an implementation detail and its expansion calls
+//! `leakcheck`'s hidden `__private` module, so it does not work on its own.
+//!
+//! Layout: [`leak_test`] is the entry point; `args.rs` parses the attribute's arguments into a
+//! typed struct; `expand.rs` checks the function and generates the test (unit-tested on
+//! `proc_macro2`); `source.rs` finds a `#[test]` written above the attribute.
 
 mod args;
 mod expand;
@@ -7,7 +12,98 @@ mod source;
 
 use proc_macro::TokenStream;
 
-/// Placeholder docs.
+/// Marks a test that fails if it leaks OS threads or tokio tasks.
+///
+/// The test runs as usual. When its body returns, leakcheck waits for the threads and tasks the
+/// test started to finish, up to a settle deadline, and fails the test with a report of those
+/// still alive. A test that fails on its own fails with its own panic, unchanged.
+///
+/// # Examples
+///
+/// ```ignore
+/// use leakcheck::leak_test;
+///
+/// #[leak_test]
+/// fn joins_its_worker() {
+///     let worker = std::thread::spawn(|| 40 + 2);
+///     assert_eq!(worker.join().unwrap(), 42);
+/// }
+///
+/// // An async test gets a tokio runtime, as with `#[tokio::test]`.
+/// #[leak_test(flavor = "multi_thread", worker_threads = 2, settle = "500ms")]
+/// async fn awaits_its_task() -> Result<(), tokio::task::JoinError> {
+///     let task = tokio::spawn(async { 40 + 2 });
+///     assert_eq!(task.await?, 42);
+///     Ok(())
+/// }
+///
+/// // Threads this test cannot stop: ignore them by name.
+/// #[leak_test(ignore_thread = ["metrics-exporter", "pool-*"])]
+/// fn uses_a_global_pool() {}
+/// ```
+///
+/// # Arguments
+///
+/// All optional, as `#[leak_test(key = value, ...)]`:
+///
+/// | argument | value | builder call |
+/// |---|---|---|
+/// | `settle` | `"<n>us"`, `"<n>ms"` or `"<n>s"`; `n` may be decimal (`"1.5s"`) | `Options::settle` |
+/// | `flavor` | `"current_thread"` (default) or `"multi_thread"`; async only | |
+/// | `worker_threads` | an integer ≥ 1; async, `multi_thread` only | |
+/// | `start_paused` | `true` or `false`: tokio's clock starts paused; async, `current_thread` only | |
+/// | `ignore_thread` | a string or an array of strings | `Options::ignore_thread` per string |
+/// | `ignore_top_function` | a string or an array of strings | `Options::ignore_top_function` |
+/// | `ignore_any_function` | a string or an array of strings | `Options::ignore_any_function` |
+/// | `ignore_creator` | a string or an array of strings | `Options::ignore_creator` |
+/// | `ignore_spawn_site` | a string or an array of strings | `Options::ignore_spawn_site` |
+/// | `ignore_current` | no value, or `true`/`false` | `Options::ignore_current` |
+///
+/// The options start from `Options::new()`, so `LEAKCHECK_*` environment variables apply too.
+/// Mistakes are compile errors: an unknown or repeated key, a malformed duration, runtime
+/// settings on a sync fn, `worker_threads` without `flavor = "multi_thread"`.
+///
+/// # With other test attributes
+///
+/// Write `#[leak_test]` **above** every other test attribute. Attribute macros expand from the
+/// top down, and leakcheck must wrap the test that the others produce.
+///
+/// - `#[leak_test]` adds `#[test]` itself; an explicit `#[test]` below it is kept instead.
+/// - `#[tokio::test]` below `#[leak_test]` is taken over: leakcheck reads its `flavor`,
+///   `worker_threads` and `start_paused` and runs the same runtime `#[tokio::test]` would, with
+///   its own hooks, a task check before shutdown and a bounded shutdown. Its other arguments
+///   (`crate`, `unhandled_panic`, `name`) are rejected. Setting a key in both attributes is an
+///   error.
+/// - `#[should_panic]`, `#[ignore]` and `Result` return types work as with `#[test]`.
+/// - `#[rstest]`, `#[test_case]`, `#[test_matrix]`: they register the test and supply its
+///   parameters, which must be plain names (`x: u32`). `#[test_log::test]` works too.
+///
+/// The wrong order is a compile error where it can be detected: `#[tokio::test]` above
+/// `#[leak_test]` (tokio's runtime would be dropped before leakcheck could see its tasks), and
+/// `#[test]` above `#[leak_test]` (the test would be registered twice). The latter is found by
+/// reading the source file, which needs Rust 1.88 or later; elsewhere (rust-analyzer, older
+/// compilers) it is not detected.
+///
+/// # Expansion
+///
+/// The function keeps its attributes, visibility, name and signature (made sync). Its body moves
+/// unchanged into an inner function with the same signature, so `?`, `return` and type errors
+/// behave as written:
+///
+/// ```ignore
+/// #[::core::prelude::v1::test]
+/// fn joins_its_worker() {
+///     fn __leakcheck_body() { /* the body */ }
+///     ::leakcheck::__private::run_sync(
+///         "joins_its_worker",
+///         ::leakcheck::__private::Options::new(),
+///         move || __leakcheck_body(),
+///     )
+/// }
+/// ```
+///
+/// An async test's inner function is an `async fn`, and the call is
+/// `run_async("name", options, Runtime { flavor, worker_threads, start_paused }, __leakcheck_body())`.
 #[proc_macro_attribute]
 pub fn leak_test(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::leak_test(args.into(), item.into()).into()

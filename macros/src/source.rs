@@ -26,10 +26,25 @@ pub(crate) fn builtin_test_above(call_site: Span) -> bool {
     let Some(offset) = offset_of(&text, start.line, start.column) else {
         return false;
     };
-    if !text[offset..].starts_with('#') {
+    if !is_leak_test_attribute(&text[offset..]) {
         return false;
     }
-    attributes_before(&text[..offset]).iter().any(is_builtin_test)
+    attributes_before(&text[..offset])
+        .iter()
+        .any(is_builtin_test)
+}
+
+/// Whether `text` starts with the `#[leak_test]` attribute, proof that the span location maps to
+/// this file as read (it would not for a doctest, whose lines are renumbered).
+fn is_leak_test_attribute(text: &str) -> bool {
+    let Some(rest) = text.strip_prefix('#') else {
+        return false;
+    };
+    let Some(rest) = rest.trim_start().strip_prefix('[') else {
+        return false;
+    };
+    let path_end = rest.find([']', '(']).unwrap_or(rest.len());
+    rest[..path_end].trim_end().ends_with("leak_test")
 }
 
 /// The byte offset of 1-based `line`, 0-based `column` (in characters).
@@ -40,10 +55,7 @@ fn offset_of(text: &str, line: usize, column: usize) -> Option<usize> {
         text.match_indices('\n').nth(line.checked_sub(2)?)?.0 + 1
     };
     let rest = &text[line_start..];
-    match rest.char_indices().nth(column) {
-        Some((i, _)) => Some(line_start + i),
-        None => None,
-    }
+    rest.char_indices().nth(column).map(|(i, _)| line_start + i)
 }
 
 /// The outer attributes written at the very end of `before`, nearest first. Stops at the first
@@ -151,14 +163,20 @@ mod tests {
 
     fn above(text: &str) -> Vec<String> {
         let attrs = attributes_before(text);
-        attrs.iter().map(|a| a.to_token_stream().to_string()).collect()
+        attrs
+            .iter()
+            .map(|a| a.to_token_stream().to_string())
+            .collect()
     }
 
     /// Walks back over attributes, doc comments and comments, nearest first.
     #[test]
     fn reads_attributes_above() {
         let text = "fn x() {}\n\n/// doc\n#[test] // why\n/* note */ #[should_panic(expected = \"a\")]\n    ";
-        assert_eq!(above(text), ["# [should_panic (expected = \"a\")]", "# [test]"]);
+        assert_eq!(
+            above(text),
+            ["# [should_panic (expected = \"a\")]", "# [test]"]
+        );
     }
 
     /// Stops at the previous item, at an inner attribute and at a commented-out attribute.
@@ -185,6 +203,17 @@ mod tests {
         assert!(is_builtin_test(&attr("#[std::prelude::rust_2021::test]")));
         assert!(!is_builtin_test(&attr("#[tokio::test]")));
         assert!(!is_builtin_test(&attr("#[test_log::test]")));
+    }
+
+    /// The attribute found at the span's location must be `#[leak_test]`, possibly with a path.
+    #[test]
+    fn checks_own_attribute() {
+        assert!(is_leak_test_attribute("#[leak_test]\nfn t() {}"));
+        assert!(is_leak_test_attribute(
+            "#[leakcheck::leak_test(settle = \"1s\")]"
+        ));
+        assert!(!is_leak_test_attribute("#[test]\n#[leak_test]"));
+        assert!(!is_leak_test_attribute("fn t() {}"));
     }
 
     /// Line and column convert to a byte offset, counting characters, not bytes.

@@ -800,8 +800,11 @@ mod tests {
         let resolved = frames::resolve(ips);
         let user = frames::first_user_frame(&resolved).unwrap();
         assert!(user.function.ends_with("tests::blocked_receiver"), "{resolved:#?}");
-        let location = frames::short_location(user).unwrap();
-        assert!(location.contains("src/stack/linux.rs:"), "{location}");
+        // Builds without debug info (`cargo test --release`) resolve names only.
+        if user.file.is_some() {
+            let location = frames::short_location(user).unwrap();
+            assert!(location.contains("src/stack/linux.rs:"), "{location}");
+        }
         assert!(resolved.iter().all(|frame| !frame.function.contains("on_signal")), "{resolved:#?}");
         assert_eq!(blocked.release(7), 7);
     }
@@ -897,28 +900,35 @@ mod tests {
     }
 
     #[inline(never)]
-    fn unwind_from(depth: u32) {
+    fn panic_from(depth: u32) {
         if depth == 0 {
-            std::panic::resume_unwind(Box::new(()));
+            panic!("unwinding on purpose");
         }
-        unwind_from(std::hint::black_box(depth - 1));
+        panic_from(std::hint::black_box(depth - 1));
         std::hint::black_box(depth);
     }
 
-    /// Capturing threads that keep unwinding (panicking and catching) never crashes the process.
+    /// Capturing threads that keep panicking (and walking their stacks in the panic hook) never
+    /// crashes the process: without the "inside the unwinder" check it crashed 8 runs out of 9.
     #[test]
-    fn survives_unwinding_threads() {
+    fn survives_panicking_threads() {
+        if std::env::var_os(CHILD_VAR).is_none() {
+            let stdout = run_child("survives_panicking_threads", &[]);
+            assert!(stdout.contains("child ok"), "{stdout}");
+            return;
+        }
+        // Like a default hook with RUST_BACKTRACE=1, minus the printing.
+        std::panic::set_hook(Box::new(|_| drop(std::backtrace::Backtrace::force_capture())));
         let stop = std::sync::Arc::new(AtomicBool::new(false));
         let (tid_tx, tid_rx) = mpsc::channel();
-        let unwinders: Vec<_> = (0..2)
+        let panickers: Vec<_> = (0..2)
             .map(|_| {
                 let (stop, tid_tx) = (stop.clone(), tid_tx.clone());
                 thread::spawn(move || {
                     tid_tx.send(gettid()).unwrap();
                     let mut caught = 0u64;
                     while !stop.load(Ordering::Relaxed) {
-                        // resume_unwind skips the panic hook, so nothing is printed.
-                        caught += std::panic::catch_unwind(|| unwind_from(20)).is_err() as u64;
+                        caught += std::panic::catch_unwind(|| panic_from(20)).is_err() as u64;
                     }
                     caught
                 })
@@ -927,18 +937,17 @@ mod tests {
         let tids: Vec<i32> = tid_rx.iter().take(2).collect();
         let start = Instant::now();
         let (mut rounds, mut answered) = (0, 0);
-        while start.elapsed() < Duration::from_millis(1500) {
+        while start.elapsed() < Duration::from_secs(2) {
             let captured = capture(&tids, Duration::from_millis(100));
             answered += captured.iter().filter(|answer| matches!(answer, Captured::Frames(_))).count();
             rounds += 1;
-            // Let captures of tests running alongside take their turn.
-            thread::sleep(Duration::from_millis(1));
         }
         stop.store(true, Ordering::Relaxed);
-        let caught: u64 = unwinders.into_iter().map(|thread| thread.join().unwrap()).sum();
+        let caught: u64 = panickers.into_iter().map(|thread| thread.join().unwrap()).sum();
         let hits = UNWINDER_HITS.load(Ordering::Relaxed);
-        eprintln!("{rounds} rounds, {answered} stacks, {hits} unwinder hits, {caught} unwinds");
+        println!("{rounds} rounds, {answered} stacks, {hits} unwinder hits, {caught} panics");
         assert!(caught > 0 && answered > 0);
+        println!("child ok");
     }
 
     /// A handler the program put on the first candidate signal stays; the next signal is used.

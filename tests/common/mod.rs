@@ -20,11 +20,11 @@ pub struct Run {
 pub fn run_ignored(test: &str, envs: &[(&str, &str)]) -> Run {
     let exe = std::env::current_exe().expect("test binary path");
     let mut command = Command::new(exe);
-    command.args(["--ignored", "--exact", test, "--nocapture", "--test-threads=1"]);
+    command.args(["--ignored", "--exact", test, "--test-threads=1"]);
+    command.env_remove("LEAKCHECK_JSON");
     for (key, value) in envs {
         command.env(key, value);
     }
-    command.env_remove("LEAKCHECK_JSON");
     let output = command.output().expect("re-run the test binary");
     Run {
         success: output.status.success(),

@@ -2,6 +2,6 @@
 use leakcheck::leak_test;
 
 #[leak_test]
-fn takes_params(count: usize, name: &str) {}
+fn takes_params(_count: usize, _name: &str) {}
 
 fn main() {}

@@ -1,0 +1,223 @@
+//! [`dump`]: every thread of the process with its current stack and creator, for looking at a
+//! live process (the seed's "profile of all goroutines"), in or outside tests.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::frames;
+use crate::lineage;
+use crate::report::Stack;
+use crate::stack::{self, Captured, KernelWait};
+
+/// A snapshot of the process's threads (and the current runtime's task count).
+///
+/// Its `Display` prints one block per thread: id, name, kernel state, who created it and where,
+/// and its current stack with library frames folded.
+///
+/// # Examples
+///
+/// ```
+/// let dump = leakcheck::dump();
+/// assert!(dump.threads().any(|thread| thread.tid() > 0));
+/// println!("{dump}");
+/// ```
+#[derive(Debug, Clone)]
+pub struct Dump {
+    threads: Vec<DumpedThread>,
+    tasks: Option<usize>,
+}
+
+/// One thread of a [`Dump`].
+#[derive(Debug, Clone)]
+pub struct DumpedThread {
+    tid: i32,
+    name: Option<String>,
+    kernel: KernelWait,
+    stack: Stack,
+    creator: Option<String>,
+    created_at: Option<String>,
+}
+
+impl DumpedThread {
+    /// The kernel thread id.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(leakcheck::dump().threads().all(|thread| thread.tid() > 0));
+    /// ```
+    pub fn tid(&self) -> i32 {
+        self.tid
+    }
+
+    /// The thread's name, if it has one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let names: Vec<_> = leakcheck::dump().threads().filter_map(|t| t.name().map(String::from)).collect();
+    /// assert!(!names.is_empty());
+    /// ```
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    /// The function it is stuck in: the first frame of its current stack in the user's code.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// for thread in leakcheck::dump().threads() {
+    ///     println!("{:?}", thread.stuck_in());
+    /// }
+    /// ```
+    pub fn stuck_in(&self) -> Option<&str> {
+        match &self.stack {
+            Stack::Frames(frames) => frames::first_user_frame(frames).map(|frame| frame.function.as_str()),
+            Stack::Missing(_) => None,
+        }
+    }
+
+    /// Every function of its current stack, innermost first (empty if it was not captured).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let dump = leakcheck::dump();
+    /// assert!(dump.threads().any(|thread| thread.stack().count() > 0));
+    /// ```
+    pub fn stack(&self) -> impl Iterator<Item = &str> {
+        let frames = match &self.stack {
+            Stack::Frames(frames) => frames.as_slice(),
+            Stack::Missing(_) => &[],
+        };
+        frames.iter().map(|frame| frame.function.as_str())
+    }
+
+    /// The name of the thread that created it, where known.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// for thread in leakcheck::dump().threads() {
+    ///     println!("{:?}", thread.creator());
+    /// }
+    /// ```
+    pub fn creator(&self) -> Option<&str> {
+        self.creator.as_deref()
+    }
+}
+
+impl Dump {
+    /// The threads, in kernel id order.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(leakcheck::dump().threads().count() >= 1);
+    /// ```
+    pub fn threads(&self) -> impl Iterator<Item = &DumpedThread> {
+        self.threads.iter()
+    }
+
+    /// The current runtime's live task count, if the dump was taken inside a runtime.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(leakcheck::dump().tasks(), None);
+    /// ```
+    pub fn tasks(&self) -> Option<usize> {
+        self.tasks
+    }
+}
+
+/// Captures every thread of the process with its current stack and creator.
+///
+/// Stacks are captured with a signal (Linux); where that is off or unsupported, each thread says
+/// why. Costs milliseconds per hundred threads plus symbol resolution (slow the first time).
+///
+/// # Examples
+///
+/// ```
+/// let worker = std::thread::Builder::new()
+///     .name("sleepy".into())
+///     .spawn(|| std::thread::sleep(std::time::Duration::from_millis(200)))
+///     .unwrap();
+/// let dump = leakcheck::dump();
+/// assert!(dump.threads().any(|thread| thread.name() == Some("sleepy")));
+/// worker.join().unwrap();
+/// ```
+pub fn dump() -> Dump {
+    let mut tids = crate::threads::process_tids();
+    tids.sort_unstable();
+    let captured = stack::capture(&tids, Duration::from_millis(200));
+    let threads = tids
+        .iter()
+        .zip(captured)
+        .map(|(&tid, captured)| {
+            let node = lineage::by_tid(tid);
+            let created_at = node
+                .as_ref()
+                .map(|node| frames::resolve(&node.created_at))
+                .and_then(|frames| frames::first_user_frame(&frames).and_then(frames::short_location));
+            DumpedThread {
+                tid,
+                name: crate::threads::thread_name(tid),
+                kernel: stack::kernel_wait(tid),
+                stack: match captured {
+                    Captured::Frames(ips) => Stack::Frames(frames::resolve(&ips)),
+                    Captured::NoAnswer => Stack::Missing("did not answer the stack-capture signal".into()),
+                    Captured::Exited => Stack::Missing("exited".into()),
+                    Captured::Unsupported(why) => Stack::Missing(why.into()),
+                    Captured::Disabled => Stack::Missing("stack capture is off".into()),
+                },
+                creator: node.as_ref().and_then(|n| n.parent.as_ref()).and_then(|p| p.name().map(String::from)),
+                created_at,
+            }
+        })
+        .collect();
+    Dump { threads, tasks: crate::tasks::current_task_count() }
+}
+
+impl fmt::Display for Dump {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{} threads", self.threads.len())?;
+        if let Some(tasks) = self.tasks {
+            writeln!(f, "{tasks} tasks alive in the current tokio runtime")?;
+        }
+        for thread in &self.threads {
+            writeln!(f)?;
+            let name = thread.name.as_deref().map(|n| format!(" {n:?}")).unwrap_or_default();
+            let state = thread.kernel.state.map(|s| format!(" [{s}]")).unwrap_or_default();
+            let wchan = thread.kernel.wchan.as_deref().map(|w| format!(" in {w}")).unwrap_or_default();
+            writeln!(f, "thread {}{name}{state}{wchan}", thread.tid)?;
+            if let Some(creator) = &thread.creator {
+                let at = thread.created_at.as_deref().map(|at| format!(" at {at}")).unwrap_or_default();
+                writeln!(f, "   created by {creator:?}{at}")?;
+            }
+            match &thread.stack {
+                Stack::Frames(frames) => {
+                    let mut folded = 0;
+                    for frame in frames {
+                        if frame.library {
+                            folded += 1;
+                            continue;
+                        }
+                        if folded > 0 {
+                            writeln!(f, "     ... {folded} library frames")?;
+                            folded = 0;
+                        }
+                        let at = frames::short_location(frame).map(|l| format!(" at {l}")).unwrap_or_default();
+                        writeln!(f, "     {}{at}", frame.function)?;
+                    }
+                    if folded > 0 {
+                        writeln!(f, "     ... {folded} library frames")?;
+                    }
+                }
+                Stack::Missing(why) => writeln!(f, "     (no stack: {why})")?,
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,66 @@
+//! The whole-binary check (`check_binary!`): fails a run whose tests leave threads behind and
+//! names the test; passes a clean run; does nothing (and says so once) with `LEAKCHECK=off`.
+
+mod common;
+
+use std::sync::mpsc;
+use std::thread;
+
+use common::run_ignored;
+
+leakcheck::check_binary!();
+
+#[inline(never)]
+fn stuck_forever(wait: mpsc::Receiver<()>) {
+    let _ = wait.recv();
+}
+
+/// Fixture: a plain test that leaves a thread behind (and passes).
+#[test]
+#[ignore = "fixture, run by leaking_binary_fails_and_names_the_test"]
+fn fixture_leaves_a_thread() {
+    let (keep, wait) = mpsc::channel::<()>();
+    thread::Builder::new().name("left-behind".into()).spawn(move || stuck_forever(wait)).unwrap();
+    std::mem::forget(keep);
+}
+
+/// Fixture: a plain test that joins what it starts.
+#[test]
+#[ignore = "fixture, run by clean_binary_passes"]
+fn fixture_joins_its_thread() {
+    thread::spawn(|| ()).join().unwrap();
+}
+
+/// A run whose test leaves a thread fails, and the report names that test.
+#[test]
+fn leaking_binary_fails_and_names_the_test() {
+    let run = run_ignored("fixture_leaves_a_thread", &[("LEAKCHECK_SETTLE", "200ms")]);
+    assert!(!run.success, "{}{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("leakcheck: 1 thread leaked by `the test binary`"), "{}", run.stderr);
+    assert!(run.stderr.contains("started by test `fixture_leaves_a_thread`"), "{}", run.stderr);
+    assert!(run.stderr.contains("stuck in   binary::stuck_forever"), "{}", run.stderr);
+}
+
+/// A clean run passes, with nothing printed by leakcheck.
+#[test]
+fn clean_binary_passes() {
+    let run = run_ignored("fixture_joins_its_thread", &[]);
+    assert!(run.success, "{}{}", run.stdout, run.stderr);
+    assert!(!run.stderr.contains("leakcheck"), "{}", run.stderr);
+}
+
+/// With `LEAKCHECK=off` the check does nothing and says so once.
+#[test]
+fn opt_out_checks_nothing_and_says_so_once() {
+    let run = run_ignored("fixture_leaves_a_thread", &[("LEAKCHECK", "off")]);
+    assert!(run.success, "{}{}", run.stdout, run.stderr);
+    assert_eq!(run.stderr.matches("LEAKCHECK=off").count(), 1, "{}", run.stderr);
+}
+
+/// A malformed variable is a clear error naming it and the valid forms.
+#[test]
+fn malformed_variable_is_a_clear_error() {
+    let run = run_ignored("fixture_joins_its_thread", &[("LEAKCHECK_SETTLE", "soon")]);
+    assert!(run.stderr.contains("invalid `LEAKCHECK_SETTLE=soon`"), "{}", run.stderr);
+    assert!(run.stderr.contains("`500ms`"), "{}", run.stderr);
+}
