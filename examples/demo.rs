@@ -68,7 +68,10 @@ fn main() {
         let workers: Vec<_> = (0..3)
             .map(|_| {
                 let replies = replies.clone();
-                thread::Builder::new().name("reply-worker".into()).spawn(move || reply_worker_send(replies)).unwrap()
+                thread::Builder::new()
+                    .name("reply-worker".into())
+                    .spawn(move || reply_worker_send(replies))
+                    .unwrap()
             })
             .collect();
         check();
@@ -80,7 +83,10 @@ fn main() {
         let registry: Mutex<Vec<Sender<String>>> = Mutex::new(Vec::new());
         let (events, inbox) = mpsc::channel();
         registry.lock().unwrap().push(events);
-        let listener = thread::Builder::new().name("listener".into()).spawn(move || listen(inbox)).unwrap();
+        let listener = thread::Builder::new()
+            .name("listener".into())
+            .spawn(move || listen(inbox))
+            .unwrap();
         check();
         registry.lock().unwrap().clear();
         listener.join().unwrap();
@@ -104,7 +110,10 @@ fn main() {
         let cleanup = Arc::new(AtomicBool::new(false));
         let poller = {
             let cleanup = cleanup.clone();
-            thread::Builder::new().name("poller".into()).spawn(move || poll_forever(inbox, cleanup)).unwrap()
+            thread::Builder::new()
+                .name("poller".into())
+                .spawn(move || poll_forever(inbox, cleanup))
+                .unwrap()
         };
         check();
         cleanup.store(true, Ordering::Relaxed);
@@ -112,7 +121,10 @@ fn main() {
     });
 
     scenario("fetch::loop_never_cancelled", |check| {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         runtime.block_on(async {
             let (stop, mut stopped) = tokio::sync::watch::channel(false);
             tokio::spawn(async move {

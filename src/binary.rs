@@ -15,7 +15,10 @@ use crate::threads::{self, Candidate};
 static INSTALLED: OnceLock<(Options, bool)> = OnceLock::new();
 
 extern "C" {
-    fn on_exit(function: extern "C" fn(libc::c_int, *mut libc::c_void), arg: *mut libc::c_void) -> libc::c_int;
+    fn on_exit(
+        function: extern "C" fn(libc::c_int, *mut libc::c_void),
+        arg: *mut libc::c_void,
+    ) -> libc::c_int;
 }
 
 /// Installs the check (called from the `check_binary!` constructor). `always` also checks a run
@@ -64,7 +67,12 @@ pub(crate) fn check(options: &Options) -> Result<Option<Report>, String> {
         lineage::all_live()
             .into_iter()
             .filter(started_by_a_test)
-            .filter(|node| !options.baseline.as_deref().is_some_and(|b| b.threads.contains(&node.uid)))
+            .filter(|node| {
+                !options
+                    .baseline
+                    .as_deref()
+                    .is_some_and(|b| b.threads.contains(&node.uid))
+            })
             .map(Candidate::Node)
             .collect()
     };

@@ -35,11 +35,6 @@ pub(crate) fn get() -> Result<&'static Config, String> {
     CONFIG.get_or_init(read).as_ref().map_err(Clone::clone)
 }
 
-/// Whether `LEAKCHECK=off` turned every check into a no-op (a malformed value does not).
-pub(crate) fn disabled() -> bool {
-    matches!(get(), Ok(config) if !config.enabled)
-}
-
 fn read() -> Result<Config, String> {
     Ok(Config {
         enabled: var("LEAKCHECK")
@@ -48,9 +43,8 @@ fn read() -> Result<Config, String> {
             .unwrap_or(true),
         settle: var("LEAKCHECK_SETTLE")
             .map(|value| {
-                parse_duration(&value).map_err(|why| {
-                    format!("leakcheck: invalid `LEAKCHECK_SETTLE={value}`: {why}")
-                })
+                parse_duration(&value)
+                    .map_err(|why| format!("leakcheck: invalid `LEAKCHECK_SETTLE={value}`: {why}"))
             })
             .transpose()?
             .unwrap_or(DEFAULT_SETTLE),
@@ -122,6 +116,9 @@ mod tests {
         assert_eq!(parse_switch("LEAKCHECK", "off"), Ok(false));
         assert_eq!(parse_switch("LEAKCHECK", "ON"), Ok(true));
         let error = parse_switch("LEAKCHECK", "maybe").unwrap_err();
-        assert!(error.contains("`LEAKCHECK=maybe`") && error.contains("`off`"), "{error}");
+        assert!(
+            error.contains("`LEAKCHECK=maybe`") && error.contains("`off`"),
+            "{error}"
+        );
     }
 }

@@ -172,12 +172,18 @@ pub fn dump() -> Dump {
                     Captured::Unsupported(why) => Stack::Missing(why.into()),
                     Captured::Disabled => Stack::Missing("stack capture is off".into()),
                 },
-                creator: node.as_ref().and_then(|n| n.parent.as_ref()).and_then(|p| p.name().map(String::from)),
+                creator: node
+                    .as_ref()
+                    .and_then(|n| n.parent.as_ref())
+                    .and_then(|p| p.name().map(String::from)),
                 created_at,
             }
         })
         .collect();
-    Dump { threads, tasks: crate::tasks::current_task_count() }
+    Dump {
+        threads,
+        tasks: crate::tasks::current_task_count(),
+    }
 }
 
 impl fmt::Display for Dump {
@@ -188,12 +194,25 @@ impl fmt::Display for Dump {
         }
         for thread in &self.threads {
             writeln!(f)?;
-            let name = thread.name.as_deref().map(|n| format!(" {n:?}")).unwrap_or_default();
+            let name = thread
+                .name
+                .as_deref()
+                .map(|n| format!(" {n:?}"))
+                .unwrap_or_default();
             let state = thread.kernel.state.map(|s| format!(" [{s}]")).unwrap_or_default();
-            let wchan = thread.kernel.wchan.as_deref().map(|w| format!(" in {w}")).unwrap_or_default();
+            let wchan = thread
+                .kernel
+                .wchan
+                .as_deref()
+                .map(|w| format!(" in {w}"))
+                .unwrap_or_default();
             writeln!(f, "thread {}{name}{state}{wchan}", thread.tid)?;
             if let Some(creator) = &thread.creator {
-                let at = thread.created_at.as_deref().map(|at| format!(" at {at}")).unwrap_or_default();
+                let at = thread
+                    .created_at
+                    .as_deref()
+                    .map(|at| format!(" at {at}"))
+                    .unwrap_or_default();
                 writeln!(f, "   created by {creator:?}{at}")?;
             }
             match &thread.stack {
@@ -208,7 +227,9 @@ impl fmt::Display for Dump {
                             writeln!(f, "     ... {folded} library frames")?;
                             folded = 0;
                         }
-                        let at = frames::short_location(frame).map(|l| format!(" at {l}")).unwrap_or_default();
+                        let at = frames::short_location(frame)
+                            .map(|l| format!(" at {l}"))
+                            .unwrap_or_default();
                         writeln!(f, "     {}{at}", frame.function)?;
                     }
                     if folded > 0 {

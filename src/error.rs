@@ -31,11 +31,15 @@ pub(crate) enum ErrorKind {
 
 impl LeakError {
     pub(crate) fn leak(report: Report) -> LeakError {
-        LeakError { kind: ErrorKind::Leak(Box::new(report)) }
+        LeakError {
+            kind: ErrorKind::Leak(Box::new(report)),
+        }
     }
 
     pub(crate) fn config(message: String) -> LeakError {
-        LeakError { kind: ErrorKind::Config(message) }
+        LeakError {
+            kind: ErrorKind::Config(message),
+        }
     }
 
     /// How many threads the check found alive (0 for a configuration error).

@@ -51,13 +51,24 @@ const LIBRARY_CRATES: &[&str] = &[
 const LIBRARY_CRATE_PREFIXES: &[&str] = &["futures_", "tokio_", "crossbeam_"];
 
 /// C-level symbols of thread start-up and the panic runtime (besides any `__`-prefixed name).
-const SYSTEM_SYMBOLS: &[&str] = &["start_thread", "clone", "clone3", "_start", "rust_begin_unwind", "rust_panic"];
+const SYSTEM_SYMBOLS: &[&str] = &[
+    "start_thread",
+    "clone",
+    "clone3",
+    "_start",
+    "rust_begin_unwind",
+    "rust_panic",
+];
 
 /// Path fragments of sources that are not the user's: the standard library (remapped to
 /// `/rustc/<hash>/`, its dependencies to `/rust/deps/`), a rust-src checkout, cargo's registry
 /// and git checkouts.
-const DEPENDENCY_PATHS: &[&str] =
-    &["/rust/deps/", "/lib/rustlib/src/rust/", "/.cargo/registry/", "/.cargo/git/"];
+const DEPENDENCY_PATHS: &[&str] = &[
+    "/rust/deps/",
+    "/lib/rustlib/src/rust/",
+    "/.cargo/registry/",
+    "/.cargo/git/",
+];
 
 /// Where leakcheck's own sources live; `src/` there is library, `tests/` and `examples/` are not.
 const OWN_ROOT: &str = env!("CARGO_MANIFEST_DIR");
@@ -115,10 +126,20 @@ fn resolve_ip(ip: usize) -> Vec<Frame> {
         let function = strip_hash(&format!("{name:#}")).to_owned();
         let file = symbol.filename().map(|file| file.display().to_string());
         let library = is_library(&function, file.as_deref(), shared_object);
-        frames.push(Frame { function, file, line: symbol.lineno(), library });
+        frames.push(Frame {
+            function,
+            file,
+            line: symbol.lineno(),
+            library,
+        });
     });
     if frames.is_empty() {
-        frames.push(Frame { function: format!("{ip:#x}"), file: None, line: None, library: true });
+        frames.push(Frame {
+            function: format!("{ip:#x}"),
+            file: None,
+            line: None,
+            library: true,
+        });
     }
     frames
 }
@@ -152,7 +173,10 @@ fn is_library(function: &str, file: Option<&str>, shared_object: bool) -> bool {
                 || LIBRARY_CRATE_PREFIXES.iter().any(|prefix| krate.starts_with(prefix))
         }
         None => {
-            file.is_none() || shared_object || function.starts_with("__") || SYSTEM_SYMBOLS.contains(&function)
+            file.is_none()
+                || shared_object
+                || function.starts_with("__")
+                || SYSTEM_SYMBOLS.contains(&function)
         }
     }
 }
@@ -245,7 +269,12 @@ mod tests {
 
     fn frame(function: &str, file: Option<&str>, line: Option<u32>) -> Frame {
         let library = is_library(function, file, false);
-        Frame { function: function.to_owned(), file: file.map(str::to_owned), line, library }
+        Frame {
+            function: function.to_owned(),
+            file: file.map(str::to_owned),
+            line,
+            library,
+        }
     }
 
     /// Library frames are recognized by file (std, registry, leakcheck's src) or by crate.
@@ -254,22 +283,40 @@ mod tests {
         let own_src = format!("{OWN_ROOT}/src/stack.rs");
         let own_test = format!("{OWN_ROOT}/tests/stack_capture_handler.rs");
         let library = [
-            ("std::sys::pal::unix::futex::futex_wait", Some("/rustc/17067e9/library/std/src/sys/pal/unix/futex.rs")),
+            (
+                "std::sys::pal::unix::futex::futex_wait",
+                Some("/rustc/17067e9/library/std/src/sys/pal/unix/futex.rs"),
+            ),
             ("std::thread::park", None),
-            ("<alloc::boxed::Box<F,A> as core::ops::function::FnOnce<Args>>::call_once", None),
+            (
+                "<alloc::boxed::Box<F,A> as core::ops::function::FnOnce<Args>>::call_once",
+                None,
+            ),
             ("<&mut I as core::iter::traits::iterator::Iterator>::next", None),
             ("<F as core::future::future::Future>::poll", None),
-            ("tokio::runtime::park::Inner::park", Some("/home/u/.cargo/registry/src/index/tokio-1.47.0/src/runtime/park.rs")),
+            (
+                "tokio::runtime::park::Inner::park",
+                Some("/home/u/.cargo/registry/src/index/tokio-1.47.0/src/runtime/park.rs"),
+            ),
             ("futures_util::future::Map::poll", None),
-            ("hashbrown::raw::RawTable::find", Some("/rust/deps/hashbrown-0.15.2/src/raw/mod.rs")),
+            (
+                "hashbrown::raw::RawTable::find",
+                Some("/rust/deps/hashbrown-0.15.2/src/raw/mod.rs"),
+            ),
             ("leakcheck::stack::capture", Some(own_src.as_str())),
             ("leakcheck::lineage::interpose::trampoline", None),
             ("test::run_test::{closure#0}", None),
-            ("__rustc::rust_begin_unwind", Some("/rustc/17067e9/library/std/src/panicking.rs")),
+            (
+                "__rustc::rust_begin_unwind",
+                Some("/rustc/17067e9/library/std/src/panicking.rs"),
+            ),
             ("__rust_begin_short_backtrace", None),
             ("rust_begin_unwind", None),
             ("start_thread", Some("./nptl/pthread_create.c")),
-            ("__GI___clock_nanosleep", Some("../sysdeps/unix/sysv/linux/clock_nanosleep.c")),
+            (
+                "__GI___clock_nanosleep",
+                Some("../sysdeps/unix/sysv/linux/clock_nanosleep.c"),
+            ),
             ("clone3", None),
             ("syscall", None),
             ("__futex_abstimed_wait_common", None),
@@ -278,18 +325,28 @@ mod tests {
         for (function, file) in library {
             assert!(is_library(function, file, false), "{function} should be library");
         }
-        assert!(is_library("syscall", Some("./misc/../sysdeps/unix/sysv/linux/x86_64/syscall.S"), true));
+        assert!(is_library(
+            "syscall",
+            Some("./misc/../sysdeps/unix/sysv/linux/x86_64/syscall.S"),
+            true
+        ));
         let user = [
             ("mailbox::Mailbox::recv", Some("/work/app/src/mailbox.rs")),
             ("mailbox::Mailbox::recv", None),
             ("<mailbox::Worker as core::future::future::Future>::poll", None),
             ("mailbox::tests::leaks::{{closure}}", Some("/work/app/src/lib.rs")),
-            ("leakcheck::stack::tests::blocked_receiver", Some(own_src.as_str())),
+            (
+                "leakcheck::stack::tests::blocked_receiver",
+                Some(own_src.as_str()),
+            ),
             ("stack_capture_handler::main", Some(own_test.as_str())),
             ("my_c_helper", Some("/work/app/csrc/helper.c")),
         ];
         for (function, file) in user {
-            assert!(!is_library(function, file, false), "{function} should be user code");
+            assert!(
+                !is_library(function, file, false),
+                "{function} should be user code"
+            );
         }
     }
 
@@ -297,7 +354,10 @@ mod tests {
     #[test]
     fn strips_hashes_only() {
         assert_eq!(strip_hash("app::main::h0123456789abcdef"), "app::main");
-        assert_eq!(strip_hash("app::main::{{closure}}::h0123456789abcdef"), "app::main::{{closure}}");
+        assert_eq!(
+            strip_hash("app::main::{{closure}}::h0123456789abcdef"),
+            "app::main::{{closure}}"
+        );
         assert_eq!(strip_hash("app::hello"), "app::hello");
         assert_eq!(strip_hash("app::hash::hx"), "app::hash::hx");
     }
@@ -307,7 +367,10 @@ mod tests {
     fn short_locations() {
         let here = std::env::current_dir().unwrap();
         let inside = here.join("src/mailbox.rs").display().to_string();
-        assert_eq!(short_location(&frame("app::f", Some(&inside), Some(12))).as_deref(), Some("src/mailbox.rs:12"));
+        assert_eq!(
+            short_location(&frame("app::f", Some(&inside), Some(12))).as_deref(),
+            Some("src/mailbox.rs:12")
+        );
         let outside = frame("app::f", Some("/elsewhere/lib.rs"), None);
         assert_eq!(short_location(&outside).as_deref(), Some("/elsewhere/lib.rs"));
         assert_eq!(short_location(&frame("app::f", None, Some(3))), None);
@@ -341,7 +404,13 @@ mod tests {
         assert!(!first.library, "{first:?}");
         // Builds without debug info (`cargo test --release`) resolve names only.
         if first.file.is_some() {
-            assert!(first.file.as_deref().is_some_and(|file| file.ends_with("frames.rs")), "{first:?}");
+            assert!(
+                first
+                    .file
+                    .as_deref()
+                    .is_some_and(|file| file.ends_with("frames.rs")),
+                "{first:?}"
+            );
             assert!(first.line.is_some(), "{first:?}");
         }
         let junk = frames.last().unwrap();

@@ -157,7 +157,12 @@ mod tests {
     use super::*;
 
     fn frame(function: &str, library: bool) -> Frame {
-        Frame { function: function.into(), file: None, line: None, library }
+        Frame {
+            function: function.into(),
+            file: None,
+            line: None,
+            library,
+        }
     }
 
     /// A send blocked in std's channel gets the blocked-send hint, naming its evidence.
@@ -176,7 +181,10 @@ mod tests {
     /// A stack with no known symptom gets no hint rather than a guess.
     #[test]
     fn no_guess() {
-        let frames = [frame("my_tests::compute", false), frame("core::ops::function::FnOnce::call_once", true)];
+        let frames = [
+            frame("my_tests::compute", false),
+            frame("core::ops::function::FnOnce::call_once", true),
+        ];
         assert_eq!(for_frames(&frames), None);
     }
 

@@ -34,14 +34,10 @@
 //! In a plain `#[test]`, or in the middle of a test body:
 //!
 //! ```
-//! #[test]
-//! fn no_leftovers() {
-//!     std::thread::scope(|s| {
-//!         s.spawn(|| ());
-//!     });
-//!     leakcheck::verify_none();
-//! }
-//! # fn main() {}
+//! std::thread::scope(|s| {
+//!     s.spawn(|| ());
+//! });
+//! leakcheck::verify_none(); // fails if a thread this test started is still alive
 //! ```
 //!
 //! # How it works

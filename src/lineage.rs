@@ -79,11 +79,6 @@ impl Node {
         self.name.get().map(|name| &**name)
     }
 
-    /// Whether `ancestor` created this thread, directly or through threads it created.
-    pub(crate) fn descends_from(&self, ancestor: u64) -> bool {
-        self.ancestors().any(|node| node.uid == ancestor)
-    }
-
     /// The chain of creators, nearest first.
     pub(crate) fn ancestors(&self) -> impl Iterator<Item = &Node> {
         std::iter::successors(self.parent.as_deref(), |node| node.parent.as_deref())
@@ -159,7 +154,11 @@ pub(crate) fn register_child() -> Arc<Node> {
     let node = Arc::new(Node::new(parent, creation_backtrace()));
     let mut registry = registry();
     for ancestor in node.ancestors() {
-        registry.descendants.entry(ancestor.uid).or_default().insert(node.uid);
+        registry
+            .descendants
+            .entry(ancestor.uid)
+            .or_default()
+            .insert(node.uid);
     }
     registry.live.insert(node.uid, node.clone());
     node
@@ -192,14 +191,12 @@ pub(crate) fn unregister(node: &Node) {
 pub(crate) fn live_descendants(uid: u64) -> Vec<Arc<Node>> {
     let registry = registry();
     match registry.descendants.get(&uid) {
-        Some(uids) => uids.iter().filter_map(|uid| registry.live.get(uid).cloned()).collect(),
+        Some(uids) => uids
+            .iter()
+            .filter_map(|uid| registry.live.get(uid).cloned())
+            .collect(),
         None => Vec::new(),
     }
-}
-
-/// How many live threads the thread `uid` created, directly or transitively.
-pub(crate) fn live_descendant_count(uid: u64) -> usize {
-    registry().descendants.get(&uid).map_or(0, HashSet::len)
 }
 
 /// Every live thread that the interposer saw being created.
@@ -209,7 +206,11 @@ pub(crate) fn all_live() -> Vec<Arc<Node>> {
 
 /// Looks up a live node by kernel thread id.
 pub(crate) fn by_tid(tid: i32) -> Option<Arc<Node>> {
-    registry().live.values().find(|node| node.tid() == Some(tid)).cloned()
+    registry()
+        .live
+        .values()
+        .find(|node| node.tid() == Some(tid))
+        .cloned()
 }
 
 /// Runs `spawn` so that the thread it creates belongs to no test: for leakcheck's own helpers.
@@ -228,7 +229,11 @@ pub(crate) fn interposer_active() -> bool {
         return true;
     }
     *ACTIVE.get_or_init(|| {
-        let probe = detached(|| std::thread::Builder::new().name("leakcheck-probe".into()).spawn(|| ()));
+        let probe = detached(|| {
+            std::thread::Builder::new()
+                .name("leakcheck-probe".into())
+                .spawn(|| ())
+        });
         if let Ok(probe) = probe {
             let _ = probe.join();
         }

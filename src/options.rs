@@ -216,15 +216,6 @@ impl Options {
         self.verbose = Some(on);
         self
     }
-
-    /// Rules that need the survivor's current stack.
-    pub(crate) fn needs_stacks(&self) -> bool {
-        self.builtin_rules
-            || self
-                .rules
-                .iter()
-                .any(|rule| matches!(rule, Rule::TopFunction(_) | Rule::AnyFunction(_)))
-    }
 }
 
 /// Everything alive when [`Options::ignore_current`] was called.
@@ -235,6 +226,7 @@ pub(crate) struct Baseline {
     /// Kernel thread ids, for threads the lineage registry did not see being created.
     pub(crate) tids: HashSet<i32>,
     /// Ids of the current runtime's live tasks, where known (`--cfg tokio_unstable`).
+    #[cfg_attr(not(tokio_unstable), allow(dead_code))]
     pub(crate) tasks: HashSet<u64>,
     /// The current runtime's live task count, for builds without task ids.
     pub(crate) task_count: Option<usize>,
@@ -291,9 +283,11 @@ impl Rule {
                 .stack
                 .and_then(crate::frames::first_user_frame)
                 .is_some_and(|frame| function_matches(pattern, &frame.function)),
-            Rule::AnyFunction(pattern) => subject
-                .stack
-                .is_some_and(|stack| stack.iter().any(|frame| function_matches(pattern, &frame.function))),
+            Rule::AnyFunction(pattern) => subject.stack.is_some_and(|stack| {
+                stack
+                    .iter()
+                    .any(|frame| function_matches(pattern, &frame.function))
+            }),
             Rule::Creator(pattern) => subject.created_at.iter().any(|frame| {
                 function_matches(pattern, &frame.function)
                     || crate::frames::short_location(frame).is_some_and(|site| site_matches(pattern, &site))
@@ -321,12 +315,16 @@ pub(crate) const BUILTINS: &[Builtin] = &[Builtin {
 /// a `spawn_blocking` closure is *not* matched: its stack shows the closure, not the idle wait.
 fn tokio_idle_blocking_thread(subject: &Subject<'_>) -> bool {
     subject.stack.is_some_and(|stack| {
-        let in_pool = stack
-            .iter()
-            .any(|frame| frame.function.contains("tokio::runtime::blocking::pool::Inner::run"));
+        let in_pool = stack.iter().any(|frame| {
+            frame
+                .function
+                .contains("tokio::runtime::blocking::pool::Inner::run")
+        });
         let running_work = stack.iter().any(|frame| {
             frame.function.contains("blocking::task::BlockingTask")
-                || frame.function.contains("tokio::runtime::blocking::pool::Task::run")
+                || frame
+                    .function
+                    .contains("tokio::runtime::blocking::pool::Task::run")
         });
         in_pool && !running_work
     })
@@ -361,9 +359,9 @@ pub(crate) fn site_matches(pattern: &str, site: &str) -> bool {
         return glob(pattern, site);
     }
     let file = site.rsplit_once(':').map_or(site, |(file, _)| file);
-    [site, file].iter().any(|candidate| {
-        *candidate == pattern || candidate.ends_with(&format!("/{pattern}"))
-    })
+    [site, file]
+        .iter()
+        .any(|candidate| *candidate == pattern || candidate.ends_with(&format!("/{pattern}")))
 }
 
 #[cfg(test)]
@@ -385,7 +383,10 @@ mod tests {
     #[test]
     fn functions() {
         assert!(function_matches("logger::run", "my_crate::logger::run"));
-        assert!(function_matches("logger::run", "my_crate::logger::run::{{closure}}"));
+        assert!(function_matches(
+            "logger::run",
+            "my_crate::logger::run::{{closure}}"
+        ));
         assert!(function_matches("my_crate::logger::run", "my_crate::logger::run"));
         assert!(!function_matches("run", "my_crate::logger::rerun"));
         assert!(function_matches("my_crate::*", "my_crate::logger::run"));

@@ -76,11 +76,29 @@ impl Survivor {
         })
     }
 
-    fn group_key(&self) -> (Kind, Option<String>, Option<String>, Option<String>, Option<String>) {
+    fn group_key(
+        &self,
+    ) -> (
+        Kind,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+    ) {
         let stuck = self.stuck_frame().map(|frame| {
-            format!("{}@{}", frame.function, frames::short_location(frame).unwrap_or_default())
+            format!(
+                "{}@{}",
+                frame.function,
+                frames::short_location(frame).unwrap_or_default()
+            )
         });
-        (self.kind, self.name.clone(), stuck, self.origin(), self.test.clone())
+        (
+            self.kind,
+            self.name.clone(),
+            stuck,
+            self.origin(),
+            self.test.clone(),
+        )
     }
 }
 
@@ -163,7 +181,12 @@ impl Report {
             .append(true)
             .open(&path)
             .and_then(|mut file| file.write_all(line.as_bytes()))
-            .map_err(|error| format!("leakcheck: cannot append to `LEAKCHECK_JSON={}`: {error}", path.display()))
+            .map_err(|error| {
+                format!(
+                    "leakcheck: cannot append to `LEAKCHECK_JSON={}`: {error}",
+                    path.display()
+                )
+            })
     }
 
     /// The report as one JSON object and a newline.
@@ -194,10 +217,19 @@ impl Report {
             }
             let _ = write!(out, ",\"origin\":{}", json_opt(survivor.origin().as_deref()));
             let _ = write!(out, ",\"creator\":{}", json_opt(survivor.creator.as_deref()));
-            let _ = write!(out, ",\"spawn_site\":{}", json_opt(survivor.spawn_site.as_deref()));
+            let _ = write!(
+                out,
+                ",\"spawn_site\":{}",
+                json_opt(survivor.spawn_site.as_deref())
+            );
             let state = survivor.kernel.as_ref().and_then(|k| k.state.map(String::from));
             let wchan = survivor.kernel.as_ref().and_then(|k| k.wchan.clone());
-            let _ = write!(out, ",\"state\":{},\"wchan\":{}", json_opt(state.as_deref()), json_opt(wchan.as_deref()));
+            let _ = write!(
+                out,
+                ",\"state\":{},\"wchan\":{}",
+                json_opt(state.as_deref()),
+                json_opt(wchan.as_deref())
+            );
             match &survivor.hint {
                 Some(hint) => {
                     let _ = write!(
@@ -216,7 +248,9 @@ impl Report {
         let _ = write!(
             out,
             ",\"task_count\":{}",
-            self.task_count.as_ref().map_or("null".to_string(), |t| t.alive.to_string())
+            self.task_count
+                .as_ref()
+                .map_or("null".to_string(), |t| t.alive.to_string())
         );
         out.push_str("}\n");
         out
@@ -301,22 +335,39 @@ fn describe_one(survivor: &Survivor) -> String {
     text
 }
 
-fn render_group(f: &mut fmt::Formatter<'_>, group: &[&Survivor], full_stacks: bool, name_tests: bool) -> fmt::Result {
+fn render_group(
+    f: &mut fmt::Formatter<'_>,
+    group: &[&Survivor],
+    full_stacks: bool,
+    name_tests: bool,
+) -> fmt::Result {
     let first = group[0];
     let count = group.len();
     let noun = first.kind.noun(count);
-    let name = first.name.as_ref().map(|name| format!(" {name:?}")).unwrap_or_default();
+    let name = first
+        .name
+        .as_ref()
+        .map(|name| format!(" {name:?}"))
+        .unwrap_or_default();
     let id_label = match first.kind {
         Kind::Thread => "tid",
         Kind::Task => "id",
     };
-    let mut ids: Vec<String> = group.iter().filter(|s| s.id != 0).map(|s| s.id.to_string()).collect();
+    let mut ids: Vec<String> = group
+        .iter()
+        .filter(|s| s.id != 0)
+        .map(|s| s.id.to_string())
+        .collect();
     let more = ids.len().saturating_sub(IDS_SHOWN);
     ids.truncate(IDS_SHOWN);
     let mut ids = if ids.is_empty() {
         String::new()
     } else {
-        format!(" ({id_label}{} {}", if count > 1 { "s" } else { "" }, ids.join(", "))
+        format!(
+            " ({id_label}{} {}",
+            if count > 1 { "s" } else { "" },
+            ids.join(", ")
+        )
     };
     if more > 0 {
         let _ = write!(ids, " and {more} more");
@@ -338,8 +389,16 @@ fn render_group(f: &mut fmt::Formatter<'_>, group: &[&Survivor], full_stacks: bo
         (Stack::Missing(why), None) => writeln!(f, "   stuck in   unknown: {why}")?,
     }
     if let Some(origin) = first.origin() {
-        let verb = if first.spawn_site.is_some() { "spawned at" } else { "created at" };
-        let by = first.creator.as_ref().map(|c| format!(", by thread {c:?}")).unwrap_or_default();
+        let verb = if first.spawn_site.is_some() {
+            "spawned at"
+        } else {
+            "created at"
+        };
+        let by = first
+            .creator
+            .as_ref()
+            .map(|c| format!(", by thread {c:?}"))
+            .unwrap_or_default();
         writeln!(f, "   {verb} {origin}{by}")?;
     }
     if let Some(test) = first.test.as_ref().filter(|_| name_tests) {
@@ -376,7 +435,10 @@ fn kernel_text(kernel: &KernelWait) -> String {
         _ => return String::new(),
     };
     let mut text = format!(", {state}");
-    let detail: Vec<&str> = [kernel.wchan.as_deref(), kernel.syscall.as_deref()].into_iter().flatten().collect();
+    let detail: Vec<&str> = [kernel.wchan.as_deref(), kernel.syscall.as_deref()]
+        .into_iter()
+        .flatten()
+        .collect();
     if !detail.is_empty() && state != "running" {
         let _ = write!(text, " in {}", detail.join(", syscall "));
     }
@@ -390,11 +452,21 @@ fn frame_text(frame: &Frame) -> String {
     }
 }
 
-fn render_frames(f: &mut fmt::Formatter<'_>, frames: &[Frame], stuck: Option<&Frame>, full: bool) -> fmt::Result {
+fn render_frames(
+    f: &mut fmt::Formatter<'_>,
+    frames: &[Frame],
+    stuck: Option<&Frame>,
+    full: bool,
+) -> fmt::Result {
     let mut folded = 0;
     let flush = |f: &mut fmt::Formatter<'_>, folded: &mut usize| -> fmt::Result {
         if *folded > 0 {
-            writeln!(f, "         ... {} library frame{}", folded, if *folded == 1 { "" } else { "s" })?;
+            writeln!(
+                f,
+                "         ... {} library frame{}",
+                folded,
+                if *folded == 1 { "" } else { "s" }
+            )?;
             *folded = 0;
         }
         Ok(())
@@ -405,7 +477,11 @@ fn render_frames(f: &mut fmt::Formatter<'_>, frames: &[Frame], stuck: Option<&Fr
             continue;
         }
         flush(f, &mut folded)?;
-        let marker = if stuck.is_some_and(|s| std::ptr::eq(s, frame)) { "→" } else { " " };
+        let marker = if stuck.is_some_and(|s| std::ptr::eq(s, frame)) {
+            "→"
+        } else {
+            " "
+        };
         writeln!(f, "       {marker} {}", frame_text(frame))?;
     }
     flush(f, &mut folded)

@@ -28,7 +28,10 @@ pub(crate) struct Backoff {
 
 impl Backoff {
     pub(crate) fn new(settle: Duration) -> Backoff {
-        Backoff { deadline: Instant::now() + settle, next: FIRST_WAIT }
+        Backoff {
+            deadline: Instant::now() + settle,
+            next: FIRST_WAIT,
+        }
     }
 
     /// The next wait, or `None` once the deadline has passed.
@@ -100,7 +103,10 @@ pub(crate) struct Delay {
 
 impl Delay {
     pub(crate) fn new(after: Duration) -> Delay {
-        Delay { at: Instant::now() + after, shared: None }
+        Delay {
+            at: Instant::now() + after,
+            shared: None,
+        }
     }
 }
 
@@ -154,7 +160,10 @@ struct Timer {
 
 impl Timer {
     fn add(&self, at: Instant, waker: Arc<Mutex<Option<Waker>>>) {
-        self.queue.lock().unwrap_or_else(|e| e.into_inner()).push(Entry { at, waker });
+        self.queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Entry { at, waker });
         self.changed.notify_one();
     }
 
@@ -170,7 +179,12 @@ impl Timer {
                 }
             }
             queue = match queue.peek().map(|entry| entry.at - now) {
-                Some(wait) => self.changed.wait_timeout(queue, wait).unwrap_or_else(|e| e.into_inner()).0,
+                Some(wait) => {
+                    self.changed
+                        .wait_timeout(queue, wait)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
                 None => self.changed.wait(queue).unwrap_or_else(|e| e.into_inner()),
             };
         }
@@ -179,10 +193,14 @@ impl Timer {
 
 fn timer() -> &'static Timer {
     static TIMER: LazyLock<&'static Timer> = LazyLock::new(|| {
-        let timer: &'static Timer =
-            Box::leak(Box::new(Timer { queue: Mutex::new(BinaryHeap::new()), changed: Condvar::new() }));
+        let timer: &'static Timer = Box::leak(Box::new(Timer {
+            queue: Mutex::new(BinaryHeap::new()),
+            changed: Condvar::new(),
+        }));
         let started = crate::lineage::detached(|| {
-            std::thread::Builder::new().name("leakcheck-timer".into()).spawn(move || timer.run())
+            std::thread::Builder::new()
+                .name("leakcheck-timer".into())
+                .spawn(move || timer.run())
         });
         if started.is_err() {
             // Without the thread, delays still complete: `Delay::poll` compares the clock and the

@@ -190,7 +190,7 @@ fn syscall_name(nr: i64) -> Option<&'static str> {
     common
         .iter()
         .chain(legacy)
-        .find(|(number, _)| i64::from(*number) == nr)
+        .find(|(number, _)| *number == nr)
         .map(|(_, name)| *name)
 }
 
@@ -230,7 +230,10 @@ mod tests {
         assert_eq!(parse_stat_state("garbage"), None);
         assert_eq!(parse_wchan("0"), None);
         assert_eq!(parse_wchan(""), None);
-        assert_eq!(parse_wchan("futex_wait_queue\n").as_deref(), Some("futex_wait_queue"));
+        assert_eq!(
+            parse_wchan("futex_wait_queue\n").as_deref(),
+            Some("futex_wait_queue")
+        );
         assert_eq!(parse_syscall("running\n").as_deref(), Some("running"));
         assert_eq!(parse_syscall("-1 0x7ffd 0x1\n"), None);
         let futex = format!("{} 0x7f 0x80 0x2 0x0", libc::SYS_futex);

@@ -15,8 +15,8 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::options::Options;
 use crate::__private::{Flavor, Runtime};
+use crate::options::Options;
 use crate::report::{Hidden, TaskCount};
 #[cfg(tokio_unstable)]
 use crate::report::{Kind, Stack, Survivor};
@@ -59,18 +59,29 @@ pub(crate) fn build_runtime(
     builder.enable_all().start_paused(config.start_paused);
     builder.on_thread_start(move || {
         let uid = crate::lineage::current().uid;
-        runtime_threads.lock().unwrap_or_else(|e| e.into_inner()).insert(uid);
+        runtime_threads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(uid);
     });
     let probe = Arc::new(Probe::default());
     #[cfg(tokio_unstable)]
     {
         let spawned = probe.clone();
         builder.on_task_spawn(move |meta| {
-            spawned.live.lock().unwrap_or_else(|e| e.into_inner()).insert(task_id(meta.id()), meta.spawned_at());
+            spawned
+                .live
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(task_id(meta.id()), meta.spawned_at());
         });
         let terminated = probe.clone();
         builder.on_task_terminate(move |meta| {
-            terminated.live.lock().unwrap_or_else(|e| e.into_inner()).remove(&task_id(meta.id()));
+            terminated
+                .live
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&task_id(meta.id()));
         });
     }
     let runtime = builder.build()?;
@@ -108,7 +119,13 @@ fn current_probe() -> Option<Arc<Probe>> {
 pub(crate) fn current_task_ids() -> Vec<u64> {
     #[cfg(tokio_unstable)]
     if let Some(probe) = current_probe() {
-        return probe.live.lock().unwrap_or_else(|e| e.into_inner()).keys().copied().collect();
+        return probe
+            .live
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .copied()
+            .collect();
     }
     Vec::new()
 }
@@ -122,24 +139,13 @@ pub(crate) fn current_task_count() -> Option<usize> {
 /// Which tasks a check owns: those of the current runtime, minus a baseline and the caller.
 pub(crate) struct TaskScope {
     handle: tokio::runtime::Handle,
+    #[cfg_attr(not(tokio_unstable), allow(dead_code))]
     probe: Option<Arc<Probe>>,
     baseline_ids: HashSet<u64>,
     baseline_count: usize,
 }
 
 impl TaskScope {
-    /// The current runtime's tasks from now on, or `None` outside a runtime.
-    pub(crate) fn enter() -> Option<TaskScope> {
-        let handle = tokio::runtime::Handle::try_current().ok()?;
-        let own = usize::from(tokio::task::try_id().is_some());
-        Some(TaskScope {
-            baseline_count: handle.metrics().num_alive_tasks().saturating_sub(own),
-            baseline_ids: current_task_ids().into_iter().collect(),
-            probe: current_probe(),
-            handle,
-        })
-    }
-
     /// Tasks alive at the test's entry (stable builds, which have no task ids).
     pub(crate) fn set_baseline_count(&mut self, count: usize) {
         self.baseline_count = count;
@@ -148,7 +154,12 @@ impl TaskScope {
     /// The current runtime's tasks, all of them counting (a plain test without entry snapshot).
     pub(crate) fn unentered() -> Option<TaskScope> {
         let handle = tokio::runtime::Handle::try_current().ok()?;
-        Some(TaskScope { baseline_count: 0, baseline_ids: HashSet::new(), probe: current_probe(), handle })
+        Some(TaskScope {
+            baseline_count: 0,
+            baseline_ids: HashSet::new(),
+            probe: current_probe(),
+            handle,
+        })
     }
 }
 
@@ -198,8 +209,16 @@ fn look(scope: &TaskScope, options: &Options) -> Vec<u64> {
             .filter(|id| !baseline.is_some_and(|b| b.tasks.contains(id)))
             .collect();
     }
-    let alive = scope.handle.metrics().num_alive_tasks().saturating_sub(usize::from(own.is_some()));
-    let baseline = options.baseline.as_deref().and_then(|b| b.task_count).unwrap_or(0);
+    let alive = scope
+        .handle
+        .metrics()
+        .num_alive_tasks()
+        .saturating_sub(usize::from(own.is_some()));
+    let baseline = options
+        .baseline
+        .as_deref()
+        .and_then(|b| b.task_count)
+        .unwrap_or(0);
     let _ = &scope.baseline_ids;
     vec![0; alive.saturating_sub(scope.baseline_count.max(baseline))]
 }
@@ -215,7 +234,12 @@ pub(crate) async fn find(scope: &TaskScope, options: &Options, settle: Duration)
 
 #[cfg(not(tokio_unstable))]
 async fn describe(_scope: &TaskScope, _options: &Options, survivors: Vec<u64>) -> TaskFindings {
-    TaskFindings { count: Some(TaskCount { alive: survivors.len() }), ..TaskFindings::default() }
+    TaskFindings {
+        count: Some(TaskCount {
+            alive: survivors.len(),
+        }),
+        ..TaskFindings::default()
+    }
 }
 
 #[cfg(tokio_unstable)]
@@ -223,16 +247,21 @@ async fn describe(scope: &TaskScope, options: &Options, ids: Vec<u64>) -> TaskFi
     let Some(probe) = &scope.probe else {
         return TaskFindings {
             count: Some(TaskCount { alive: ids.len() }),
-            notes: vec!["spawn sites are recorded only on runtimes that leakcheck builds: use \
+            notes: vec![
+                "spawn sites are recorded only on runtimes that leakcheck builds: use \
                          `#[leak_test]` on the async test (above `#[tokio::test]`, if any)"
-                .into()],
+                    .into(),
+            ],
             ..TaskFindings::default()
         };
     };
     let sites: Vec<Option<String>> = {
         let live = probe.live.lock().unwrap_or_else(|e| e.into_inner());
         ids.iter()
-            .map(|id| live.get(id).map(|loc| format!("{}:{}", crate::frames::relative_path(loc.file()), loc.line())))
+            .map(|id| {
+                live.get(id)
+                    .map(|loc| format!("{}:{}", crate::frames::relative_path(loc.file()), loc.line()))
+            })
             .collect()
     };
     let (mut traces, mut notes) = dump(scope, &ids).await;
@@ -267,7 +296,10 @@ async fn describe(scope: &TaskScope, options: &Options, ids: Vec<u64>) -> TaskFi
             spawn_site: survivor.spawn_site.as_deref(),
         };
         if let Some(rule) = options.rules.iter().find(|rule| rule.matches(&subject)) {
-            findings.hidden.push(Hidden { rule: rule.describe(), survivor });
+            findings.hidden.push(Hidden {
+                rule: rule.describe(),
+                survivor,
+            });
             continue;
         }
         survivor.hint = crate::hints::for_survivor(&survivor);
@@ -282,7 +314,10 @@ async fn describe(scope: &TaskScope, options: &Options, ids: Vec<u64>) -> TaskFi
 async fn dump(
     scope: &TaskScope,
     ids: &[u64],
-) -> (std::collections::HashMap<u64, Vec<crate::frames::Frame>>, Vec<String>) {
+) -> (
+    std::collections::HashMap<u64, Vec<crate::frames::Frame>>,
+    Vec<String>,
+) {
     use futures::future::{select, Either};
     let wanted: HashSet<u64> = ids.iter().copied().collect();
     let dump = std::pin::pin!(scope.handle.dump());
@@ -292,7 +327,9 @@ async fn dump(
         Either::Right(_) => {
             return (
                 Default::default(),
-                vec![format!("the task dump did not finish within {DUMP_TIMEOUT:?}; tasks are shown without async traces")],
+                vec![format!(
+                "the task dump did not finish within {DUMP_TIMEOUT:?}; tasks are shown without async traces"
+            )],
             )
         }
     };
@@ -321,6 +358,9 @@ async fn dump(
 async fn dump(
     _scope: &TaskScope,
     _ids: &[u64],
-) -> (std::collections::HashMap<u64, Vec<crate::frames::Frame>>, Vec<String>) {
+) -> (
+    std::collections::HashMap<u64, Vec<crate::frames::Frame>>,
+    Vec<String>,
+) {
     (Default::default(), Vec::new())
 }

@@ -11,13 +11,13 @@ use std::sync::{Arc, Mutex};
 
 use futures::FutureExt as _;
 
-use crate::error::LeakError;
-use crate::options::Options;
 use crate::__private::Runtime;
+use crate::error::LeakError;
+use crate::lineage;
+use crate::options::Options;
 use crate::tasks::{self, TaskFindings, TaskScope};
 use crate::threads::Scope;
 use crate::verify::{check_threads, merge};
-use crate::lineage;
 
 /// What a running `#[leak_test]` knows, on its thread.
 struct Context {
@@ -61,7 +61,10 @@ pub(crate) fn current_options() -> Options {
 /// The name reports blame: the running `#[leak_test]`, else libtest's name for the thread.
 pub(crate) fn current_test_name() -> String {
     if let Some(context) = context() {
-        if let Some(name) = std::thread::current().name().filter(|name| name.ends_with(context.test)) {
+        if let Some(name) = std::thread::current()
+            .name()
+            .filter(|name| name.ends_with(context.test))
+        {
             return name.to_string();
         }
         return context.test.to_string();
@@ -92,7 +95,7 @@ pub(crate) fn thread_scope() -> Scope {
 
 /// Inside a runtime that leakcheck did not build (`#[tokio::test]` alone), its worker and
 /// blocking threads are the test's own while the runtime lives: recognized by tokio's default
-/// thread name.
+/// thread names (`tokio-rt-worker` in current tokio, `tokio-runtime-worker` in older ones).
 fn foreign_runtime_threads(scope: &Scope) -> Option<Arc<Mutex<HashSet<u64>>>> {
     tokio::runtime::Handle::try_current().ok()?;
     let own: HashSet<u64> = lineage::live_descendants(scope.root.uid)
@@ -100,7 +103,7 @@ fn foreign_runtime_threads(scope: &Scope) -> Option<Arc<Mutex<HashSet<u64>>>> {
         .filter(|node| {
             node.tid()
                 .and_then(crate::threads::thread_name)
-                .is_some_and(|name| name.starts_with("tokio-runtime-w"))
+                .is_some_and(|name| name == "tokio-rt-worker" || name.starts_with("tokio-runtime-w"))
         })
         .map(|node| node.uid)
         .collect();
@@ -151,7 +154,12 @@ pub(crate) fn run_sync<R>(test: &'static str, options: Options, body: impl FnOnc
 /// `#[leak_test]` on an async fn: builds the runtime, checks tasks inside it, shuts it down with
 /// a bounded wait, then checks threads.
 #[track_caller]
-pub(crate) fn run_async<F: Future>(test: &'static str, options: Options, config: Runtime, body: F) -> F::Output {
+pub(crate) fn run_async<F: Future>(
+    test: &'static str,
+    options: Options,
+    config: Runtime,
+    body: F,
+) -> F::Output {
     let settle = match options.settle_or_off() {
         Ok(settle) => settle,
         Err(error) => panic!("{error}"),

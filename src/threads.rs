@@ -41,7 +41,10 @@ impl Scope {
         let root = lineage::current_named();
         let lineage_mode = lineage::interposer_active();
         Scope {
-            baseline: lineage::live_descendants(root.uid).iter().map(|node| node.uid).collect(),
+            baseline: lineage::live_descendants(root.uid)
+                .iter()
+                .map(|node| node.uid)
+                .collect(),
             root,
             runtime_threads: None,
             entry_tids: (!lineage_mode).then(|| process_tids().into_iter().collect()),
@@ -109,7 +112,11 @@ pub(crate) fn candidates(scope: &Scope, options: &Options) -> Vec<Candidate> {
         .into_iter()
         .filter(|node| !scope.baseline.contains(&node.uid))
         .filter(|node| !baseline.is_some_and(|b| b.threads.contains(&node.uid)))
-        .filter(|node| !runtime_threads.as_ref().is_some_and(|set| set.contains(&node.uid)))
+        .filter(|node| {
+            !runtime_threads
+                .as_ref()
+                .is_some_and(|set| set.contains(&node.uid))
+        })
         .map(Candidate::Node)
         .collect()
 }
@@ -119,6 +126,8 @@ pub(crate) fn candidates(scope: &Scope, options: &Options) -> Vec<Candidate> {
 pub(crate) fn describe(candidates: &[Candidate], options: &Options) -> (Vec<Survivor>, Vec<Hidden>) {
     let capture = options.capture_stacks.unwrap_or(true) && stack::enabled();
     let tids: Vec<i32> = candidates.iter().map(|c| c.tid().unwrap_or(0)).collect();
+    // Read the kernel's view first: a thread answering the capture signal shows as running.
+    let kernels: Vec<_> = tids.iter().map(|&tid| (tid != 0).then(|| stack::kernel_wait(tid))).collect();
     let captured = if capture {
         stack::capture(&tids, CAPTURE_TIMEOUT)
     } else {
@@ -127,17 +136,27 @@ pub(crate) fn describe(candidates: &[Candidate], options: &Options) -> (Vec<Surv
 
     let mut survivors = Vec::new();
     let mut hidden = Vec::new();
-    for ((candidate, tid), captured) in candidates.iter().zip(&tids).zip(captured) {
+    for (((candidate, tid), captured), kernel) in candidates.iter().zip(&tids).zip(captured).zip(kernels) {
         let node = match candidate {
             Candidate::Node(node) => Some(node.clone()),
             Candidate::Tid(tid) => lineage::by_tid(*tid),
         };
-        let name = node.as_ref().and_then(|n| n.name().map(String::from)).or_else(|| {
-            // Linux gives an unnamed thread its creator's name: that is no name of its own.
-            let inherited = node.as_ref().and_then(|n| n.parent.as_ref()).and_then(|p| p.name()).map(truncate_comm);
-            thread_name(*tid).filter(|name| Some(name.as_str()) != inherited.as_deref())
-        });
-        let created_at = node.as_ref().map(|n| frames::resolve(&n.created_at)).unwrap_or_default();
+        let name = node
+            .as_ref()
+            .and_then(|n| n.name().map(String::from))
+            .or_else(|| {
+                // Linux gives an unnamed thread its creator's name: that is no name of its own.
+                let inherited = node
+                    .as_ref()
+                    .and_then(|n| n.parent.as_ref())
+                    .and_then(|p| p.name())
+                    .map(truncate_comm);
+                thread_name(*tid).filter(|name| Some(name.as_str()) != inherited.as_deref())
+            });
+        let created_at = node
+            .as_ref()
+            .map(|n| frames::resolve(&n.created_at))
+            .unwrap_or_default();
         let created_at = strip_creation_frames(created_at);
         let stack = match captured {
             Captured::Frames(ips) => Stack::Frames(frames::resolve(&ips)),
@@ -167,17 +186,27 @@ pub(crate) fn describe(candidates: &[Candidate], options: &Options) -> (Vec<Surv
             .or_else(|| {
                 options
                     .builtin_rules
-                    .then(|| BUILTINS.iter().find(|b| (b.matches)(&subject)).map(|b| format!("built-in rule `{}`", b.name)))
+                    .then(|| {
+                        BUILTINS
+                            .iter()
+                            .find(|b| (b.matches)(&subject))
+                            .map(|b| format!("built-in rule `{}`", b.name))
+                    })
                     .flatten()
             });
-        let kernel = (*tid != 0).then(|| stack::kernel_wait(*tid));
         let survivor = Survivor {
             kind: Kind::Thread,
             name,
             id: *tid as u64,
             kernel,
-            creator: node.as_ref().and_then(|n| n.parent.as_ref()).and_then(|p| p.name().map(String::from)),
-            test: node.as_ref().and_then(|n| n.test_thread()).and_then(|t| t.name().map(String::from)),
+            creator: node
+                .as_ref()
+                .and_then(|n| n.parent.as_ref())
+                .and_then(|p| p.name().map(String::from)),
+            test: node
+                .as_ref()
+                .and_then(|n| n.test_thread())
+                .and_then(|t| t.name().map(String::from)),
             created_at,
             spawn_site: None,
             stack,
@@ -215,7 +244,8 @@ pub(crate) fn process_tids() -> Vec<i32> {
     let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
         return Vec::new();
     };
-    dir.filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok()).collect()
+    dir.filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+        .collect()
 }
 
 /// The kernel's name of a thread of this process.

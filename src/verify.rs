@@ -119,6 +119,9 @@ impl Options {
     /// The settle deadline, or `None` when `LEAKCHECK=off`.
     pub(crate) fn settle_or_off(&self) -> Result<Option<Duration>, LeakError> {
         let config = config::get().map_err(LeakError::config)?;
+        if let Some(message) = crate::stack::env_error() {
+            return Err(LeakError::config(message));
+        }
         if !config.enabled {
             test::say_disabled_once();
             return Ok(None);
@@ -138,7 +141,10 @@ impl Options {
         Report {
             test: test.to_string(),
             settle,
-            full_stacks: self.full_stacks.or(config.map(|c| c.full_stacks)).unwrap_or(false),
+            full_stacks: self
+                .full_stacks
+                .or(config.map(|c| c.full_stacks))
+                .unwrap_or(false),
             verbose: self.verbose.or(config.map(|c| c.verbose)).unwrap_or(false),
             ..Report::default()
         }
@@ -147,7 +153,12 @@ impl Options {
 
 /// The thread side of a check: settle on the cheap look, then describe what is left once and
 /// apply the ignore rules (stack capture and symbol resolution are paid only by a leak).
-pub(crate) fn check_threads(scope: &Scope, options: &Options, settle: Duration, test: &str) -> Result<(), LeakError> {
+pub(crate) fn check_threads(
+    scope: &Scope,
+    options: &Options,
+    settle: Duration,
+    test: &str,
+) -> Result<(), LeakError> {
     let candidates = settle::settle(settle, || threads::candidates(scope, options));
     report_threads(scope, options, candidates, test)
 }
@@ -185,7 +196,9 @@ pub(crate) fn merge(
     }
     let mut report = match threads {
         Ok(()) => options.report(test, settle),
-        Err(LeakError { kind: crate::error::ErrorKind::Leak(report) }) => *report,
+        Err(LeakError {
+            kind: crate::error::ErrorKind::Leak(report),
+        }) => *report,
         Err(other) => return Err(other),
     };
     tasks.into_report(&mut report);

@@ -20,7 +20,10 @@ fn stuck_forever(wait: mpsc::Receiver<()>) {
 #[ignore = "fixture, run by leaking_binary_fails_and_names_the_test"]
 fn fixture_leaves_a_thread() {
     let (keep, wait) = mpsc::channel::<()>();
-    thread::Builder::new().name("left-behind".into()).spawn(move || stuck_forever(wait)).unwrap();
+    thread::Builder::new()
+        .name("left-behind".into())
+        .spawn(move || stuck_forever(wait))
+        .unwrap();
     std::mem::forget(keep);
 }
 
@@ -36,9 +39,22 @@ fn fixture_joins_its_thread() {
 fn leaking_binary_fails_and_names_the_test() {
     let run = run_ignored("fixture_leaves_a_thread", &[("LEAKCHECK_SETTLE", "200ms")]);
     assert!(!run.success, "{}{}", run.stdout, run.stderr);
-    assert!(run.stderr.contains("leakcheck: 1 thread leaked by `the test binary`"), "{}", run.stderr);
-    assert!(run.stderr.contains("started by test `fixture_leaves_a_thread`"), "{}", run.stderr);
-    assert!(run.stderr.contains("stuck in   binary::stuck_forever"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("leakcheck: 1 thread leaked by `the test binary`"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("started by test `fixture_leaves_a_thread`"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("stuck in   binary::stuck_forever"),
+        "{}",
+        run.stderr
+    );
 }
 
 /// A clean run passes, with nothing printed by leakcheck.
@@ -61,6 +77,10 @@ fn opt_out_checks_nothing_and_says_so_once() {
 #[test]
 fn malformed_variable_is_a_clear_error() {
     let run = run_ignored("fixture_joins_its_thread", &[("LEAKCHECK_SETTLE", "soon")]);
-    assert!(run.stderr.contains("invalid `LEAKCHECK_SETTLE=soon`"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("invalid `LEAKCHECK_SETTLE=soon`"),
+        "{}",
+        run.stderr
+    );
     assert!(run.stderr.contains("`500ms`"), "{}", run.stderr);
 }

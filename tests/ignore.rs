@@ -28,14 +28,20 @@ fn wait_elsewhere(release: Receiver<()>) {
 #[inline(never)]
 fn start_blocked(name: &str) -> Blocked {
     let (release, wait) = mpsc::channel();
-    let handle = thread::Builder::new().name(name.into()).spawn(move || wait_for_release(wait)).unwrap();
+    let handle = thread::Builder::new()
+        .name(name.into())
+        .spawn(move || wait_for_release(wait))
+        .unwrap();
     Blocked { release, handle }
 }
 
 #[inline(never)]
 fn start_blocked_elsewhere(name: &str) -> Blocked {
     let (release, wait) = mpsc::channel();
-    let handle = thread::Builder::new().name(name.into()).spawn(move || wait_elsewhere(wait)).unwrap();
+    let handle = thread::Builder::new()
+        .name(name.into())
+        .spawn(move || wait_elsewhere(wait))
+        .unwrap();
     Blocked { release, handle }
 }
 
@@ -48,7 +54,10 @@ impl Blocked {
 
 /// Checks with `options` while `kept` and `ignored` leak: only `kept` may be reported.
 fn only_kept_is_reported(options: Options, kept: &str) {
-    let error = options.settle(LEAK_SETTLE).find().expect_err("the kept leak is reported");
+    let error = options
+        .settle(LEAK_SETTLE)
+        .find()
+        .expect_err("the kept leak is reported");
     assert_eq!(error.threads(), 1, "{error}");
     assert!(error.to_string().contains(&format!("\"{kept}\"")), "{error}");
 }
@@ -65,7 +74,11 @@ fn ignore_thread_exact() {
 /// `ignore_thread` with a glob hides the matching threads only.
 #[test]
 fn ignore_thread_glob() {
-    let (a, b, c) = (start_blocked("pool-1"), start_blocked("pool-2"), start_blocked("spool"));
+    let (a, b, c) = (
+        start_blocked("pool-1"),
+        start_blocked("pool-2"),
+        start_blocked("spool"),
+    );
     only_kept_is_reported(Options::new().ignore_thread("pool-*"), "spool");
     a.release();
     b.release();
@@ -76,7 +89,10 @@ fn ignore_thread_glob() {
 #[test]
 fn ignore_top_function() {
     let (a, b) = (start_blocked("top-a"), start_blocked_elsewhere("top-b"));
-    only_kept_is_reported(Options::new().ignore_top_function("ignore::wait_for_release"), "top-b");
+    only_kept_is_reported(
+        Options::new().ignore_top_function("ignore::wait_for_release"),
+        "top-b",
+    );
     a.release();
     b.release();
 }
@@ -94,7 +110,10 @@ fn ignore_any_function() {
 #[test]
 fn ignore_creator_function() {
     let (a, b) = (start_blocked("creator-a"), start_blocked_elsewhere("creator-b"));
-    only_kept_is_reported(Options::new().ignore_creator("ignore::start_blocked"), "creator-b");
+    only_kept_is_reported(
+        Options::new().ignore_creator("ignore::start_blocked"),
+        "creator-b",
+    );
     a.release();
     b.release();
 }
@@ -108,7 +127,15 @@ fn ignore_creator_site() {
     let site = error
         .lines()
         .filter(|l| l.contains("created at tests/ignore.rs:") && l.contains("start_blocked_elsewhere"))
-        .map(|l| l.split("created at ").nth(1).unwrap().split(' ').next().unwrap().to_string())
+        .map(|l| {
+            l.split("created at ")
+                .nth(1)
+                .unwrap()
+                .split(' ')
+                .next()
+                .unwrap()
+                .to_string()
+        })
         .next()
         .expect("creation site of site-b");
     only_kept_is_reported(Options::new().ignore_creator(&site), "site-a");
@@ -131,10 +158,18 @@ fn ignore_current_baseline() {
 #[test]
 fn verbose_report_lists_hidden() {
     let (a, b) = (start_blocked("hidden-one"), start_blocked("shown-one"));
-    let error = Options::new().settle(LEAK_SETTLE).ignore_thread("hidden-*").verbose(true).find().unwrap_err();
+    let error = Options::new()
+        .settle(LEAK_SETTLE)
+        .ignore_thread("hidden-*")
+        .verbose(true)
+        .find()
+        .unwrap_err();
     let report = error.to_string();
     assert!(report.contains("hidden by ignore rules:"), "{report}");
-    assert!(report.contains("\"hidden-one\"") && report.contains("ignore_thread(\"hidden-*\")"), "{report}");
+    assert!(
+        report.contains("\"hidden-one\"") && report.contains("ignore_thread(\"hidden-*\")"),
+        "{report}"
+    );
     a.release();
     b.release();
 }
@@ -159,7 +194,11 @@ fn start_pool() -> Pool {
 
 fn run_on(pool: &'static OnceLock<Pool>) {
     let (done, finished) = mpsc::channel();
-    pool.get_or_init(start_pool).lock().unwrap().send(Box::new(move || done.send(()).unwrap())).unwrap();
+    pool.get_or_init(start_pool)
+        .lock()
+        .unwrap()
+        .send(Box::new(move || done.send(()).unwrap()))
+        .unwrap();
     finished.recv().unwrap();
 }
 
@@ -168,7 +207,10 @@ fn run_on(pool: &'static OnceLock<Pool>) {
 fn global_pool_fails_without_a_rule() {
     static POOL: OnceLock<Pool> = OnceLock::new();
     run_on(&POOL);
-    let error = Options::new().settle(LEAK_SETTLE).find().expect_err("the pool thread is reported");
+    let error = Options::new()
+        .settle(LEAK_SETTLE)
+        .find()
+        .expect_err("the pool thread is reported");
     assert!(error.to_string().contains("\"global-pool\""), "{error}");
 }
 

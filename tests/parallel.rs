@@ -78,15 +78,23 @@ leaky_fixtures! {
 /// How often the whole fixture suite is run; `LEAKCHECK_PARALLEL_ROUNDS` raises it (the stress
 /// script does).
 fn rounds() -> usize {
-    std::env::var("LEAKCHECK_PARALLEL_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(3)
+    std::env::var("LEAKCHECK_PARALLEL_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3)
 }
 
 /// The failures section of libtest's output for `test`.
 fn failure_section<'a>(stdout: &'a str, test: &str) -> &'a str {
     let header = format!("---- {test} stdout ----");
-    let Some(start) = stdout.find(&header) else { return "" };
+    let Some(start) = stdout.find(&header) else {
+        return "";
+    };
     let rest = &stdout[start + header.len()..];
-    let end = rest.find("\n---- ").or_else(|| rest.find("\nfailures:")).unwrap_or(rest.len());
+    let end = rest
+        .find("\n---- ")
+        .or_else(|| rest.find("\nfailures:"))
+        .unwrap_or(rest.len());
     &rest[..end]
 }
 
@@ -106,7 +114,10 @@ fn parallel_attribution() {
             let passed = line.ends_with("... ok");
             assert_eq!(passed, !leaky, "round {round}: wrong verdict: {line}\n{stdout}");
         }
-        let verdicts = stdout.lines().filter(|line| line.starts_with("test fixture_")).count();
+        let verdicts = stdout
+            .lines()
+            .filter(|line| line.starts_with("test fixture_"))
+            .count();
         assert_eq!(verdicts, 40, "round {round}: every fixture ran\n{stdout}");
         for (test, own) in [
             ("fixture_leaky_a", "leak-a"),
@@ -115,11 +126,20 @@ fn parallel_attribution() {
             ("fixture_leaky_d", "leak-d"),
         ] {
             let section = failure_section(&stdout, test);
-            assert!(section.contains(&format!("leakcheck: 1 thread leaked by `{test}`")), "round {round}:\n{section}");
-            assert!(section.contains(&format!("\"{own}\"")), "round {round}:\n{section}");
+            assert!(
+                section.contains(&format!("leakcheck: 1 thread leaked by `{test}`")),
+                "round {round}:\n{section}"
+            );
+            assert!(
+                section.contains(&format!("\"{own}\"")),
+                "round {round}:\n{section}"
+            );
             for other in ["leak-a", "leak-b", "leak-c", "leak-d", "fixture_clean"] {
                 if other != own {
-                    assert!(!section.contains(other), "round {round}: {test} blamed for {other}:\n{section}");
+                    assert!(
+                        !section.contains(other),
+                        "round {round}: {test} blamed for {other}:\n{section}"
+                    );
                 }
             }
         }

@@ -21,7 +21,10 @@ fn fixture_ten_blocked_senders() {
     let (replies, inbox) = mpsc::sync_channel::<u32>(0);
     for _ in 0..10 {
         let replies = replies.clone();
-        thread::Builder::new().name("mailbox".into()).spawn(move || reply_worker_send(replies)).unwrap();
+        thread::Builder::new()
+            .name("mailbox".into())
+            .spawn(move || reply_worker_send(replies))
+            .unwrap();
     }
     std::mem::forget(inbox);
 }
@@ -33,13 +36,22 @@ fn ten_identical_threads_are_one_group() {
     let run = run_ignored("fixture_ten_blocked_senders", &[]);
     assert!(!run.success);
     let report = &run.stdout;
-    assert!(report.contains("leakcheck: 10 threads leaked by `fixture_ten_blocked_senders`"), "{report}");
+    assert!(
+        report.contains("leakcheck: 10 threads leaked by `fixture_ten_blocked_senders`"),
+        "{report}"
+    );
     assert_eq!(report.matches("×").count(), 1, "one group:\n{report}");
     assert!(report.contains("×10 threads \"mailbox\""), "{report}");
-    assert!(report.contains("stuck in   report::reply_worker_send at tests/report.rs:"), "{report}");
+    assert!(
+        report.contains("stuck in   report::reply_worker_send at tests/report.rs:"),
+        "{report}"
+    );
     assert!(report.contains("created at tests/report.rs:"), "{report}");
     assert!(report.contains("cause: blocked sending on a channel"), "{report}");
-    assert!(report.contains("and 2 more"), "ids are listed, then summarized:\n{report}");
+    assert!(
+        report.contains("and 2 more"),
+        "ids are listed, then summarized:\n{report}"
+    );
 }
 
 /// Fixture: a leak written to the JSON lines file.
@@ -49,7 +61,10 @@ fn fixture_json_leak() {
     let (replies, inbox) = mpsc::sync_channel::<u32>(0);
     for i in 0..3 {
         let replies = replies.clone();
-        thread::Builder::new().name(format!("json-{i}")).spawn(move || reply_worker_send(replies)).unwrap();
+        thread::Builder::new()
+            .name(format!("json-{i}"))
+            .spawn(move || reply_worker_send(replies))
+            .unwrap();
     }
     std::mem::forget(inbox);
 }
@@ -69,15 +84,33 @@ fn json_lines_hold_every_survivor() {
     assert_eq!(verdict["test"], "fixture_json_leak");
     let survivors = verdict["survivors"].as_array().unwrap();
     assert_eq!(survivors.len(), 3, "{verdict:#}");
-    let mut names: Vec<_> = survivors.iter().map(|s| s["name"].as_str().unwrap().to_string()).collect();
+    let mut names: Vec<_> = survivors
+        .iter()
+        .map(|s| s["name"].as_str().unwrap().to_string())
+        .collect();
     names.sort();
     assert_eq!(names, ["json-0", "json-1", "json-2"]);
     for survivor in survivors {
         assert_eq!(survivor["kind"], "thread");
         assert!(survivor["id"].as_u64().unwrap() > 0);
-        assert_eq!(survivor["stuck"]["function"], "report::reply_worker_send", "{survivor:#}");
-        assert!(survivor["origin"].as_str().unwrap().starts_with("tests/report.rs:"), "{survivor:#}");
-        assert!(survivor["hint"]["cause"].as_str().unwrap().starts_with("blocked sending"), "{survivor:#}");
+        assert_eq!(
+            survivor["stuck"]["function"], "report::reply_worker_send",
+            "{survivor:#}"
+        );
+        assert!(
+            survivor["origin"]
+                .as_str()
+                .unwrap()
+                .starts_with("tests/report.rs:"),
+            "{survivor:#}"
+        );
+        assert!(
+            survivor["hint"]["cause"]
+                .as_str()
+                .unwrap()
+                .starts_with("blocked sending"),
+            "{survivor:#}"
+        );
     }
 }
 
@@ -98,7 +131,10 @@ fn thread_blocking_all_signals_is_reported_without_stack() {
     });
     started.recv().unwrap();
     let started = Instant::now();
-    let error = Options::new().settle(Duration::from_millis(200)).find().expect_err("leak");
+    let error = Options::new()
+        .settle(Duration::from_millis(200))
+        .find()
+        .expect_err("leak");
     let elapsed = started.elapsed();
     let report = error.to_string();
     assert!(report.contains("stuck in   unknown: did not answer"), "{report}");
@@ -114,8 +150,17 @@ fn full_stacks_show_library_frames() {
     let worker = thread::spawn(move || {
         let _ = blocked.recv();
     });
-    let folded = Options::new().settle(Duration::from_millis(100)).find().unwrap_err().to_string();
-    let full = Options::new().settle(Duration::from_millis(100)).full_stacks(true).find().unwrap_err().to_string();
+    let folded = Options::new()
+        .settle(Duration::from_millis(100))
+        .find()
+        .unwrap_err()
+        .to_string();
+    let full = Options::new()
+        .settle(Duration::from_millis(100))
+        .full_stacks(true)
+        .find()
+        .unwrap_err()
+        .to_string();
     assert!(folded.contains("library frames"), "{folded}");
     assert!(full.contains("std::sync::mpmc"), "{full}");
     drop(release);

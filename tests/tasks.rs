@@ -20,7 +20,10 @@ where
 {
     for multi in [false, true] {
         let runtime = if multi {
-            tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
         } else {
             tokio::runtime::Builder::new_current_thread().enable_all().build()
         }
@@ -30,7 +33,11 @@ where
 }
 
 async fn find_leak() -> LeakError {
-    Options::new().settle(LEAK_SETTLE).find_async().await.expect_err("the leak must be caught")
+    Options::new()
+        .settle(LEAK_SETTLE)
+        .find_async()
+        .await
+        .expect_err("the leak must be caught")
 }
 
 #[inline(never)]
@@ -67,7 +74,9 @@ fn receiver_with_sender_in_registry_is_caught() {
         let registry: Arc<Mutex<Vec<mpsc::UnboundedSender<String>>>> = Arc::default();
         let (events, inbox) = mpsc::unbounded_channel();
         registry.lock().unwrap().push(events);
-        let tasks: Vec<_> = (0..3).map(|_| tokio::spawn(listen_one(registry.clone()))).collect();
+        let tasks: Vec<_> = (0..3)
+            .map(|_| tokio::spawn(listen_one(registry.clone())))
+            .collect();
         let listener = tokio::spawn(listen(inbox));
         let error = find_leak().await;
         assert_eq!(error.tasks(), 4, "{error}");
@@ -176,11 +185,17 @@ async fn fixture_fetch_loop_multi_thread() {
 /// (`taskdump`).
 #[test]
 fn fetch_loop_leak_fails_the_test() {
-    for fixture in ["fixture_fetch_loop_current_thread", "fixture_fetch_loop_multi_thread"] {
+    for fixture in [
+        "fixture_fetch_loop_current_thread",
+        "fixture_fetch_loop_multi_thread",
+    ] {
         let run = run_ignored(fixture, &[]);
         assert!(!run.success, "{fixture} must fail:\n{}", run.stdout);
         let report = &run.stdout;
-        assert!(report.contains(&format!("leakcheck: 1 task leaked by `{fixture}`")), "{report}");
+        assert!(
+            report.contains(&format!("leakcheck: 1 task leaked by `{fixture}`")),
+            "{report}"
+        );
         if cfg!(tokio_unstable) {
             assert!(report.contains("spawned at tests/tasks.rs:"), "{report}");
         } else {
@@ -207,8 +222,13 @@ async fn fixture_stuck_spawn_blocking() {
 fn stuck_spawn_blocking_is_reported_without_hanging() {
     let run = run_ignored("fixture_stuck_spawn_blocking", &[]);
     assert!(!run.success, "{}", run.stdout);
-    assert!(run.stdout.contains("leakcheck: 1 thread leaked by `fixture_stuck_spawn_blocking`"), "{}", run.stdout);
-    assert!(run.stdout.contains("tokio-runtime-w"), "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("leakcheck: 1 thread leaked by `fixture_stuck_spawn_blocking`"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("\"tokio-rt-worker\""), "{}", run.stdout);
 }
 
 /// Fixture: a leaking test that also panics.
@@ -226,7 +246,10 @@ fn original_panic_wins_over_the_leak() {
     assert!(!run.success);
     let all = format!("{}{}", run.stdout, run.stderr);
     assert!(all.contains("the original failure"), "{all}");
-    assert!(all.contains("note: the test panicked (its panic is reported above) and also leaked"), "{all}");
+    assert!(
+        all.contains("note: the test panicked (its panic is reported above) and also leaked"),
+        "{all}"
+    );
 }
 
 // ---- Fixes that pass.
@@ -278,7 +301,9 @@ async fn done_channel_with_select_passes() {
 #[leak_test]
 async fn timeout_around_slow_future_passes() {
     let slow = tokio::time::sleep(Duration::from_secs(60));
-    assert!(tokio::time::timeout(Duration::from_millis(10), slow).await.is_err());
+    assert!(tokio::time::timeout(Duration::from_millis(10), slow)
+        .await
+        .is_err());
 }
 
 /// A timeout that aborts a spawned call.
@@ -286,7 +311,10 @@ async fn timeout_around_slow_future_passes() {
 async fn timeout_aborting_a_spawned_call_passes() {
     let call = tokio::spawn(std::future::pending::<()>());
     let abort = call.abort_handle();
-    if tokio::time::timeout(Duration::from_millis(10), call).await.is_err() {
+    if tokio::time::timeout(Duration::from_millis(10), call)
+        .await
+        .is_err()
+    {
         abort.abort();
     }
 }
@@ -338,7 +366,9 @@ async fn tokio_test_multi_thread_under_leak_test_passes() {
 #[leak_test(start_paused = true)]
 async fn start_paused_passes() {
     let started = tokio::time::Instant::now();
-    tokio::spawn(tokio::time::sleep(Duration::from_secs(3600))).await.unwrap();
+    tokio::spawn(tokio::time::sleep(Duration::from_secs(3600)))
+        .await
+        .unwrap();
     assert!(started.elapsed() >= Duration::from_secs(3600));
 }
 
@@ -354,7 +384,11 @@ async fn verify_none_async_in_tokio_test_passes() {
 #[tokio::test]
 async fn verify_none_async_in_tokio_test_catches_a_task() {
     let task = tokio::spawn(std::future::pending::<()>());
-    let error = Options::new().settle(LEAK_SETTLE).find_async().await.expect_err("leak");
+    let error = Options::new()
+        .settle(LEAK_SETTLE)
+        .find_async()
+        .await
+        .expect_err("leak");
     assert_eq!(error.tasks(), 1, "{error}");
     task.abort();
 }

@@ -13,13 +13,19 @@ use common::LEAK_SETTLE;
 use leakcheck::{leak_test, LeakError, Options};
 
 fn find_leak() -> LeakError {
-    Options::new().settle(LEAK_SETTLE).find().expect_err("the leak must be caught")
+    Options::new()
+        .settle(LEAK_SETTLE)
+        .find()
+        .expect_err("the leak must be caught")
 }
 
 fn assert_report(error: &LeakError, threads: usize, stuck_in: &str, cause: &str) {
     let report = error.to_string();
     assert_eq!(error.threads(), threads, "{report}");
-    assert!(report.contains(&format!("stuck in   threads::{stuck_in} at tests/threads.rs:")), "{report}");
+    assert!(
+        report.contains(&format!("stuck in   threads::{stuck_in} at tests/threads.rs:")),
+        "{report}"
+    );
     assert!(report.contains("created at tests/threads.rs:"), "{report}");
     assert!(report.contains(&format!("cause: {cause}")), "{report}");
 }
@@ -33,7 +39,10 @@ fn reply_worker_send(replies: SyncSender<u32>) {
 #[test]
 fn blocked_send_on_rendezvous_channel_is_caught() {
     let (replies, inbox) = mpsc::sync_channel::<u32>(0);
-    let worker = thread::Builder::new().name("reply-worker".into()).spawn(move || reply_worker_send(replies)).unwrap();
+    let worker = thread::Builder::new()
+        .name("reply-worker".into())
+        .spawn(move || reply_worker_send(replies))
+        .unwrap();
     let error = find_leak();
     assert_report(&error, 1, "reply_worker_send", "blocked sending");
     assert!(error.to_string().contains("\"reply-worker\""), "{error}");
@@ -80,7 +89,12 @@ fn request_worker_waiting_on_condvar_is_caught() {
         thread::spawn(move || await_external_reply(reply))
     };
     let error = find_leak();
-    assert_report(&error, 1, "await_external_reply", "waiting on a condition variable");
+    assert_report(
+        &error,
+        1,
+        "await_external_reply",
+        "waiting on a condition variable",
+    );
     *reply.0.lock().unwrap() = Some(7); // release: the call answers
     reply.1.notify_all();
     assert_eq!(worker.join().unwrap(), 7);
@@ -237,7 +251,11 @@ fn verify_none_in_plain_test_fails_on_blocked_thread() {
     let options = Options::new().settle(LEAK_SETTLE);
     let panic = std::panic::catch_unwind(|| options.verify_none()).expect_err("must panic");
     let message = panic.downcast_ref::<String>().cloned().unwrap_or_default();
-    assert!(message.starts_with("leakcheck: 1 thread leaked by `verify_none_in_plain_test_fails_on_blocked_thread`"), "{message}");
+    assert!(
+        message
+            .starts_with("leakcheck: 1 thread leaked by `verify_none_in_plain_test_fails_on_blocked_thread`"),
+        "{message}"
+    );
     drop(release);
     worker.join().unwrap();
 }

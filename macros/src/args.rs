@@ -174,12 +174,10 @@ impl RuntimeArgs {
         let mut runtime = RuntimeArgs::default();
         let mut errors = Errors::default();
         for meta in metas {
-            errors.extend(
-                key_of(&meta, TOKIO_KEYS, unsupported_tokio_key).and_then(|key| {
-                    let value = value_of(&meta, &key, example(&key.to_string()))?;
-                    runtime.set(key, value)
-                }),
-            );
+            errors.extend(key_of(&meta, TOKIO_KEYS, unsupported_tokio_key).and_then(|key| {
+                let value = value_of(&meta, &key, example(&key.to_string()))?;
+                runtime.set(key, value)
+            }));
         }
         errors.finish().map(|()| runtime)
     }
@@ -241,10 +239,7 @@ fn key_of(meta: &Meta, valid: &[&str], unknown: fn(&Ident) -> syn::Error) -> syn
 }
 
 fn unknown_key(key: &Ident) -> syn::Error {
-    let msg = format!(
-        "unknown argument `{key}`: expected one of {}",
-        list(KEYS, "or")
-    );
+    let msg = format!("unknown argument `{key}`: expected one of {}", list(KEYS, "or"));
     syn::Error::new(key.span(), msg)
 }
 
@@ -287,10 +282,7 @@ fn example(key: &str) -> &'static str {
 /// Stores `value` unless the setting is already there: then "`key` set multiple times" on `key`.
 fn set_once<T>(slot: &mut Option<Setting<T>>, key: Ident, value: T) -> syn::Result<()> {
     if slot.is_some() {
-        return Err(syn::Error::new(
-            key.span(),
-            format!("`{key}` set multiple times"),
-        ));
+        return Err(syn::Error::new(key.span(), format!("`{key}` set multiple times")));
     }
     *slot = Some(Setting { value, key });
     Ok(())
@@ -320,10 +312,7 @@ fn parse_worker_threads(key: &Ident, value: &Expr) -> syn::Result<usize> {
         return Err(syn::Error::new_spanned(value, msg));
     };
     match int.base10_parse::<usize>() {
-        Ok(0) => Err(syn::Error::new(
-            int.span(),
-            "`worker_threads` must be at least 1",
-        )),
+        Ok(0) => Err(syn::Error::new(int.span(), "`worker_threads` must be at least 1")),
         Ok(n) => Ok(n),
         Err(e) => Err(syn::Error::new(
             int.span(),

@@ -94,10 +94,12 @@ pub(crate) fn expand(mut args: Args, mut item: ItemFn) -> syn::Result<TokenStrea
             None => {}
         }
     }
-    let mut has_test_attr = registering.is_some();
+    // Whether something other than us registers the test: a kept test attribute, or a macro
+    // like `#[rstest]` that registers each case.
+    let mut registered = registering.is_some() || provides_params;
     if let Some(index) = tokio_test {
         let attr = item.attrs.remove(index);
-        has_test_attr = false;
+        registered = provides_params;
         errors.extend(tokio_runtime_args(&attr).and_then(|tokio| args.runtime.merge(tokio)));
     }
 
@@ -111,11 +113,11 @@ pub(crate) fn expand(mut args: Args, mut item: ItemFn) -> syn::Result<TokenStrea
     errors.extend(check_runtime(&args.runtime, is_async));
     errors.finish()?;
 
-    Ok(generate(&args, item, has_test_attr, &forwarded))
+    Ok(generate(&args, item, registered, &forwarded))
 }
 
 /// Builds the output once every check has passed.
-fn generate(args: &Args, item: ItemFn, has_test_attr: bool, forwarded: &[Ident]) -> TokenStream {
+fn generate(args: &Args, item: ItemFn, registered: bool, forwarded: &[Ident]) -> TokenStream {
     let ItemFn {
         attrs,
         vis,
@@ -151,7 +153,7 @@ fn generate(args: &Args, item: ItemFn, has_test_attr: bool, forwarded: &[Ident])
         attr.style = AttrStyle::Outer;
         attr
     });
-    let test_attr = (!has_test_attr).then(|| quote!(#[::core::prelude::v1::test]));
+    let test_attr = (!registered).then(|| quote!(#[::core::prelude::v1::test]));
     let options = options(args);
     let call = if is_async {
         let runtime = runtime(&args.runtime);
@@ -317,10 +319,7 @@ fn check_runtime(runtime: &RuntimeArgs, is_async: bool) -> syn::Result<()> {
         }
         return errors.finish();
     }
-    let flavor = runtime
-        .flavor
-        .as_ref()
-        .map_or(Flavor::CurrentThread, |s| s.value);
+    let flavor = runtime.flavor.as_ref().map_or(Flavor::CurrentThread, |s| s.value);
     if let (Some(workers), Flavor::CurrentThread) = (&runtime.worker_threads, flavor) {
         errors.push(syn::Error::new(
             workers.key.span(),
@@ -488,10 +487,7 @@ mod tests {
             "#[tokio::test(flavor = \"multi_thread\", worker_threads = 3)] async fn t() {}",
         );
         assert!(!out.contains("tokio"), "{out}");
-        assert!(
-            out.contains("# [:: core :: prelude :: v1 :: test]"),
-            "{out}"
-        );
+        assert!(out.contains("# [:: core :: prelude :: v1 :: test]"), "{out}");
         assert!(out.contains("Flavor :: MultiThread"), "{out}");
         assert!(
             out.contains("worker_threads : :: core :: option :: Option :: Some (3)"),
@@ -546,26 +542,23 @@ mod tests {
             out.starts_with("# [allow (unused)] # [:: core :: prelude :: v1 :: test]"),
             "{out}"
         );
-        assert!(
-            out.contains("fn __leakcheck_body () { let x = 1 ; }"),
-            "{out}"
-        );
+        assert!(out.contains("fn __leakcheck_body () { let x = 1 ; }"), "{out}");
     }
 
     /// With `#[rstest]`, parameters are forwarded by name; `mut` stays on the inner binding only,
     /// and parameter attributes stay on the outer function, where rstest reads them.
     #[test]
     fn forwards_parameters() {
-        let out = expanded(
-            "",
-            "#[rstest] #[case(1)] fn t(#[case] mut x: u32, y: &str) {}",
-        );
+        let out = expanded("", "#[rstest] #[case(1)] fn t(#[case] mut x: u32, y: &str) {}");
         assert!(out.contains("fn t (# [case] x : u32 , y : & str)"), "{out}");
         assert!(
             out.contains("fn __leakcheck_body (mut x : u32 , y : & str) { }"),
             "{out}"
         );
         assert!(out.contains("move || __leakcheck_body (x , y)"), "{out}");
+        assert!(!out.contains("prelude"), "rstest registers the cases: {out}");
+        let out = expanded("", "#[test_case(1)] #[tokio::test] async fn t(x: u32) {}");
+        assert!(out.starts_with("# [test_case (1)] fn t (x : u32)"), "{out}");
     }
 
     /// Parameters need a macro that provides them, and plain names.
@@ -598,22 +591,15 @@ mod tests {
             error("settle = \"1s\", settle = \"2s\"", "fn t() {}"),
             "`settle` set multiple times"
         );
-        assert!(
-            error("ignore_thread = \"a\", ignore_thread = \"b\"", "fn t() {}").starts_with(
-                "`ignore_thread` set multiple times; list several patterns in one array"
-            )
-        );
+        assert!(error("ignore_thread = \"a\", ignore_thread = \"b\"", "fn t() {}")
+            .starts_with("`ignore_thread` set multiple times; list several patterns in one array"));
         assert_eq!(
             error("settle = \"2 sec\"", "fn t() {}"),
             "invalid `settle` value `2 sec`: expected a duration like `500ms`, `2s` or `1.5s` \
              (units: `us`, `ms`, `s`)"
         );
-        assert!(
-            error("settle = 2", "fn t() {}").starts_with("expected a string literal for `settle`")
-        );
-        assert!(
-            error("worker_threads = \"2\"", "async fn t() {}").starts_with("expected an integer")
-        );
+        assert!(error("settle = 2", "fn t() {}").starts_with("expected a string literal for `settle`"));
+        assert!(error("worker_threads = \"2\"", "async fn t() {}").starts_with("expected an integer"));
         assert_eq!(
             error("start_paused = 1", "async fn t() {}"),
             "expected `true` or `false` for `start_paused`"
@@ -623,10 +609,7 @@ mod tests {
             "invalid `flavor` value `local`: expected `\"current_thread\"` or `\"multi_thread\"`"
         );
         assert_eq!(
-            error(
-                "flavor = \"multi_thread\", worker_threads = 0",
-                "async fn t() {}"
-            ),
+            error("flavor = \"multi_thread\", worker_threads = 0", "async fn t() {}"),
             "`worker_threads` must be at least 1"
         );
         assert_eq!(
@@ -643,10 +626,7 @@ mod tests {
     #[test]
     fn runtime_errors() {
         assert_eq!(
-            errors(
-                "flavor = \"multi_thread\", start_paused = true",
-                "fn t() {}"
-            ),
+            errors("flavor = \"multi_thread\", start_paused = true", "fn t() {}"),
             [
                 "`flavor` is only valid on an `async fn`",
                 "`start_paused` is only valid on an `async fn`"

@@ -29,9 +29,7 @@ pub(crate) fn builtin_test_above(call_site: Span) -> bool {
     if !is_leak_test_attribute(&text[offset..]) {
         return false;
     }
-    attributes_before(&text[..offset])
-        .iter()
-        .any(is_builtin_test)
+    attributes_before(&text[..offset]).iter().any(is_builtin_test)
 }
 
 /// Whether `text` starts with the `#[leak_test]` attribute, proof that the span location maps to
@@ -163,20 +161,14 @@ mod tests {
 
     fn above(text: &str) -> Vec<String> {
         let attrs = attributes_before(text);
-        attrs
-            .iter()
-            .map(|a| a.to_token_stream().to_string())
-            .collect()
+        attrs.iter().map(|a| a.to_token_stream().to_string()).collect()
     }
 
     /// Walks back over attributes, doc comments and comments, nearest first.
     #[test]
     fn reads_attributes_above() {
         let text = "fn x() {}\n\n/// doc\n#[test] // why\n/* note */ #[should_panic(expected = \"a\")]\n    ";
-        assert_eq!(
-            above(text),
-            ["# [should_panic (expected = \"a\")]", "# [test]"]
-        );
+        assert_eq!(above(text), ["# [should_panic (expected = \"a\")]", "# [test]"]);
     }
 
     /// Stops at the previous item, at an inner attribute and at a commented-out attribute.
@@ -209,9 +201,7 @@ mod tests {
     #[test]
     fn checks_own_attribute() {
         assert!(is_leak_test_attribute("#[leak_test]\nfn t() {}"));
-        assert!(is_leak_test_attribute(
-            "#[leakcheck::leak_test(settle = \"1s\")]"
-        ));
+        assert!(is_leak_test_attribute("#[leakcheck::leak_test(settle = \"1s\")]"));
         assert!(!is_leak_test_attribute("#[test]\n#[leak_test]"));
         assert!(!is_leak_test_attribute("fn t() {}"));
     }

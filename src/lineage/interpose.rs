@@ -74,12 +74,14 @@ pub unsafe extern "C" fn pthread_create(
         return libc::ENOSYS;
     };
     let node = super::register_child();
-    let start = Box::into_raw(Box::new(Start { routine, arg, node: node.clone() }));
+    let start = Box::into_raw(Box::new(Start {
+        routine,
+        arg,
+        node: node.clone(),
+    }));
     // SAFETY: the trampoline has the C ABI of a start routine ("C-unwind" only adds unwinding).
     let trampoline = unsafe {
-        std::mem::transmute::<extern "C-unwind" fn(*mut c_void) -> *mut c_void, StartRoutine>(
-            trampoline,
-        )
+        std::mem::transmute::<extern "C-unwind" fn(*mut c_void) -> *mut c_void, StartRoutine>(trampoline)
     };
     // SAFETY: forwarding the caller's arguments, with our own start routine and argument.
     let result = unsafe { real(thread, attr, trampoline, start.cast()) };

@@ -120,7 +120,13 @@ pub(super) fn capture(tids: &[i32], timeout: Duration) -> Vec<Captured> {
     let signo = match installed() {
         Ok(signo) => signo,
         Err(why) => {
-            let answer = |&tid: &i32| if tid == own { capture_self() } else { Captured::Unsupported(why) };
+            let answer = |&tid: &i32| {
+                if tid == own {
+                    capture_self()
+                } else {
+                    Captured::Unsupported(why)
+                }
+            };
             return tids.iter().map(answer).collect();
         }
     };
@@ -182,7 +188,13 @@ impl Capturer {
             } else if tid <= 0 {
                 answers[index] = Some(Captured::Exited);
             } else {
-                let request = Request { index, tid, deadline: None, attempts: 0, not_before: now };
+                let request = Request {
+                    index,
+                    tid,
+                    deadline: None,
+                    attempts: 0,
+                    not_before: now,
+                };
                 self.pending.push_back(request);
             }
         }
@@ -193,7 +205,10 @@ impl Capturer {
                 self.nap(seen);
             }
         }
-        answers.into_iter().map(|answer| answer.unwrap_or(Captured::NoAnswer)).collect()
+        answers
+            .into_iter()
+            .map(|answer| answer.unwrap_or(Captured::NoAnswer))
+            .collect()
     }
 
     /// Sends signals for ready requests while slots are free.
@@ -201,7 +216,9 @@ impl Capturer {
         let now = Instant::now();
         let mut deferred = Vec::new();
         while self.flights.len() < SLOTS {
-            let Some(mut request) = self.pending.pop_front() else { break };
+            let Some(mut request) = self.pending.pop_front() else {
+                break;
+            };
             if request.not_before > now {
                 deferred.push(request);
                 continue;
@@ -261,7 +278,11 @@ impl Capturer {
             }
             let generation = NEXT_GENERATION.fetch_add(1, Ordering::Relaxed);
             let claimed = pack(generation, REQUESTED);
-            if cell.state.compare_exchange(state, claimed, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+            if cell
+                .state
+                .compare_exchange(state, claimed, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
                 return Some((slot, generation));
             }
         }
@@ -298,7 +319,10 @@ impl Capturer {
                 Some(Captured::NoAnswer)
             } else if state == pack(generation, REQUESTED) && now >= flight.deadline {
                 let abandoned = pack(generation, ABANDONED);
-                match cell.state.compare_exchange(state, abandoned, Ordering::AcqRel, Ordering::Acquire) {
+                match cell
+                    .state
+                    .compare_exchange(state, abandoned, Ordering::AcqRel, Ordering::Acquire)
+                {
                     Ok(_) => Some(unanswered(self.pid, flight.tid)),
                     // The handler just started: look again on the next round.
                     Err(_) => None,
@@ -427,11 +451,19 @@ fn send(signo: c_int, pid: libc::pid_t, tid: i32, value: usize) -> Result<(), c_
     queue.rt.value = value as *mut c_void;
     // SAFETY: rt_tgsigqueueinfo reads a full siginfo_t from the pointer, which `info` is.
     let sent = unsafe {
-        libc::syscall(libc::SYS_rt_tgsigqueueinfo, pid, tid, signo, &info as *const libc::siginfo_t)
+        libc::syscall(
+            libc::SYS_rt_tgsigqueueinfo,
+            pid,
+            tid,
+            signo,
+            &info as *const libc::siginfo_t,
+        )
     };
     match sent {
         0 => Ok(()),
-        _ => Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EINVAL)),
+        _ => Err(std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EINVAL)),
     }
 }
 
@@ -462,7 +494,11 @@ unsafe fn answer(info: &libc::siginfo_t, context: *mut c_void) {
     let generation = value >> SLOT_BITS;
     let requested = pack(generation, REQUESTED);
     let writing = pack(generation, WRITING);
-    if cell.state.compare_exchange(requested, writing, Ordering::Acquire, Ordering::Relaxed).is_err() {
+    if cell
+        .state
+        .compare_exchange(requested, writing, Ordering::Acquire, Ordering::Relaxed)
+        .is_err()
+    {
         return; // late, duplicate or foreign: not ours to answer any more
     }
     // SAFETY: the caller passes the handler's ucontext.
@@ -481,7 +517,12 @@ unsafe fn answer(info: &libc::siginfo_t, context: *mut c_void) {
     ANSWERS.fetch_add(1, Ordering::Release);
     // SAFETY: FUTEX_WAKE on a static aligned u32; the futex syscall is async-signal-safe.
     unsafe {
-        libc::syscall(libc::SYS_futex, ANSWERS.as_ptr(), libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG, 1);
+        libc::syscall(
+            libc::SYS_futex,
+            ANSWERS.as_ptr(),
+            libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
+            1,
+        );
     }
 }
 
@@ -570,7 +611,10 @@ fn capture_self() -> Captured {
         capture as Entry as usize,
         super::capture as Entry as usize,
     ];
-    let start = frames.iter().rposition(|(_, symbol)| ours.contains(symbol)).map_or(0, |last| last + 1);
+    let start = frames
+        .iter()
+        .rposition(|(_, symbol)| ours.contains(symbol))
+        .map_or(0, |last| last + 1);
     let ips = frames[start..].iter().map(|&(ip, _)| ip);
     Captured::Frames(ips.take_while(|&ip| ip != 0).collect())
 }
@@ -647,8 +691,10 @@ fn record_unwinder_text() -> Result<(), &'static str> {
     // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name only looks the symbol up.
     let unwinder = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"_Unwind_RaiseException".as_ptr()) };
     if unwinder.is_null() {
-        return Err("cannot locate the unwinder (`_Unwind_RaiseException`), so cannot tell when a \
-                    thread is inside it");
+        return Err(
+            "cannot locate the unwinder (`_Unwind_RaiseException`), so cannot tell when a \
+                    thread is inside it",
+        );
     }
     let mut search = Search {
         unwinder: unwinder as usize,
@@ -662,8 +708,10 @@ fn record_unwinder_text() -> Result<(), &'static str> {
     // for the duration of the call.
     unsafe { libc::dl_iterate_phdr(Some(visit), (&mut search as *mut Search).cast()) };
     if !search.unwinder_found || search.unwinder_in_executable {
-        return Err("the unwinder is linked into the executable, so leakcheck cannot tell when a \
-                    thread is inside it");
+        return Err(
+            "the unwinder is linked into the executable, so leakcheck cannot tell when a \
+                    thread is inside it",
+        );
     }
     if search.ranges.len() > MAX_RANGES {
         return Err("the unwinder has too many executable segments");
@@ -706,7 +754,9 @@ unsafe extern "C" fn visit(info: *mut libc::dl_phdr_info, _size: usize, data: *m
         search.unwinder_in_executable = name_empty;
     }
     if holds_unwinder || is_loader {
-        let text = loads().filter(|header| header.p_flags & libc::PF_X != 0).map(segment);
+        let text = loads()
+            .filter(|header| header.p_flags & libc::PF_X != 0)
+            .map(segment);
         search.ranges.extend(text);
     }
     0
@@ -773,21 +823,33 @@ mod tests {
     }
 
     fn functions(ips: &[usize]) -> Vec<String> {
-        frames::resolve(ips).into_iter().map(|frame| frame.function).collect()
+        frames::resolve(ips)
+            .into_iter()
+            .map(|frame| frame.function)
+            .collect()
     }
 
     /// Re-runs this test binary on one test with `CHILD_VAR` set; returns the child's stdout.
     fn run_child(test: &str, env: &[(&str, &str)]) -> String {
         let module = module_path!().split_once("::").unwrap().1;
         let output = Command::new(std::env::current_exe().unwrap())
-            .args([&format!("{module}::{test}"), "--exact", "--nocapture", "--test-threads=1"])
+            .args([
+                &format!("{module}::{test}"),
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(CHILD_VAR, "1")
             .envs(env.iter().copied())
             .output()
             .unwrap();
         let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
         let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(output.status.success(), "child failed: {}\n{stdout}\n{stderr}", output.status);
+        assert!(
+            output.status.success(),
+            "child failed: {}\n{stdout}\n{stderr}",
+            output.status
+        );
         stdout
     }
 
@@ -796,16 +858,24 @@ mod tests {
     fn captures_blocked_receiver() {
         let blocked = Blocked::start();
         let captured = capture(&[blocked.tid], TIMEOUT);
-        let Captured::Frames(ips) = &captured[0] else { panic!("{captured:?}") };
+        let Captured::Frames(ips) = &captured[0] else {
+            panic!("{captured:?}")
+        };
         let resolved = frames::resolve(ips);
         let user = frames::first_user_frame(&resolved).unwrap();
-        assert!(user.function.ends_with("tests::blocked_receiver"), "{resolved:#?}");
+        assert!(
+            user.function.ends_with("tests::blocked_receiver"),
+            "{resolved:#?}"
+        );
         // Builds without debug info (`cargo test --release`) resolve names only.
         if user.file.is_some() {
             let location = frames::short_location(user).unwrap();
             assert!(location.contains("src/stack/linux.rs:"), "{location}");
         }
-        assert!(resolved.iter().all(|frame| !frame.function.contains("on_signal")), "{resolved:#?}");
+        assert!(
+            resolved.iter().all(|frame| !frame.function.contains("on_signal")),
+            "{resolved:#?}"
+        );
         assert_eq!(blocked.release(7), 7);
     }
 
@@ -822,7 +892,9 @@ mod tests {
         let tid = tid_rx.recv().unwrap();
         wait_until_sleeping(tid);
         let captured = capture(&[tid], TIMEOUT);
-        let Captured::Frames(ips) = &captured[0] else { panic!("{captured:?}") };
+        let Captured::Frames(ips) = &captured[0] else {
+            panic!("{captured:?}")
+        };
         let functions = functions(ips);
         let in_sleep = |f: &String| f.starts_with("std::thread::") && f.ends_with("::sleep");
         assert!(functions.iter().any(in_sleep), "{functions:#?}");
@@ -880,7 +952,9 @@ mod tests {
     #[test]
     fn captures_own_thread() {
         let captured = capture(&[gettid()], TIMEOUT);
-        let Captured::Frames(ips) = &captured[0] else { panic!("{captured:?}") };
+        let Captured::Frames(ips) = &captured[0] else {
+            panic!("{captured:?}")
+        };
         let functions = functions(ips);
         assert!(functions[0].contains("captures_own_thread"), "{functions:#?}");
     }
@@ -892,7 +966,10 @@ mod tests {
         let tids: Vec<i32> = blocked.iter().map(|thread| thread.tid).collect();
         let captured = capture(&tids, TIMEOUT);
         for answer in &captured {
-            assert!(matches!(answer, Captured::Frames(ips) if ips.len() > 3), "{answer:?}");
+            assert!(
+                matches!(answer, Captured::Frames(ips) if ips.len() > 3),
+                "{answer:?}"
+            );
         }
         for (value, thread) in blocked.into_iter().enumerate() {
             assert_eq!(thread.release(value as u32), value as u32);
@@ -939,7 +1016,10 @@ mod tests {
         let (mut rounds, mut answered) = (0, 0);
         while start.elapsed() < Duration::from_secs(2) {
             let captured = capture(&tids, Duration::from_millis(100));
-            answered += captured.iter().filter(|answer| matches!(answer, Captured::Frames(_))).count();
+            answered += captured
+                .iter()
+                .filter(|answer| matches!(answer, Captured::Frames(_)))
+                .count();
             rounds += 1;
         }
         stop.store(true, Ordering::Relaxed);
@@ -966,7 +1046,10 @@ mod tests {
         // SAFETY: installs an async-signal-safe handler in this child process.
         unsafe { libc::signal(first, user) };
         let blocked = Blocked::start();
-        assert!(matches!(&capture(&[blocked.tid], TIMEOUT)[0], Captured::Frames(_)));
+        assert!(matches!(
+            &capture(&[blocked.tid], TIMEOUT)[0],
+            Captured::Frames(_)
+        ));
         assert_eq!(installed(), Ok(first + 1));
         assert_eq!(handler_of(first), Some(user));
         // SAFETY: raises the signal at this process, whose handler is user_handler.
@@ -985,8 +1068,13 @@ mod tests {
             return;
         }
         let blocked = Blocked::start();
-        assert_eq!(crate::stack::capture(&[blocked.tid], TIMEOUT), [Captured::Disabled]);
-        assert!((libc::SIGRTMIN() + 3..libc::SIGRTMAX()).all(|signo| handler_of(signo) == Some(libc::SIG_DFL)));
+        assert_eq!(
+            crate::stack::capture(&[blocked.tid], TIMEOUT),
+            [Captured::Disabled]
+        );
+        assert!(
+            (libc::SIGRTMIN() + 3..libc::SIGRTMAX()).all(|signo| handler_of(signo) == Some(libc::SIG_DFL))
+        );
         assert_eq!(blocked.release(1), 1);
         println!("child ok");
     }
