@@ -140,10 +140,15 @@ impl Dump {
 /// # Examples
 ///
 /// ```
+/// let (started, ready) = std::sync::mpsc::channel();
 /// let worker = std::thread::Builder::new()
 ///     .name("sleepy".into())
-///     .spawn(|| std::thread::sleep(std::time::Duration::from_millis(200)))
+///     .spawn(move || {
+///         started.send(()).unwrap();
+///         std::thread::sleep(std::time::Duration::from_millis(200))
+///     })
 ///     .unwrap();
+/// ready.recv().unwrap();
 /// let dump = leakcheck::dump();
 /// assert!(dump.threads().any(|thread| thread.name() == Some("sleepy")));
 /// worker.join().unwrap();

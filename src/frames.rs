@@ -22,6 +22,22 @@ pub(crate) struct Frame {
     pub(crate) library: bool,
 }
 
+impl Frame {
+    /// A frame from parts symbolized elsewhere (tokio's task dumps): drops a hash suffix from the
+    /// name and classifies it like [`resolve`] does.
+    #[cfg_attr(not(all(tokio_unstable, feature = "taskdump")), allow(dead_code))]
+    pub(crate) fn new(function: String, file: Option<String>, line: Option<u32>) -> Frame {
+        let function = strip_hash(&function).to_owned();
+        let library = is_library(&function, file.as_deref());
+        Frame {
+            function,
+            file,
+            line,
+            library,
+        }
+    }
+}
+
 /// Crates whose frames are folded as library frames.
 const LIBRARY_CRATES: &[&str] = &[
     "std",
@@ -96,20 +112,25 @@ pub(crate) fn first_user_frame(frames: &[Frame]) -> Option<&Frame> {
     frames.iter().find(|frame| !frame.library)
 }
 
-/// `src/mailbox.rs:12`: the frame's file relative to the current directory, the package or the
-/// workspace root when it lies under one of them, else as recorded; `None` without a file.
+/// `src/mailbox.rs:12`: the frame's file as [`relative_path`] shows it, and its line; `None`
+/// without a file.
 pub(crate) fn short_location(frame: &Frame) -> Option<String> {
-    let file = frame.file.as_deref()?;
-    let path = Path::new(file);
-    let shown = roots()
-        .iter()
-        .filter_map(|root| path.strip_prefix(root).ok())
-        .find(|relative| !relative.as_os_str().is_empty())
-        .map_or_else(|| file.to_owned(), |relative| relative.display().to_string());
+    let shown = relative_path(frame.file.as_deref()?);
     Some(match frame.line {
         Some(line) => format!("{shown}:{line}"),
         None => shown,
     })
+}
+
+/// `file` relative to the current directory, the package or the workspace root when it lies
+/// under one of them, else as given.
+pub(crate) fn relative_path(file: &str) -> String {
+    let path = Path::new(file);
+    roots()
+        .iter()
+        .filter_map(|root| path.strip_prefix(root).ok())
+        .find(|relative| !relative.as_os_str().is_empty())
+        .map_or_else(|| file.to_owned(), |relative| relative.display().to_string())
 }
 
 fn cache() -> MutexGuard<'static, HashMap<usize, Vec<Frame>>> {
@@ -123,15 +144,12 @@ fn resolve_ip(ip: usize) -> Vec<Frame> {
     let mut frames = Vec::new();
     backtrace::resolve(ip as *mut std::ffi::c_void, |symbol| {
         let Some(name) = symbol.name() else { return };
-        let function = strip_hash(&format!("{name:#}")).to_owned();
         let file = symbol.filename().map(|file| file.display().to_string());
-        let library = is_library(&function, file.as_deref(), shared_object);
-        frames.push(Frame {
-            function,
-            file,
-            line: symbol.lineno(),
-            library,
-        });
+        let mut frame = Frame::new(format!("{name:#}"), file, symbol.lineno());
+        // C code of libc or the loader may come with source files (debug info packages), yet
+        // it is never the user's.
+        frame.library |= shared_object && subject_crate(&frame.function).is_none();
+        frames.push(frame);
     });
     if frames.is_empty() {
         frames.push(Frame {
@@ -153,9 +171,8 @@ fn strip_hash(function: &str) -> &str {
 }
 
 /// Whether a frame is library code, from its file when it tells, else from its crate; a symbol
-/// without a crate path (C code) is library when it has no file or lies in a shared object
-/// (libc, the dynamic loader), not in the executable.
-fn is_library(function: &str, file: Option<&str>, shared_object: bool) -> bool {
+/// without a crate path (C code) is library when it has no file.
+fn is_library(function: &str, file: Option<&str>) -> bool {
     if let Some(file) = file {
         if is_dependency_file(file) {
             return true;
@@ -172,12 +189,7 @@ fn is_library(function: &str, file: Option<&str>, shared_object: bool) -> bool {
                 || krate.starts_with("__") // `__rustc::rust_begin_unwind`
                 || LIBRARY_CRATE_PREFIXES.iter().any(|prefix| krate.starts_with(prefix))
         }
-        None => {
-            file.is_none()
-                || shared_object
-                || function.starts_with("__")
-                || SYSTEM_SYMBOLS.contains(&function)
-        }
+        None => file.is_none() || function.starts_with("__") || SYSTEM_SYMBOLS.contains(&function),
     }
 }
 
@@ -268,13 +280,7 @@ mod tests {
     use super::*;
 
     fn frame(function: &str, file: Option<&str>, line: Option<u32>) -> Frame {
-        let library = is_library(function, file, false);
-        Frame {
-            function: function.to_owned(),
-            file: file.map(str::to_owned),
-            line,
-            library,
-        }
+        Frame::new(function.to_owned(), file.map(str::to_owned), line)
     }
 
     /// Library frames are recognized by file (std, registry, leakcheck's src) or by crate.
@@ -323,13 +329,8 @@ mod tests {
             ("0x1234", None),
         ];
         for (function, file) in library {
-            assert!(is_library(function, file, false), "{function} should be library");
+            assert!(is_library(function, file), "{function} should be library");
         }
-        assert!(is_library(
-            "syscall",
-            Some("./misc/../sysdeps/unix/sysv/linux/x86_64/syscall.S"),
-            true
-        ));
         let user = [
             ("mailbox::Mailbox::recv", Some("/work/app/src/mailbox.rs")),
             ("mailbox::Mailbox::recv", None),
@@ -343,10 +344,7 @@ mod tests {
             ("my_c_helper", Some("/work/app/csrc/helper.c")),
         ];
         for (function, file) in user {
-            assert!(
-                !is_library(function, file, false),
-                "{function} should be user code"
-            );
+            assert!(!is_library(function, file), "{function} should be user code");
         }
     }
 
@@ -374,6 +372,7 @@ mod tests {
         let outside = frame("app::f", Some("/elsewhere/lib.rs"), None);
         assert_eq!(short_location(&outside).as_deref(), Some("/elsewhere/lib.rs"));
         assert_eq!(short_location(&frame("app::f", None, Some(3))), None);
+        assert_eq!(relative_path(&inside), "src/mailbox.rs");
     }
 
     /// `first_user_frame` skips library frames.

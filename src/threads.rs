@@ -127,7 +127,10 @@ pub(crate) fn describe(candidates: &[Candidate], options: &Options) -> (Vec<Surv
     let capture = options.capture_stacks.unwrap_or(true) && stack::enabled();
     let tids: Vec<i32> = candidates.iter().map(|c| c.tid().unwrap_or(0)).collect();
     // Read the kernel's view first: a thread answering the capture signal shows as running.
-    let kernels: Vec<_> = tids.iter().map(|&tid| (tid != 0).then(|| stack::kernel_wait(tid))).collect();
+    let kernels: Vec<_> = tids
+        .iter()
+        .map(|&tid| (tid != 0).then(|| stack::kernel_wait(tid)))
+        .collect();
     let captured = if capture {
         stack::capture(&tids, CAPTURE_TIMEOUT)
     } else {

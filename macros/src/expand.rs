@@ -3,14 +3,15 @@
 //! The user's function keeps its attributes, visibility, signature and name; its body moves,
 //! unchanged, into an inner function `__leakcheck_body` with the same signature, so `?`, `return`
 //! and type errors behave exactly as in the function the user wrote. The outer body hands that
-//! inner function to `run_sync` (in a closure) or `run_async` (as its future):
+//! inner function to `run_sync` or, called, to `run_async` as its future:
 //!
 //! ```text
 //! #[attrs] #[::core::prelude::v1::test]      // unless a test attribute is already there
 //! fn name(params) -> Ret {
 //!     fn __leakcheck_body(params) -> Ret { body }        // `async fn` for an async test
-//!     ::leakcheck::__private::run_sync("name", options, move || __leakcheck_body(args))
-//!     // or ::leakcheck::__private::run_async("name", options, runtime, __leakcheck_body(args))
+//!     ::leakcheck::__private::run_sync("name", options, __leakcheck_body)
+//!     // with parameters: run_sync("name", options, move || __leakcheck_body(params))
+//!     // async: ::leakcheck::__private::run_async("name", options, runtime, __leakcheck_body())
 //! }
 //! ```
 
@@ -31,16 +32,14 @@ const WRONG_ORDER_TEST: &str = "`#[leak_test]` must be placed above `#[test]`: b
 
 /// The whole attribute: parse, check, expand. On any error, the errors plus the item untouched.
 pub(crate) fn leak_test(args: TokenStream, item: TokenStream) -> TokenStream {
-    let parsed_args = syn::parse2::<Args>(args);
-    let result = match (parsed_args, syn::parse2::<ItemFn>(item.clone())) {
-        (Ok(args), Ok(item)) => {
-            if source::builtin_test_above(Span::call_site()) {
-                Err(syn::Error::new(Span::call_site(), WRONG_ORDER_TEST))
-            } else {
-                expand(args, item)
-            }
+    let result = match (syn::parse2::<Args>(args), syn::parse2::<ItemFn>(item.clone())) {
+        // rustc's `#[test]` above us has already registered the function and left no trace on
+        // it: only the source text shows it.
+        (Ok(_), Ok(_)) if source::builtin_test_above(Span::call_site()) => {
+            Err(syn::Error::new(Span::call_site(), WRONG_ORDER_TEST))
         }
-        (args, Ok(_)) => args.map(|_| TokenStream::new()),
+        (Ok(args), Ok(item)) => expand(args, item),
+        (Err(error), Ok(_)) => Err(error),
         (args, Err(_)) => {
             let mut errors = Errors::default();
             errors.extend(args.map(drop));
@@ -160,6 +159,8 @@ fn generate(args: &Args, item: ItemFn, registered: bool, forwarded: &[Ident]) ->
         quote! {
             ::leakcheck::__private::run_async(#name, #options, #runtime, #body_fn(#(#forwarded),*))
         }
+    } else if forwarded.is_empty() {
+        quote!(::leakcheck::__private::run_sync(#name, #options, #body_fn))
     } else {
         quote! {
             ::leakcheck::__private::run_sync(#name, #options, move || #body_fn(#(#forwarded),*))
@@ -443,7 +444,7 @@ mod tests {
                 ::leakcheck::__private::run_sync(
                     "works",
                     ::leakcheck::__private::Options::new(),
-                    move || __leakcheck_body()
+                    __leakcheck_body
                 )
             }
         };

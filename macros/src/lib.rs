@@ -97,13 +97,15 @@ use proc_macro::TokenStream;
 ///     ::leakcheck::__private::run_sync(
 ///         "joins_its_worker",
 ///         ::leakcheck::__private::Options::new(),
-///         move || __leakcheck_body(),
+///         __leakcheck_body,
 ///     )
 /// }
 /// ```
 ///
 /// An async test's inner function is an `async fn`, and the call is
 /// `run_async("name", options, Runtime { flavor, worker_threads, start_paused }, __leakcheck_body())`.
+/// Parameters supplied by `#[rstest]` and the like are forwarded by name:
+/// `run_sync("name", options, move || __leakcheck_body(x, y))`.
 #[proc_macro_attribute]
 pub fn leak_test(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::leak_test(args.into(), item.into()).into()
