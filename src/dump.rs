@@ -156,11 +156,17 @@ impl Dump {
 pub fn dump() -> Dump {
     let mut tids = crate::threads::process_tids();
     tids.sort_unstable();
+    // Names and kernel states first: resolving symbols below can take a while.
+    let seen: Vec<_> = tids
+        .iter()
+        .map(|&tid| (crate::threads::thread_name(tid), stack::kernel_wait(tid)))
+        .collect();
     let captured = stack::capture(&tids, Duration::from_millis(200));
     let threads = tids
         .iter()
         .zip(captured)
-        .map(|(&tid, captured)| {
+        .zip(seen)
+        .map(|((&tid, captured), (name, kernel))| {
             let node = lineage::by_tid(tid);
             let created_at = node
                 .as_ref()
@@ -168,8 +174,8 @@ pub fn dump() -> Dump {
                 .and_then(|frames| frames::first_user_frame(&frames).and_then(frames::short_location));
             DumpedThread {
                 tid,
-                name: crate::threads::thread_name(tid),
-                kernel: stack::kernel_wait(tid),
+                name,
+                kernel,
                 stack: match captured {
                     Captured::Frames(ips) => Stack::Frames(frames::resolve(&ips)),
                     Captured::NoAnswer => Stack::Missing("did not answer the stack-capture signal".into()),

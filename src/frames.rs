@@ -25,7 +25,6 @@ pub(crate) struct Frame {
 impl Frame {
     /// A frame from parts symbolized elsewhere (tokio's task dumps): drops a hash suffix from the
     /// name and classifies it like [`resolve`] does.
-    #[cfg_attr(not(all(tokio_unstable, feature = "taskdump")), allow(dead_code))]
     pub(crate) fn new(function: String, file: Option<String>, line: Option<u32>) -> Frame {
         let function = strip_hash(&function).to_owned();
         let library = is_library(&function, file.as_deref());

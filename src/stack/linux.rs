@@ -1098,8 +1098,8 @@ mod tests {
         assert_eq!(blocked.release(1), 1);
     }
 
-    /// Not a check: times capturing and resolving 1000 blocked threads. Run with
-    /// `cargo test [--release] --lib measure_1000_threads -- --ignored --nocapture`.
+    /// Not a check: times capturing and resolving 1000 blocked threads.
+    // cargo test [--release] --lib measure_1000_threads -- --ignored --nocapture
     #[test]
     #[ignore]
     fn measure_1000_threads() {

@@ -1,0 +1,97 @@
+//! Fault cases: capture racing thread exits, a thousand survivors, a task dump that cannot finish.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use leakcheck::Options;
+
+/// Dumping every thread's stack while threads keep starting and exiting never crashes or hangs.
+#[test]
+fn capture_racing_thread_exits() {
+    let stop = Arc::new(AtomicBool::new(false));
+    let churn = {
+        let stop = stop.clone();
+        thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let short: Vec<_> = (0..8)
+                    .map(|_| thread::spawn(|| std::hint::black_box(1)))
+                    .collect();
+                for t in short {
+                    t.join().unwrap();
+                }
+            }
+        })
+    };
+    let started = Instant::now();
+    let mut dumps = 0;
+    while started.elapsed() < Duration::from_secs(1) {
+        let dump = leakcheck::dump();
+        assert!(dump.threads().count() >= 2);
+        dumps += 1;
+    }
+    stop.store(true, Ordering::Relaxed);
+    churn.join().unwrap();
+    assert!(dumps > 1);
+}
+
+#[inline(never)]
+fn parked_forever(release: mpsc::Receiver<()>) {
+    let _ = release.recv();
+}
+
+/// A thousand leaked threads are reported as one group, and the check completes.
+#[test]
+fn a_thousand_leaked_threads() {
+    let releases: Vec<_> = (0..1000)
+        .map(|_| {
+            let (release, wait) = mpsc::channel::<()>();
+            thread::Builder::new()
+                .name("many".into())
+                .stack_size(64 * 1024)
+                .spawn(move || parked_forever(wait))
+                .unwrap();
+            release
+        })
+        .collect();
+    let error = Options::new()
+        .settle(Duration::from_millis(200))
+        .find()
+        .expect_err("leak");
+    assert_eq!(error.threads(), 1000);
+    let report = error.to_string();
+    assert!(report.contains("×1000 threads \"many\""), "{report}");
+    assert!(report.contains("stuck in   faults::parked_forever"), "{report}");
+    drop(releases);
+    Options::new().settle(Duration::from_secs(10)).verify_none();
+}
+
+/// A task dump that cannot finish (a worker thread blocked outside tokio) degrades to spawn sites
+/// after the watchdog, instead of hanging the check.
+#[cfg(all(tokio_unstable, feature = "taskdump"))]
+#[leakcheck::leak_test(settle = "300ms", flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "fixture, run by task_dump_that_cannot_finish_degrades"]
+async fn fixture_blocked_worker_during_dump() {
+    let (release, blocked) = std::sync::mpsc::channel::<()>();
+    tokio::spawn(async move {
+        let _ = blocked.recv(); // blocks a worker thread: the dump can never stop it
+    });
+    tokio::spawn(std::future::pending::<()>());
+    std::mem::forget(release);
+}
+
+/// The report of a test whose task dump could not finish says so and still lists the tasks.
+#[cfg(all(tokio_unstable, feature = "taskdump"))]
+#[test]
+fn task_dump_that_cannot_finish_degrades() {
+    let exe = std::env::current_exe().unwrap();
+    let output = std::process::Command::new(exe)
+        .args(["--ignored", "--exact", "fixture_blocked_worker_during_dump"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(!output.status.success(), "{stdout}");
+    assert!(stdout.contains("the task dump did not finish"), "{stdout}");
+    assert!(stdout.contains("spawned at tests/faults.rs:"), "{stdout}");
+}
