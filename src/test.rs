@@ -84,30 +84,14 @@ pub(crate) fn thread_scope() -> Scope {
             baseline: context.baseline.clone(),
             runtime_threads: context.runtime_threads.clone(),
             entry_tids: context.entry_tids.clone(),
+            foreign_runtime: false,
         },
         None => {
             let mut scope = Scope::unentered();
-            scope.runtime_threads = foreign_runtime_threads(&scope);
+            scope.foreign_runtime = tokio::runtime::Handle::try_current().is_ok();
             scope
         }
     }
-}
-
-/// Inside a runtime that leakcheck did not build (`#[tokio::test]` alone), its worker and
-/// blocking threads are the test's own while the runtime lives: recognized by tokio's default
-/// thread names (`tokio-rt-worker` in current tokio, `tokio-runtime-worker` in older ones).
-fn foreign_runtime_threads(scope: &Scope) -> Option<Arc<Mutex<HashSet<u64>>>> {
-    tokio::runtime::Handle::try_current().ok()?;
-    let own: HashSet<u64> = lineage::live_descendants(scope.root.uid)
-        .into_iter()
-        .filter(|node| {
-            node.tid()
-                .and_then(crate::threads::thread_name)
-                .is_some_and(|name| name == "tokio-rt-worker" || name.starts_with("tokio-runtime-w"))
-        })
-        .map(|node| node.uid)
-        .collect();
-    Some(Arc::new(Mutex::new(own)))
 }
 
 /// The tasks an in-body async check owns.

@@ -33,6 +33,9 @@ pub(crate) struct Scope {
     pub(crate) runtime_threads: Option<Arc<Mutex<HashSet<u64>>>>,
     /// Process threads at entry, for the process-diff fallback.
     pub(crate) entry_tids: Option<HashSet<i32>>,
+    /// Inside a runtime leakcheck did not build: threads with tokio's default names are that
+    /// runtime's own while it lives (checked at each look: a new worker names itself late).
+    pub(crate) foreign_runtime: bool,
 }
 
 impl Scope {
@@ -48,6 +51,7 @@ impl Scope {
             root,
             runtime_threads: None,
             entry_tids: (!lineage_mode).then(|| process_tids().into_iter().collect()),
+            foreign_runtime: false,
         }
     }
 
@@ -59,6 +63,7 @@ impl Scope {
             baseline: HashSet::new(),
             runtime_threads: None,
             entry_tids: (!lineage::interposer_active()).then(|| crate::init::startup_tids().clone()),
+            foreign_runtime: false,
         }
     }
 
@@ -116,6 +121,13 @@ pub(crate) fn candidates(scope: &Scope, options: &Options) -> Vec<Candidate> {
             !runtime_threads
                 .as_ref()
                 .is_some_and(|set| set.contains(&node.uid))
+        })
+        .filter(|node| {
+            !(scope.foreign_runtime
+                && node
+                    .tid()
+                    .and_then(thread_name)
+                    .is_some_and(|n| is_tokio_name(&n)))
         })
         .map(Candidate::Node)
         .collect()
@@ -231,6 +243,12 @@ pub(crate) fn describe(candidates: &[Candidate], options: &Options) -> (Vec<Surv
 fn strip_creation_frames(frames: Vec<Frame>) -> Vec<Frame> {
     let first_user = frames.iter().position(|frame| !frame.library).unwrap_or(0);
     frames.into_iter().skip(first_user).collect()
+}
+
+/// tokio's default thread names: `tokio-rt-worker` in current tokio, `tokio-runtime-worker`
+/// (truncated by the kernel) in older ones.
+pub(crate) fn is_tokio_name(name: &str) -> bool {
+    name == "tokio-rt-worker" || name.starts_with("tokio-runtime-w")
 }
 
 /// A name as the kernel keeps it: at most 15 bytes.
