@@ -10,24 +10,25 @@ use std::time::{Duration, Instant};
 
 use leakcheck::Options;
 
+/// Starts `count` threads parked until their sender is dropped, from the calling thread.
+fn parked_threads(count: usize) -> Vec<mpsc::Sender<()>> {
+    (0..count)
+        .map(|_| {
+            let (release, wait) = mpsc::channel::<()>();
+            thread::Builder::new()
+                .stack_size(64 * 1024)
+                .spawn(move || {
+                    let _ = wait.recv();
+                })
+                .expect("spawn");
+            release
+        })
+        .collect()
+}
+
 /// Starts `count` parked threads from a helper thread, so they belong to no measuring thread.
 fn other_threads(count: usize) -> Vec<mpsc::Sender<()>> {
-    thread::spawn(move || {
-        (0..count)
-            .map(|_| {
-                let (release, wait) = mpsc::channel::<()>();
-                thread::Builder::new()
-                    .stack_size(64 * 1024)
-                    .spawn(move || {
-                        let _ = wait.recv();
-                    })
-                    .expect("spawn");
-                release
-            })
-            .collect()
-    })
-    .join()
-    .unwrap()
+    thread::spawn(move || parked_threads(count)).join().unwrap()
 }
 
 /// Mean cost of one clean `find()` on a fresh thread that started nothing.
@@ -120,18 +121,7 @@ fn main() {
     );
 
     let (report_time, lines) = thread::spawn(|| {
-        let releases: Vec<_> = (0..1000)
-            .map(|_| {
-                let (release, wait) = mpsc::channel::<()>();
-                thread::Builder::new()
-                    .stack_size(64 * 1024)
-                    .spawn(move || {
-                        let _ = wait.recv();
-                    })
-                    .unwrap();
-                release
-            })
-            .collect();
+        let releases = parked_threads(1000);
         let started = Instant::now();
         let error = Options::new().settle(Duration::ZERO).find().expect_err("leak");
         let report = error.to_string();

@@ -228,24 +228,7 @@ impl fmt::Display for Dump {
             }
             match &thread.stack {
                 Stack::Frames(frames) => {
-                    let mut folded = 0;
-                    for frame in frames {
-                        if frame.library {
-                            folded += 1;
-                            continue;
-                        }
-                        if folded > 0 {
-                            writeln!(f, "     ... {folded} library frames")?;
-                            folded = 0;
-                        }
-                        let at = frames::short_location(frame)
-                            .map(|l| format!(" at {l}"))
-                            .unwrap_or_default();
-                        writeln!(f, "     {}{at}", frame.function)?;
-                    }
-                    if folded > 0 {
-                        writeln!(f, "     ... {folded} library frames")?;
-                    }
+                    crate::report::render_frames(f, frames, frames::first_user_frame(frames), false)?
                 }
                 Stack::Missing(why) => writeln!(f, "     (no stack: {why})")?,
             }

@@ -452,7 +452,8 @@ fn frame_text(frame: &Frame) -> String {
     }
 }
 
-fn render_frames(
+/// Writes `frames` one a line, folding runs of library frames unless `full`, marking `stuck`.
+pub(crate) fn render_frames(
     f: &mut fmt::Formatter<'_>,
     frames: &[Frame],
     stuck: Option<&Frame>,

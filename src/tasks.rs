@@ -39,6 +39,21 @@ pub(crate) struct Probe {
 }
 
 #[cfg(tokio_unstable)]
+impl Probe {
+    /// Ids of the tasks alive now (a snapshot).
+    fn live_ids(&self) -> impl Iterator<Item = u64> {
+        let ids: Vec<u64> = self
+            .live
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .copied()
+            .collect();
+        ids.into_iter()
+    }
+}
+
+#[cfg(tokio_unstable)]
 fn task_id(id: tokio::task::Id) -> u64 {
     id.to_string().parse().unwrap_or(0)
 }
@@ -119,13 +134,7 @@ fn current_probe() -> Option<Arc<Probe>> {
 pub(crate) fn current_task_ids() -> Vec<u64> {
     #[cfg(tokio_unstable)]
     if let Some(probe) = current_probe() {
-        return probe
-            .live
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .keys()
-            .copied()
-            .collect();
+        return probe.live_ids().collect();
     }
     Vec::new()
 }
@@ -200,11 +209,7 @@ fn look(scope: &TaskScope, options: &Options) -> Vec<u64> {
         let own = own.map(task_id);
         let baseline = options.baseline.as_deref();
         return probe
-            .live
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .keys()
-            .copied()
+            .live_ids()
             .filter(|id| Some(*id) != own && !scope.baseline_ids.contains(id))
             .filter(|id| !baseline.is_some_and(|b| b.tasks.contains(id)))
             .collect();
