@@ -84,3 +84,22 @@ fn malformed_variable_is_a_clear_error() {
     );
     assert!(run.stderr.contains("`500ms`"), "{}", run.stderr);
 }
+
+/// Fixture: leaves a thread behind and fails.
+#[test]
+#[ignore = "fixture, run by failed_run_is_not_checked_by_default"]
+fn fixture_leaks_and_fails() {
+    let (keep, wait) = mpsc::channel::<()>();
+    thread::spawn(move || stuck_forever(wait));
+    std::mem::forget(keep);
+    panic!("the test's own failure");
+}
+
+/// By default a run whose tests failed is not checked: its failure already stands.
+#[test]
+fn failed_run_is_not_checked_by_default() {
+    let run = run_ignored("fixture_leaks_and_fails", &[("LEAKCHECK_SETTLE", "200ms")]);
+    assert!(!run.success);
+    assert!(run.stdout.contains("the test's own failure"), "{}", run.stdout);
+    assert!(!run.stderr.contains("leakcheck:"), "{}", run.stderr);
+}

@@ -282,3 +282,41 @@ fn result_return_composes() -> Result<(), std::num::ParseIntError> {
 fn should_panic_composes() {
     panic!("the original panic");
 }
+
+extern "C" fn c_thread_main(arg: *mut std::ffi::c_void) -> *mut std::ffi::c_void {
+    // SAFETY: `arg` is the pipe's read end, owned by this test for the thread's lifetime.
+    let fd = arg as usize as libc::c_int;
+    let mut byte = 0u8;
+    // SAFETY: reading one byte into a valid buffer; blocks until the test writes or closes.
+    unsafe { libc::read(fd, (&mut byte as *mut u8).cast(), 1) };
+    std::ptr::null_mut()
+}
+
+/// A thread created by a raw `pthread_create` call (as C code would) is owned and caught too:
+/// the interposer sees every creation, not just std's.
+#[test]
+fn raw_pthread_create_is_caught() {
+    let mut fds = [0; 2];
+    // SAFETY: a valid two-element array for pipe(2).
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    let mut thread: libc::pthread_t = 0;
+    // SAFETY: valid out-pointer, default attributes, a C start routine and its argument.
+    let created = unsafe {
+        libc::pthread_create(
+            &mut thread,
+            std::ptr::null(),
+            c_thread_main,
+            fds[0] as usize as *mut _,
+        )
+    };
+    assert_eq!(created, 0);
+    let error = find_leak();
+    assert_eq!(error.threads(), 1, "{error}");
+    assert!(error.to_string().contains("threads::c_thread_main"), "{error}");
+    // SAFETY: closing our write end ends the thread's read; then join it and close the rest.
+    unsafe {
+        libc::close(fds[1]);
+        libc::pthread_join(thread, std::ptr::null_mut());
+        libc::close(fds[0]);
+    }
+}

@@ -1,0 +1,40 @@
+//! `check_binary!(always)`: the whole-binary check also runs when the tests failed (the default
+//! skips such runs, whose failure already stands).
+
+mod common;
+
+use std::sync::mpsc;
+use std::thread;
+
+use common::run_ignored;
+
+leakcheck::check_binary!(always);
+
+/// Fixture: leaves a thread behind, then fails.
+#[test]
+#[ignore = "fixture, run by failing_run_is_still_checked"]
+fn fixture_leaks_and_fails() {
+    let (keep, wait) = mpsc::channel::<()>();
+    thread::Builder::new()
+        .name("after-failure".into())
+        .spawn(move || {
+            let _ = wait.recv();
+        })
+        .unwrap();
+    std::mem::forget(keep);
+    panic!("the test's own failure");
+}
+
+/// With `always`, a failed run is checked too and its report names the leaking test.
+#[test]
+fn failing_run_is_still_checked() {
+    let run = run_ignored("fixture_leaks_and_fails", &[("LEAKCHECK_SETTLE", "200ms")]);
+    assert!(!run.success);
+    assert!(run.stdout.contains("the test's own failure"), "{}", run.stdout);
+    assert!(
+        run.stderr.contains("started by test `fixture_leaks_and_fails`"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("\"after-failure\""), "{}", run.stderr);
+}

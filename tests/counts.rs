@@ -1,0 +1,55 @@
+//! `thread_count()` and `dump()`. This binary holds one test, so the process-wide count moves
+//! only with what that test does (libtest runs nothing else meanwhile).
+
+use std::sync::mpsc;
+use std::thread;
+
+#[inline(never)]
+fn blocked_in_counts(wait: mpsc::Receiver<()>) {
+    let _ = wait.recv();
+}
+
+/// `thread_count()` moves by exactly the threads the test starts and joins, and `dump()` lists a
+/// known blocked thread with the function it is stuck in and the thread that created it.
+#[test]
+fn counts_and_dump() {
+    let before = leakcheck::thread_count();
+    let (releases, started): (Vec<_>, Vec<_>) = (0..3)
+        .map(|i| {
+            let (release, wait) = mpsc::channel::<()>();
+            let (ready, is_ready) = mpsc::channel::<()>();
+            let handle = thread::Builder::new()
+                .name(format!("counted-{i}"))
+                .spawn(move || {
+                    ready.send(()).unwrap();
+                    blocked_in_counts(wait)
+                })
+                .unwrap();
+            is_ready.recv().unwrap();
+            (release, handle)
+        })
+        .unzip();
+    assert_eq!(leakcheck::thread_count(), before + 3);
+
+    let dump = leakcheck::dump();
+    let counted: Vec<_> = dump.threads().filter(|t| t.name() == Some("counted-1")).collect();
+    assert_eq!(counted.len(), 1, "{dump}");
+    assert_eq!(counted[0].stuck_in(), Some("counts::blocked_in_counts"), "{dump}");
+    assert_eq!(counted[0].creator(), Some("counts_and_dump"), "{dump}");
+    assert!(counted[0].stack().any(|f| f.contains("Receiver")), "{dump}");
+    let text = dump.to_string();
+    assert!(
+        text.contains("thread ") && text.contains("\"counted-1\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("counts::blocked_in_counts at tests/counts.rs:"),
+        "{text}"
+    );
+
+    drop(releases);
+    for handle in started {
+        handle.join().unwrap();
+    }
+    assert_eq!(leakcheck::thread_count(), before);
+}
