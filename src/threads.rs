@@ -156,23 +156,8 @@ pub(crate) fn describe(candidates: &[Candidate], options: &Options) -> (Vec<Surv
             Candidate::Node(node) => Some(node.clone()),
             Candidate::Tid(tid) => lineage::by_tid(*tid),
         };
-        let name = node
-            .as_ref()
-            .and_then(|n| n.name().map(String::from))
-            .or_else(|| {
-                // Linux gives an unnamed thread its creator's name: that is no name of its own.
-                let inherited = node
-                    .as_ref()
-                    .and_then(|n| n.parent.as_ref())
-                    .and_then(|p| p.name())
-                    .map(truncate_comm);
-                thread_name(*tid).filter(|name| Some(name.as_str()) != inherited.as_deref())
-            });
-        let created_at = node
-            .as_ref()
-            .map(|n| frames::resolve(&n.created_at))
-            .unwrap_or_default();
-        let created_at = strip_creation_frames(created_at);
+        let name = candidate_name(node.as_deref(), *tid);
+        let created_at = creation_frames(node.as_deref());
         let stack = match captured {
             Captured::Frames(ips) => Stack::Frames(frames::resolve(&ips)),
             Captured::NoAnswer => Stack::Missing(
@@ -236,6 +221,44 @@ pub(crate) fn describe(candidates: &[Candidate], options: &Options) -> (Vec<Surv
         survivor.hint = crate::hints::for_survivor(survivor);
     }
     (survivors, hidden)
+}
+
+/// A candidate's own name: its std name if recorded, else the kernel's, unless that is only the
+/// name Linux copies from the creator to an unnamed thread.
+fn candidate_name(node: Option<&Node>, tid: i32) -> Option<String> {
+    node.and_then(|n| n.name().map(String::from)).or_else(|| {
+        let inherited = node
+            .and_then(|n| n.parent.as_ref())
+            .and_then(|p| p.name())
+            .map(truncate_comm);
+        thread_name(tid).filter(|name| Some(name.as_str()) != inherited.as_deref())
+    })
+}
+
+/// The resolved creation backtrace, starting at the creating caller.
+fn creation_frames(node: Option<&Node>) -> Vec<Frame> {
+    strip_creation_frames(node.map(|n| frames::resolve(&n.created_at)).unwrap_or_default())
+}
+
+/// Whether a rule that needs no stack (name, creator) hides this candidate. Cheap enough to run
+/// on every settle look, so a thread such a rule hides never costs its test the settle deadline.
+pub(crate) fn hidden_without_stack(candidate: &Candidate, options: &Options) -> bool {
+    if options.rules.is_empty() {
+        return false;
+    }
+    let node = match candidate {
+        Candidate::Node(node) => Some(node.clone()),
+        Candidate::Tid(tid) => lineage::by_tid(*tid),
+    };
+    let name = candidate_name(node.as_deref(), candidate.tid().unwrap_or(0));
+    let created_at = creation_frames(node.as_deref());
+    let subject = Subject {
+        name: name.as_deref(),
+        stack: None,
+        created_at: &created_at,
+        spawn_site: None,
+    };
+    options.rules.iter().any(|rule| rule.matches(&subject))
 }
 
 /// Drops the frames of thread creation itself (std's `spawn`, the interposer) from a creation

@@ -64,8 +64,12 @@ impl Options {
             None => TaskFindings::default(),
         };
         let scope = test::thread_scope();
-        let candidates = settle::settle_async(settle, || threads::candidates(&scope, self)).await;
-        let thread_result = report_threads(&scope, self, candidates, &test);
+        let candidates = settle::settle_async(settle, || unhidden_candidates(&scope, self)).await;
+        let thread_result = if candidates.is_empty() && !self.is_verbose() {
+            Ok(())
+        } else {
+            report_threads(&scope, self, threads::candidates(&scope, self), &test)
+        };
         merge(thread_result, tasks, self, settle, &test)
     }
 
@@ -136,6 +140,13 @@ impl Options {
             .unwrap_or(config::DEFAULT_SETTLE)
     }
 
+    /// Whether reports list what rules hid.
+    pub(crate) fn is_verbose(&self) -> bool {
+        self.verbose
+            .or(config::get().ok().map(|c| c.verbose))
+            .unwrap_or(false)
+    }
+
     pub(crate) fn report(&self, test: &str, settle: Duration) -> Report {
         let config = config::get().ok();
         Report {
@@ -145,7 +156,7 @@ impl Options {
                 .full_stacks
                 .or(config.map(|c| c.full_stacks))
                 .unwrap_or(false),
-            verbose: self.verbose.or(config.map(|c| c.verbose)).unwrap_or(false),
+            verbose: self.is_verbose(),
             ..Report::default()
         }
     }
@@ -159,8 +170,24 @@ pub(crate) fn check_threads(
     settle: Duration,
     test: &str,
 ) -> Result<(), LeakError> {
-    let candidates = settle::settle(settle, || threads::candidates(scope, options));
-    report_threads(scope, options, candidates, test)
+    let candidates = settle::settle(settle, || unhidden_candidates(scope, options));
+    if candidates.is_empty() && !options.is_verbose() {
+        return Ok(());
+    }
+    // Describe everything still alive, so a verbose report can list what the rules hid.
+    report_threads(scope, options, threads::candidates(scope, options), test)
+}
+
+/// The candidates, or none if rules that need no stack hide all of them.
+pub(crate) fn unhidden_candidates(scope: &Scope, options: &Options) -> Vec<threads::Candidate> {
+    let candidates = threads::candidates(scope, options);
+    if candidates
+        .iter()
+        .all(|candidate| threads::hidden_without_stack(candidate, options))
+    {
+        return Vec::new();
+    }
+    candidates
 }
 
 /// Describes settled candidates; those that finished meanwhile are dropped.

@@ -231,3 +231,21 @@ fn global_pool_passes_with_creator_rule() {
     run_on(&POOL);
     Options::new().ignore_creator("ignore::start_pool").verify_none();
 }
+
+/// A thread hidden by a rule that needs no stack (name, creator) does not make the check wait
+/// for the settle deadline.
+#[test]
+fn name_rule_does_not_wait_for_the_deadline() {
+    let logger = start_blocked("quiet-logger");
+    let started = std::time::Instant::now();
+    Options::new()
+        .settle(std::time::Duration::from_secs(30))
+        .ignore_thread("quiet-logger")
+        .verify_none();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    logger.release();
+}
