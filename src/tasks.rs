@@ -31,6 +31,10 @@ pub(crate) const MORE_DETAIL: &str = "for spawn sites, build with `--cfg tokio_u
 #[cfg(all(tokio_unstable, feature = "taskdump"))]
 const DUMP_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How many dumps a report may take to find every survivor's trace.
+#[cfg(all(tokio_unstable, feature = "taskdump"))]
+const DUMP_ATTEMPTS: usize = 5;
+
 /// Live tasks of one runtime that leakcheck built, from its spawn hooks.
 #[derive(Default)]
 pub(crate) struct Probe {
@@ -274,7 +278,11 @@ async fn describe(scope: &TaskScope, options: &Options, ids: Vec<u64>) -> TaskFi
     for (id, site) in ids.iter().zip(sites) {
         let stack = match traces.remove(id) {
             Some(frames) => Stack::Frames(frames),
-            None if cfg!(feature = "taskdump") => Stack::Missing("not in the task dump".into()),
+            None if cfg!(feature = "taskdump") => Stack::Missing(
+                "not in the task dump (a multi_thread dump can miss a task that is being woken: \
+                 tokio issue #7478)"
+                    .into(),
+            ),
             None => Stack::Missing(
                 "no async trace: enable leakcheck's `taskdump` feature (with `--cfg tokio_unstable`)".into(),
             ),
@@ -324,39 +332,49 @@ async fn dump(
     Vec<String>,
 ) {
     use futures::future::{select, Either};
-    let wanted: HashSet<u64> = ids.iter().copied().collect();
-    let dump = std::pin::pin!(scope.handle.dump());
-    let watchdog = crate::settle::Delay::new(DUMP_TIMEOUT);
-    let dump = match select(dump, watchdog).await {
-        Either::Left((dump, _)) => dump,
-        Either::Right(_) => {
-            return (
-                Default::default(),
-                vec![format!(
-                "the task dump did not finish within {DUMP_TIMEOUT:?}; tasks are shown without async traces"
-            )],
-            )
-        }
-    };
     let mut traces = std::collections::HashMap::new();
-    for task in dump.tasks().iter() {
-        let id = task_id(task.id());
-        if !wanted.contains(&id) {
-            continue;
-        }
-        let mut frames = Vec::new();
-        for backtrace in task.trace().resolve_backtraces() {
-            for frame in backtrace.frames() {
-                for symbol in frame.symbols() {
-                    let function = symbol.name_demangled().unwrap_or("<unknown>").to_string();
-                    let file = symbol.filename().map(|path| path.display().to_string());
-                    frames.push(crate::frames::Frame::new(function, file, symbol.lineno()));
-                }
+    let watchdog = crate::settle::Delay::new(DUMP_TIMEOUT);
+    let mut watchdog = std::pin::pin!(watchdog);
+    // A dump of a multi_thread runtime can miss tasks that are being woken meanwhile (tokio issue
+    // #7478): dump again, within the same deadline, until every survivor has its trace.
+    for _ in 0..DUMP_ATTEMPTS {
+        let dump = std::pin::pin!(scope.handle.dump());
+        let dump = match select(dump, watchdog.as_mut()).await {
+            Either::Left((dump, _)) => dump,
+            Either::Right(_) => {
+                let note = format!(
+                    "the task dump did not finish within {DUMP_TIMEOUT:?}; tasks are shown without async traces"
+                );
+                return (traces, vec![note]);
+            }
+        };
+        for task in dump.tasks().iter() {
+            let id = task_id(task.id());
+            if ids.contains(&id) && !traces.contains_key(&id) {
+                traces.insert(id, trace_frames(task.trace()));
             }
         }
-        traces.insert(id, frames);
+        if ids.iter().all(|id| traces.contains_key(id)) {
+            break;
+        }
     }
     (traces, Vec::new())
+}
+
+/// A task's async trace as frames, innermost first.
+#[cfg(all(tokio_unstable, feature = "taskdump"))]
+fn trace_frames(trace: &tokio::runtime::dump::Trace) -> Vec<crate::frames::Frame> {
+    let mut frames = Vec::new();
+    for backtrace in trace.resolve_backtraces() {
+        for frame in backtrace.frames() {
+            for symbol in frame.symbols() {
+                let function = symbol.name_demangled().unwrap_or("<unknown>").to_string();
+                let file = symbol.filename().map(|path| path.display().to_string());
+                frames.push(crate::frames::Frame::new(function, file, symbol.lineno()));
+            }
+        }
+    }
+    frames
 }
 
 #[cfg(all(tokio_unstable, not(feature = "taskdump")))]
