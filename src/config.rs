@@ -7,6 +7,7 @@
 //! | `LEAKCHECK_FULL_STACKS` | `1`/`true`/`on`, `0`/`false`/`off` | off |
 //! | `LEAKCHECK_STACKS` | `on`, `off` (capture of surviving threads' current stacks) | on |
 //! | `LEAKCHECK_JSON` | a file path: each leak verdict is appended as one JSON line | unset |
+//! | `LEAKCHECK_LINEAGE` | `on`, `off` (force the process-diff fallback, as on platforms without lineage) | `on` |
 //! | `LEAKCHECK_VERBOSE` | `1`/`true`/`on`: reports also list what ignore rules hid | off |
 //!
 //! A malformed value is an error that names the variable and the valid forms; it fails the check
@@ -27,6 +28,7 @@ pub(crate) struct Config {
     pub(crate) full_stacks: bool,
     pub(crate) json: Option<PathBuf>,
     pub(crate) verbose: bool,
+    pub(crate) lineage: bool,
 }
 
 /// The process's configuration, or the first malformed variable.
@@ -57,6 +59,10 @@ fn read() -> Result<Config, String> {
             .map(|value| parse_switch("LEAKCHECK_VERBOSE", &value))
             .transpose()?
             .unwrap_or(false),
+        lineage: var("LEAKCHECK_LINEAGE")
+            .map(|value| parse_switch("LEAKCHECK_LINEAGE", &value))
+            .transpose()?
+            .unwrap_or(true),
     })
 }
 

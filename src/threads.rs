@@ -42,7 +42,7 @@ impl Scope {
     /// A scope rooted at the calling thread, with what it already started as baseline.
     pub(crate) fn enter() -> Scope {
         let root = lineage::current_named();
-        let lineage_mode = lineage::interposer_active();
+        let lineage_mode = lineage_mode();
         Scope {
             baseline: lineage::live_descendants(root.uid)
                 .iter()
@@ -62,7 +62,7 @@ impl Scope {
             root: lineage::current_named(),
             baseline: HashSet::new(),
             runtime_threads: None,
-            entry_tids: (!lineage::interposer_active()).then(|| crate::init::startup_tids().clone()),
+            entry_tids: (!lineage_mode()).then(|| crate::init::startup_tids().clone()),
             foreign_runtime: false,
         }
     }
@@ -70,13 +70,20 @@ impl Scope {
     /// The mode note a report carries, if any.
     pub(crate) fn mode_note(&self) -> Option<String> {
         self.entry_tids.as_ref().map(|_| {
-            "leakcheck could not interpose `pthread_create` in this build (static glibc, musl or a \
-             non-Linux target), so it compared the process's threads before and after instead: \
-             under parallel `cargo test` this can blame threads of other tests. Run one test per \
-             process (`cargo nextest run`) for exact verdicts."
+            "leakcheck compared the process's threads before and after instead of following thread \
+             lineage (`pthread_create` could not be interposed in this build: static glibc, musl or \
+             a non-Linux target; or `LEAKCHECK_LINEAGE=off`): under parallel `cargo test` this can \
+             blame threads of other tests. Run one test per process (`cargo nextest run`) for exact \
+             verdicts."
                 .to_string()
         })
     }
+}
+
+/// Whether checks use thread lineage: the interposer is in effect, and `LEAKCHECK_LINEAGE=off`
+/// did not ask for the process-diff fallback.
+fn lineage_mode() -> bool {
+    lineage::interposer_active() && crate::config::get().map_or(true, |config| config.lineage)
 }
 
 /// A thread a check found alive.
