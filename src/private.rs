@@ -27,12 +27,14 @@ pub struct Runtime {
 }
 
 /// Runs a sync test body between an entry snapshot and the settled exit check.
+#[track_caller]
 pub fn run_sync<R>(test: &'static str, options: Options, body: impl FnOnce() -> R) -> R {
     crate::test::run_sync(test, options, body)
 }
 
 /// Builds the test's runtime, runs the body on it, checks tasks inside it, shuts it down with a
 /// bounded wait, then checks threads.
+#[track_caller]
 pub fn run_async<F: Future>(test: &'static str, options: Options, runtime: Runtime, body: F) -> F::Output {
     crate::test::run_async(test, options, runtime, body)
 }
