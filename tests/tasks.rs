@@ -392,3 +392,36 @@ async fn verify_none_async_in_tokio_test_catches_a_task() {
     assert_eq!(error.tasks(), 1, "{error}");
     task.abort();
 }
+
+/// `ignore_spawn_site` hides the tasks spawned at that site and nothing else (spawn sites need
+/// `--cfg tokio_unstable` and a runtime that leakcheck built).
+#[cfg(tokio_unstable)]
+#[leak_test]
+async fn ignore_spawn_site_hides_only_that_site() {
+    let kept = tokio::spawn(std::future::pending::<()>());
+    let ignored = tokio::spawn(std::future::pending::<()>());
+    let report = Options::new()
+        .settle(LEAK_SETTLE)
+        .find_async()
+        .await
+        .unwrap_err()
+        .to_string();
+    let sites: Vec<String> = report
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("spawned at "))
+        .map(String::from)
+        .collect();
+    assert_eq!(sites.len(), 2, "{report}");
+    let line = |site: &String| site.rsplit(':').next().and_then(|n| n.parse::<u32>().ok());
+    let ignored_site = sites.iter().max_by_key(|site| line(site)).unwrap(); // the second spawn
+    let error = Options::new()
+        .settle(LEAK_SETTLE)
+        .ignore_spawn_site(ignored_site)
+        .find_async()
+        .await
+        .expect_err("the other task is still reported");
+    assert_eq!(error.tasks(), 1, "{error}");
+    assert!(!error.to_string().contains(ignored_site.as_str()), "{error}");
+    kept.abort();
+    ignored.abort();
+}
