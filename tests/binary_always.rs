@@ -3,9 +3,6 @@
 
 mod common;
 
-use std::sync::mpsc;
-use std::thread;
-
 use common::run_ignored;
 
 leakcheck::check_binary!(always);
@@ -14,14 +11,7 @@ leakcheck::check_binary!(always);
 #[test]
 #[ignore = "fixture, run by failing_run_is_still_checked"]
 fn fixture_leaks_and_fails() {
-    let (keep, wait) = mpsc::channel::<()>();
-    thread::Builder::new()
-        .name("after-failure".into())
-        .spawn(move || {
-            let _ = wait.recv();
-        })
-        .unwrap();
-    std::mem::forget(keep);
+    common::leak_named_thread("after-failure");
     panic!("the test's own failure");
 }
 

@@ -14,14 +14,7 @@ use leakcheck::leak_test;
 #[leak_test(settle = "200ms")]
 #[ignore = "fixture, run by fallback_catches_a_leak_and_says_so"]
 fn fixture_fallback_leak() {
-    let (keep, wait) = mpsc::channel::<()>();
-    thread::Builder::new()
-        .name("diffed".into())
-        .spawn(move || {
-            let _ = wait.recv();
-        })
-        .unwrap();
-    std::mem::forget(keep);
+    common::leak_named_thread("diffed");
 }
 
 /// Fixture: joins what it starts.

@@ -32,3 +32,16 @@ pub fn run_ignored(test: &str, envs: &[(&str, &str)]) -> Run {
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     }
 }
+
+/// Leaks a thread named `name`, blocked until the process exits (for fixtures whose report is
+/// checked from outside).
+pub fn leak_named_thread(name: &str) {
+    let (keep, wait) = std::sync::mpsc::channel::<()>();
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            let _ = wait.recv();
+        })
+        .expect("spawn");
+    std::mem::forget(keep);
+}
