@@ -7,10 +7,11 @@
 
 use std::sync::OnceLock;
 
-use crate::lineage;
+use crate::check::settle;
+use crate::check::threads::{self, Candidate};
 use crate::options::Options;
+use crate::probe::lineage;
 use crate::report::Report;
-use crate::threads::{self, Candidate};
 
 static INSTALLED: OnceLock<(Options, bool)> = OnceLock::new();
 
@@ -76,7 +77,7 @@ pub(crate) fn check(options: &Options) -> Result<Option<Report>, String> {
             .map(Candidate::Node)
             .collect()
     };
-    let candidates = crate::settle::settle(settle, look);
+    let candidates = settle::settle(settle, look);
     if candidates.is_empty() {
         return Ok(None);
     }

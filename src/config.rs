@@ -13,7 +13,9 @@
 //! A malformed value is an error that names the variable and the valid forms; it fails the check
 //! that reads it (never silently falls back).
 
+use std::ffi::OsStr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -64,6 +66,53 @@ fn read() -> Result<Config, String> {
             .transpose()?
             .unwrap_or(true),
     })
+}
+
+/// Says once per process that `LEAKCHECK=off` disabled the checks.
+pub(crate) fn say_disabled_once() {
+    static SAID: AtomicBool = AtomicBool::new(false);
+    if !SAID.swap(true, Ordering::Relaxed) {
+        eprintln!("leakcheck: LEAKCHECK=off: leak checks are disabled in this process");
+    }
+}
+
+/// Name of the environment variable that turns stack capture on or off.
+const STACKS_VAR: &str = "LEAKCHECK_STACKS";
+
+/// Whether stack capture is on: `LEAKCHECK_STACKS` unset or `on`/`1`/`true` (read once).
+///
+/// An unrecognized value leaves capture on; [`stacks_env_error`] describes it.
+pub(crate) fn stacks_enabled() -> bool {
+    stacks_switch().0
+}
+
+/// A message naming `LEAKCHECK_STACKS` and its valid forms if its value is not one of them.
+pub(crate) fn stacks_env_error() -> Option<String> {
+    stacks_switch().1.clone()
+}
+
+/// The parsed switch: (enabled, complaint about the value), read once per process.
+fn stacks_switch() -> &'static (bool, Option<String>) {
+    static SWITCH: OnceLock<(bool, Option<String>)> = OnceLock::new();
+    SWITCH.get_or_init(|| parse_stacks_switch(std::env::var_os(STACKS_VAR).as_deref()))
+}
+
+/// Parses the value of `LEAKCHECK_STACKS`; anything unrecognized means on, with a complaint.
+fn parse_stacks_switch(value: Option<&OsStr>) -> (bool, Option<String>) {
+    let Some(value) = value else {
+        return (true, None);
+    };
+    match value.to_str().map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+        Some("" | "on" | "1" | "true") => (true, None),
+        Some("off" | "0" | "false") => (false, None),
+        _ => (
+            true,
+            Some(format!(
+                "leakcheck: invalid value {value:?} for `{STACKS_VAR}`: expected `on`, `1`, `true`, \
+                 `off`, `0` or `false`; stack capture stays on"
+            )),
+        ),
+    }
 }
 
 fn var(name: &str) -> Option<String> {
@@ -126,5 +175,23 @@ mod tests {
             error.contains("`LEAKCHECK=maybe`") && error.contains("`off`"),
             "{error}"
         );
+    }
+
+    /// The switch accepts the documented spellings and complains, naming the variable, otherwise.
+    #[test]
+    fn stacks_switch_values() {
+        let parse = |v: &str| parse_stacks_switch(Some(OsStr::new(v)));
+        assert_eq!(parse_stacks_switch(None), (true, None));
+        for on in ["on", "1", "true", "TRUE", " On "] {
+            assert_eq!(parse(on), (true, None), "{on}");
+        }
+        for off in ["off", "0", "false", "OFF"] {
+            assert_eq!(parse(off), (false, None), "{off}");
+        }
+        let (on, complaint) = parse("nope");
+        assert!(on);
+        let complaint = complaint.unwrap();
+        assert!(complaint.contains("LEAKCHECK_STACKS") && complaint.contains("\"nope\""));
+        assert!(complaint.contains("`off`"));
     }
 }

@@ -4,10 +4,11 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::frames;
-use crate::lineage;
-use crate::report::Stack;
-use crate::stack::{self, Captured, KernelWait};
+use crate::model::frame;
+use crate::model::{KernelWait, Stack};
+use crate::probe::stack::{self, Captured};
+use crate::probe::{lineage, procfs, symbols, tasks};
+use crate::report::render_frames;
 
 /// A snapshot of the process's threads (and the current runtime's task count).
 ///
@@ -73,7 +74,7 @@ impl DumpedThread {
     /// ```
     pub fn stuck_in(&self) -> Option<&str> {
         match &self.stack {
-            Stack::Frames(frames) => frames::first_user_frame(frames).map(|frame| frame.function.as_str()),
+            Stack::Frames(frames) => frame::first_user_frame(frames).map(|frame| frame.function.as_str()),
             Stack::Missing(_) => None,
         }
     }
@@ -154,12 +155,12 @@ impl Dump {
 /// worker.join().unwrap();
 /// ```
 pub fn dump() -> Dump {
-    let mut tids = crate::threads::process_tids();
+    let mut tids = procfs::process_tids();
     tids.sort_unstable();
     // Names and kernel states first: resolving symbols below can take a while.
     let seen: Vec<_> = tids
         .iter()
-        .map(|&tid| (crate::threads::thread_name(tid), stack::kernel_wait(tid)))
+        .map(|&tid| (procfs::thread_name(tid), procfs::kernel_wait(tid)))
         .collect();
     let captured = stack::capture(&tids, Duration::from_millis(200));
     let threads = tids
@@ -170,14 +171,14 @@ pub fn dump() -> Dump {
             let node = lineage::by_tid(tid);
             let created_at = node
                 .as_ref()
-                .map(|node| frames::resolve(&node.created_at))
-                .and_then(|frames| frames::first_user_frame(&frames).and_then(frames::short_location));
+                .map(|node| symbols::resolve(&node.created_at))
+                .and_then(|frames| frame::first_user_frame(&frames).and_then(frame::short_location));
             DumpedThread {
                 tid,
                 name,
                 kernel,
                 stack: match captured {
-                    Captured::Frames(ips) => Stack::Frames(frames::resolve(&ips)),
+                    Captured::Frames(ips) => Stack::Frames(symbols::resolve(&ips)),
                     Captured::NoAnswer => Stack::Missing("did not answer the stack-capture signal".into()),
                     Captured::Exited => Stack::Missing("exited".into()),
                     Captured::Unsupported(why) => Stack::Missing(why.into()),
@@ -193,7 +194,7 @@ pub fn dump() -> Dump {
         .collect();
     Dump {
         threads,
-        tasks: crate::tasks::current_task_count(),
+        tasks: tasks::current_task_count(),
     }
 }
 
@@ -227,9 +228,7 @@ impl fmt::Display for Dump {
                 writeln!(f, "   created by {creator:?}{at}")?;
             }
             match &thread.stack {
-                Stack::Frames(frames) => {
-                    crate::report::render_frames(f, frames, frames::first_user_frame(frames), false)?
-                }
+                Stack::Frames(frames) => render_frames(f, frames, frame::first_user_frame(frames), false)?,
                 Stack::Missing(why) => writeln!(f, "     (no stack: {why})")?,
             }
         }

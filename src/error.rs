@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use crate::model::Kind;
 use crate::report::Report;
 
 /// Threads or tasks that outlived their test, or a check that could not run.
@@ -50,7 +51,7 @@ impl LeakError {
     /// assert!(leakcheck::Options::new().find().is_ok());
     /// ```
     pub fn threads(&self) -> usize {
-        self.count(crate::report::Kind::Thread)
+        self.count(Kind::Thread)
     }
 
     /// How many tasks the check found alive (0 for a configuration error).
@@ -63,13 +64,13 @@ impl LeakError {
     pub fn tasks(&self) -> usize {
         match &self.kind {
             ErrorKind::Leak(report) => {
-                self.count(crate::report::Kind::Task) + report.task_count.as_ref().map_or(0, |t| t.alive)
+                self.count(Kind::Task) + report.task_count.as_ref().map_or(0, |t| t.alive)
             }
             ErrorKind::Config(_) => 0,
         }
     }
 
-    fn count(&self, kind: crate::report::Kind) -> usize {
+    fn count(&self, kind: Kind) -> usize {
         match &self.kind {
             ErrorKind::Leak(report) => report.survivors.iter().filter(|s| s.kind == kind).count(),
             ErrorKind::Config(_) => 0,

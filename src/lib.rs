@@ -58,26 +58,56 @@
 //! - **Reports.** Each surviving thread's current stack is captured with a signal (Linux), library
 //!   frames are folded, identical survivors are grouped, and a hint names the likely cause.
 //!
+//! # How the crate is built
+//!
+//! Layers, top to bottom; a module may use the layers below it, never one above:
+//!
+//! | layer | modules | what it holds |
+//! |---|---|---|
+//! | front ends | `lib.rs`, `attribute`, `verify`, `binary`, `dump`, `private` | the public API: the attribute runtime, `verify_none*`, `check_binary!`, `dump()` |
+//! | per-test context | `context` | what a running `#[leak_test]` knows on its thread (options, baseline, name) |
+//! | check | `check` (verdict), `check/settle`, `check/threads`, `check/tasks` | settle-and-retry, find candidates, describe them once, apply the rules |
+//! | rules | `options`, `rules` | the `Options` builder and the ignore rules, built-in ones included |
+//! | report | `report` (text), `report/json`, `report/hints`, `error` | rendering and cause-and-fix hints, reading the model only |
+//! | probes | `probe/lineage` (+ `interpose`), `probe/procfs`, `probe/stack` (`protocol`, `handler`, `slots`, `unwinder`), `probe/symbols`, `probe/tasks`, `probe/startup` | what the OS and tokio tell; nothing of options or reports |
+//! | model | `model`, `model/frame`, `config` | plain data every layer shares; the environment's settings |
+//!
+//! The path of one check, from attribute to verdict: the expansion of `#[leak_test]` calls
+//! `__private::run_sync` (`attribute::run_sync`), which takes a `check::threads::Scope` (the
+//! test thread's lineage node and what it already started), installs a `context::Context`, runs
+//! the body under `catch_unwind`, then calls `check::check_threads`. That settles on
+//! `check::threads::candidates` (one registry lookup in `probe::lineage`; a clean pass ends here,
+//! without sleeping), and only for what survives the deadline describes each thread
+//! (`probe::procfs` kernel state, `probe::stack` capture, `probe::symbols`), applies `rules`, and
+//! builds a `report::Report`, which `error::LeakError` carries back to the attribute, whose
+//! verdict fails the test. An async test does the same for tasks first (`check::tasks`), inside
+//! its runtime.
+//!
 //! [goleak]: https://github.com/uber-go/goleak
 
 #![warn(missing_docs)]
 
+// How the crate is built: see the "How the crate is built" section of the crate docs above.
+// Front ends
+mod attribute;
 mod binary;
-mod config;
 mod dump;
-mod error;
-mod frames;
-mod hints;
-mod init;
-mod lineage;
-mod options;
-mod report;
-mod settle;
-mod stack;
-mod tasks;
-mod test;
-mod threads;
 mod verify;
+// The per-test context
+mod context;
+// The check: settle, describe, verdict
+mod check;
+// Rules and options
+mod options;
+mod rules;
+// The report, and the error that carries it
+mod error;
+mod report;
+// Probes: the OS and tokio
+mod probe;
+// The shared model, and the environment
+mod config;
+mod model;
 
 #[doc(hidden)]
 #[path = "private.rs"]
@@ -107,7 +137,7 @@ pub use options::Options;
 /// `LEAKCHECK_*` environment variable is malformed.
 #[track_caller]
 pub fn verify_none() {
-    if let Err(error) = test::current_options().find() {
+    if let Err(error) = context::current_options().find() {
         panic!("{error}");
     }
 }
@@ -133,7 +163,7 @@ pub fn verify_none() {
 pub fn verify_none_async() -> impl std::future::Future<Output = ()> {
     let location = std::panic::Location::caller();
     async move {
-        if let Err(error) = test::current_options().find_async().await {
+        if let Err(error) = context::current_options().find_async().await {
             panic!("{error}\n(leakcheck check at {location})");
         }
     }
@@ -151,10 +181,10 @@ pub fn verify_none_async() -> impl std::future::Future<Output = ()> {
 /// assert!(before >= 1);
 /// ```
 pub fn thread_count() -> usize {
-    let tids = threads::process_tids();
+    let tids = probe::procfs::process_tids();
     if tids.is_empty() {
         // No /proc: what the registry saw being created, plus this thread.
-        lineage::all_live().len() + 1
+        probe::lineage::all_live().len() + 1
     } else {
         tids.len()
     }
@@ -171,7 +201,7 @@ pub fn thread_count() -> usize {
 /// # }
 /// ```
 pub fn task_count() -> Option<usize> {
-    tasks::current_task_count()
+    probe::tasks::current_task_count()
 }
 
 /// Makes this test binary check, after all its tests ran, that no thread started by any test is

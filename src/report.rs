@@ -1,119 +1,22 @@
 //! The leak report: survivors grouped by where they are stuck and where they came from, rendered
-//! like a compiler error, and optionally appended as one JSON line to `LEAKCHECK_JSON`.
+//! like a compiler error (this file), as one JSON line ([`json`]), with cause-and-fix hints
+//! ([`hints`]). Reads the model only.
+
+pub(crate) mod hints;
+mod json;
 
 use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
 use std::time::Duration;
 
-use crate::frames::{self, Frame};
-use crate::hints::Hint;
-use crate::stack::KernelWait;
+use crate::model::frame;
+use crate::model::{Frame, Hidden, KernelWait, Kind, Stack, Survivor, TaskCount};
 
-/// Threads or tasks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) enum Kind {
-    Thread,
-    Task,
-}
-
-impl Kind {
-    fn noun(self, count: usize) -> &'static str {
-        match (self, count) {
-            (Kind::Thread, 1) => "thread",
-            (Kind::Thread, _) => "threads",
-            (Kind::Task, 1) => "task",
-            (Kind::Task, _) => "tasks",
-        }
-    }
-}
-
-/// A survivor's current stack (thread) or async trace (task), or why there is none.
-#[derive(Clone, Debug)]
-pub(crate) enum Stack {
-    Frames(Vec<Frame>),
-    Missing(String),
-}
-
-/// One thread or task that outlived its test.
-#[derive(Clone, Debug)]
-pub(crate) struct Survivor {
-    pub(crate) kind: Kind,
-    pub(crate) name: Option<String>,
-    /// Kernel thread id, or tokio task id (0 when unknown).
-    pub(crate) id: u64,
-    pub(crate) kernel: Option<KernelWait>,
-    pub(crate) stack: Stack,
-    /// Creation backtrace (threads), caller first.
-    pub(crate) created_at: Vec<Frame>,
-    /// Name of the thread that created it.
-    pub(crate) creator: Option<String>,
-    /// Name of the test thread it descends from (whole-binary check).
-    pub(crate) test: Option<String>,
-    /// `file:line` of the `tokio::spawn` call (tasks, `--cfg tokio_unstable`).
-    pub(crate) spawn_site: Option<String>,
-    pub(crate) hint: Option<Hint>,
-}
-
-impl Survivor {
-    /// The frame where it is stuck: the first frame in the user's code.
-    pub(crate) fn stuck_frame(&self) -> Option<&Frame> {
-        match &self.stack {
-            Stack::Frames(frames) => frames::first_user_frame(frames),
-            Stack::Missing(_) => None,
-        }
-    }
-
-    /// Where it was created: the first user frame of the creation backtrace, or the spawn site.
-    pub(crate) fn origin(&self) -> Option<String> {
-        if let Some(site) = &self.spawn_site {
-            return Some(site.clone());
-        }
-        let frame = frames::first_user_frame(&self.created_at)?;
-        let location = frames::short_location(frame);
-        Some(match location {
-            Some(location) => format!("{location} in {}", frame.function),
-            None => frame.function.clone(),
-        })
-    }
-
-    fn group_key(
-        &self,
-    ) -> (
-        Kind,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-    ) {
-        let stuck = self.stuck_frame().map(|frame| {
-            format!(
-                "{}@{}",
-                frame.function,
-                frames::short_location(frame).unwrap_or_default()
-            )
-        });
-        (
-            self.kind,
-            self.name.clone(),
-            stuck,
-            self.origin(),
-            self.test.clone(),
-        )
-    }
-}
-
-/// A survivor an ignore rule hid, for verbose reports.
-#[derive(Clone, Debug)]
-pub(crate) struct Hidden {
-    pub(crate) survivor: Survivor,
-    pub(crate) rule: String,
-}
-
-/// Tasks known only by count (builds without `--cfg tokio_unstable`).
-#[derive(Clone, Debug)]
-pub(crate) struct TaskCount {
-    pub(crate) alive: usize,
-}
+/// What a stable build's report says about getting more detail.
+pub(crate) const MORE_DETAIL: &str = "for spawn sites, build with `--cfg tokio_unstable` \
+(`RUSTFLAGS=\"--cfg tokio_unstable\" cargo test`, or in `.cargo/config.toml`: \
+`[build] rustflags = [\"--cfg\", \"tokio_unstable\"]`); for async stacks, also enable leakcheck's \
+`taskdump` feature";
 
 /// Everything one failed check found.
 #[derive(Clone, Debug, Default)]
@@ -162,123 +65,38 @@ impl Report {
     fn groups(&self) -> Vec<Vec<&Survivor>> {
         let mut groups: BTreeMap<_, Vec<&Survivor>> = BTreeMap::new();
         for survivor in &self.survivors {
-            groups.entry(survivor.group_key()).or_default().push(survivor);
+            groups.entry(group_key(survivor)).or_default().push(survivor);
         }
         let mut groups: Vec<_> = groups.into_values().collect();
         groups.sort_by_key(|group| std::cmp::Reverse(group.len()));
         groups
     }
-
-    /// Appends the report as one JSON line to the file `LEAKCHECK_JSON` names, if any.
-    pub(crate) fn write_json(&self) -> Result<(), String> {
-        let Some(path) = crate::config::get().ok().and_then(|config| config.json.clone()) else {
-            return Ok(());
-        };
-        let line = self.to_json();
-        use std::io::Write as _;
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .and_then(|mut file| file.write_all(line.as_bytes()))
-            .map_err(|error| {
-                format!(
-                    "leakcheck: cannot append to `LEAKCHECK_JSON={}`: {error}",
-                    path.display()
-                )
-            })
-    }
-
-    /// The report as one JSON object and a newline.
-    pub(crate) fn to_json(&self) -> String {
-        let mut out = String::from("{");
-        let _ = write!(out, "\"test\":{},\"survivors\":[", json_str(&self.test));
-        for (i, survivor) in self.survivors.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            out.push('{');
-            let kind = match survivor.kind {
-                Kind::Thread => "thread",
-                Kind::Task => "task",
-            };
-            let _ = write!(out, "\"kind\":\"{kind}\",\"id\":{}", survivor.id);
-            let _ = write!(out, ",\"name\":{}", json_opt(survivor.name.as_deref()));
-            match survivor.stuck_frame() {
-                Some(frame) => {
-                    let _ = write!(
-                        out,
-                        ",\"stuck\":{{\"function\":{},\"location\":{}}}",
-                        json_str(&frame.function),
-                        json_opt(frames::short_location(frame).as_deref())
-                    );
-                }
-                None => out.push_str(",\"stuck\":null"),
-            }
-            let _ = write!(out, ",\"origin\":{}", json_opt(survivor.origin().as_deref()));
-            let _ = write!(out, ",\"creator\":{}", json_opt(survivor.creator.as_deref()));
-            let _ = write!(
-                out,
-                ",\"spawn_site\":{}",
-                json_opt(survivor.spawn_site.as_deref())
-            );
-            let state = survivor.kernel.as_ref().and_then(|k| k.state.map(String::from));
-            let wchan = survivor.kernel.as_ref().and_then(|k| k.wchan.clone());
-            let _ = write!(
-                out,
-                ",\"state\":{},\"wchan\":{}",
-                json_opt(state.as_deref()),
-                json_opt(wchan.as_deref())
-            );
-            match &survivor.hint {
-                Some(hint) => {
-                    let _ = write!(
-                        out,
-                        ",\"hint\":{{\"cause\":{},\"fix\":{},\"evidence\":{}}}",
-                        json_str(&hint.cause),
-                        json_str(&hint.fix),
-                        json_str(&hint.evidence)
-                    );
-                }
-                None => out.push_str(",\"hint\":null"),
-            }
-            out.push('}');
-        }
-        out.push(']');
-        let _ = write!(
-            out,
-            ",\"task_count\":{}",
-            self.task_count
-                .as_ref()
-                .map_or("null".to_string(), |t| t.alive.to_string())
-        );
-        out.push_str("}\n");
-        out
-    }
 }
 
-fn json_opt(value: Option<&str>) -> String {
-    value.map_or_else(|| "null".to_string(), json_str)
-}
-
-fn json_str(value: &str) -> String {
-    let mut out = String::with_capacity(value.len() + 2);
-    out.push('"');
-    for c in value.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+/// Survivors in one group share kind, name, stuck frame, origin and test.
+fn group_key(
+    survivor: &Survivor,
+) -> (
+    Kind,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+) {
+    let stuck = survivor.stuck_frame().map(|frame| {
+        format!(
+            "{}@{}",
+            frame.function,
+            frame::short_location(frame).unwrap_or_default()
+        )
+    });
+    (
+        survivor.kind,
+        survivor.name.clone(),
+        stuck,
+        survivor.origin(),
+        survivor.test.clone(),
+    )
 }
 
 /// How many ids a group lists before it says "and N more".
@@ -300,7 +118,7 @@ impl fmt::Display for Report {
                     count.alive,
                     Kind::Task.noun(count.alive)
                 )?;
-                writeln!(f, "   {}", crate::tasks::MORE_DETAIL)?;
+                writeln!(f, "   {}", MORE_DETAIL)?;
             }
         }
         if self.verbose && !self.hidden.is_empty() {
@@ -446,7 +264,7 @@ fn kernel_text(kernel: &KernelWait) -> String {
 }
 
 fn frame_text(frame: &Frame) -> String {
-    match frames::short_location(frame) {
+    match frame::short_location(frame) {
         Some(location) => format!("{} at {location}", frame.function),
         None => frame.function.clone(),
     }

@@ -1,115 +1,21 @@
-//! The attribute layer: what `#[leak_test]` runs around a test body, and the per-test context
-//! that in-body checks (`verify_none()` inside a `#[leak_test]`) read.
+//! The attribute runtime: what `#[leak_test]` runs around a test body (entry snapshot, the body
+//! under `catch_unwind`, the settled checks, the verdict).
 
-use std::cell::RefCell;
 use std::collections::HashSet;
 use std::future::Future;
 use std::panic::{self, AssertUnwindSafe};
-use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures::FutureExt as _;
 
-use crate::__private::Runtime;
+use crate::check::tasks::{self, TaskFindings, TaskScope};
+use crate::check::threads::Scope;
+use crate::check::{check_threads, merge};
+use crate::context::{Context, Entered};
 use crate::error::LeakError;
-use crate::lineage;
+use crate::model::Runtime;
 use crate::options::Options;
-use crate::tasks::{self, TaskFindings, TaskScope};
-use crate::threads::Scope;
-use crate::verify::{check_threads, merge};
-
-/// What a running `#[leak_test]` knows, on its thread.
-struct Context {
-    test: &'static str,
-    options: Options,
-    baseline: HashSet<u64>,
-    entry_tids: Option<HashSet<i32>>,
-    runtime_threads: Option<Arc<Mutex<HashSet<u64>>>>,
-    task_baseline: Option<usize>,
-}
-
-thread_local! {
-    static CONTEXT: RefCell<Option<Rc<Context>>> = const { RefCell::new(None) };
-}
-
-fn context() -> Option<Rc<Context>> {
-    CONTEXT.try_with(|slot| slot.borrow().clone()).ok().flatten()
-}
-
-/// Installs a context for the duration of a test body; restores the previous one on drop.
-struct Entered(Option<Rc<Context>>);
-
-impl Entered {
-    fn new(context: Context) -> Entered {
-        Entered(CONTEXT.with(|slot| slot.replace(Some(Rc::new(context)))))
-    }
-}
-
-impl Drop for Entered {
-    fn drop(&mut self) {
-        let previous = self.0.take();
-        let _ = CONTEXT.try_with(|slot| *slot.borrow_mut() = previous);
-    }
-}
-
-/// The options of the running `#[leak_test]`, or the defaults.
-pub(crate) fn current_options() -> Options {
-    context().map_or_else(Options::new, |context| context.options.clone())
-}
-
-/// The name reports blame: the running `#[leak_test]`, else libtest's name for the thread.
-pub(crate) fn current_test_name() -> String {
-    if let Some(context) = context() {
-        if let Some(name) = std::thread::current()
-            .name()
-            .filter(|name| name.ends_with(context.test))
-        {
-            return name.to_string();
-        }
-        return context.test.to_string();
-    }
-    match std::thread::current().name() {
-        Some(name) if name != "main" => name.to_string(),
-        _ => "this check".to_string(),
-    }
-}
-
-/// The threads an in-body check owns: the running test's, or (in a plain `#[test]`) everything
-/// the calling thread started.
-pub(crate) fn thread_scope() -> Scope {
-    match context() {
-        Some(context) => Scope {
-            root: lineage::current_named(),
-            baseline: context.baseline.clone(),
-            runtime_threads: context.runtime_threads.clone(),
-            entry_tids: context.entry_tids.clone(),
-            foreign_runtime: false,
-        },
-        None => {
-            let mut scope = Scope::unentered();
-            scope.foreign_runtime = tokio::runtime::Handle::try_current().is_ok();
-            scope
-        }
-    }
-}
-
-/// The tasks an in-body async check owns.
-pub(crate) fn task_scope() -> Option<TaskScope> {
-    let mut scope = TaskScope::unentered()?;
-    if let Some(baseline) = context().and_then(|context| context.task_baseline) {
-        scope.set_baseline_count(baseline);
-    }
-    Some(scope)
-}
-
-/// Says once per process that `LEAKCHECK=off` disabled the checks.
-pub(crate) fn say_disabled_once() {
-    static SAID: AtomicBool = AtomicBool::new(false);
-    if !SAID.swap(true, Ordering::Relaxed) {
-        eprintln!("leakcheck: LEAKCHECK=off: leak checks are disabled in this process");
-    }
-}
+use crate::probe;
 
 /// `#[leak_test]` on a sync fn.
 #[track_caller]
@@ -150,13 +56,13 @@ pub(crate) fn run_async<F: Future>(
     };
     let mut scope = Scope::enter();
     let runtime_threads = Arc::new(Mutex::new(HashSet::new()));
-    let (runtime, _probe) = match tasks::build_runtime(config, runtime_threads.clone()) {
+    let (runtime, _probe) = match probe::tasks::build_runtime(config, runtime_threads.clone()) {
         Ok(built) => built,
         Err(error) => panic!("leakcheck: failed to build the test's tokio runtime: {error}"),
     };
     let Some(settle) = settle else {
         let output = runtime.block_on(body);
-        tasks::forget_runtime(&runtime);
+        probe::tasks::forget_runtime(&runtime);
         return output;
     };
     scope.runtime_threads = Some(runtime_threads.clone());
@@ -177,7 +83,7 @@ pub(crate) fn run_async<F: Future>(
         (outcome, tasks)
     });
     drop(entered);
-    tasks::forget_runtime(&runtime);
+    probe::tasks::forget_runtime(&runtime);
     // Plain drop would wait forever for a `spawn_blocking` closure that never returns; that
     // thread is reported by the thread check below instead.
     runtime.shutdown_timeout(settle);

@@ -3,16 +3,8 @@
 //! Each hint names the evidence it rests on (the frame that matched). Where no rule matches,
 //! there is no hint: saying nothing beats a guess.
 
-use crate::frames::Frame;
-use crate::report::{Kind, Stack, Survivor};
-
-/// A likely cause, its fix, and what it is based on.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Hint {
-    pub(crate) cause: String,
-    pub(crate) fix: String,
-    pub(crate) evidence: String,
-}
+use crate::model::frame;
+use crate::model::{Frame, Hint, Kind, Stack, Survivor};
 
 /// One checklist entry: frames that show the symptom, the cause, the fix.
 struct Rule {
@@ -138,7 +130,7 @@ pub(crate) fn for_frames(frames: &[Frame]) -> Option<Hint> {
             let matched = rule.frames.iter().any(|symptom| frame.function.contains(symptom));
             let excluded = rule.unless.iter().any(|other| frame.function.contains(other));
             if matched && !excluded {
-                let at = crate::frames::first_user_frame(frames)
+                let at = frame::first_user_frame(frames)
                     .map(|user| format!(", called from `{}`", user.function))
                     .unwrap_or_default();
                 return Some(Hint {

@@ -1,31 +1,23 @@
-//! Task survivors: tokio tasks that outlive their test.
+//! The task side of a check: tokio tasks that outlive their test.
 //!
-//! Three levels of detail, chosen by how the user builds:
-//!
-//! - stable: `Handle::metrics().num_alive_tasks()`, a count per runtime;
-//! - `--cfg tokio_unstable`: runtimes leakcheck builds register `on_task_spawn` /
-//!   `on_task_terminate` hooks, so each survivor has an id and a spawn site;
-//! - that plus the `taskdump` feature: `Handle::dump()`, guarded by a watchdog (a dump on a
-//!   multi_thread runtime can hang, and tokio's own timer stalls while it runs), gives each
-//!   survivor an async trace. A dump that does not finish in time degrades to the level below.
+//! Three levels of detail, chosen by how the user builds (see `probe::tasks`): a count, spawn
+//! sites, async traces. A task dump is guarded by a watchdog (a dump on a multi_thread runtime can
+//! hang, and tokio's own timer stalls while it runs); a dump that does not finish in time degrades
+//! to the level below.
 //!
 //! Tasks are checked inside the runtime, before it shuts down: dropping a runtime drops its tasks.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::__private::{Flavor, Runtime};
-use crate::options::Options;
-use crate::report::{Hidden, TaskCount};
+use crate::model::{Hidden, TaskCount};
 #[cfg(tokio_unstable)]
-use crate::report::{Kind, Stack, Survivor};
-
-/// What a stable build's report says about getting more detail.
-pub(crate) const MORE_DETAIL: &str = "for spawn sites, build with `--cfg tokio_unstable` \
-(`RUSTFLAGS=\"--cfg tokio_unstable\" cargo test`, or in `.cargo/config.toml`: \
-`[build] rustflags = [\"--cfg\", \"tokio_unstable\"]`); for async stacks, also enable leakcheck's \
-`taskdump` feature";
+use crate::model::{Kind, Stack, Survivor};
+use crate::options::Options;
+#[cfg(tokio_unstable)]
+use crate::probe::tasks::task_id;
+use crate::probe::tasks::{current_probe, Probe};
 
 /// How long a task dump may take before the report goes on without it.
 #[cfg(all(tokio_unstable, feature = "taskdump"))]
@@ -34,120 +26,6 @@ const DUMP_TIMEOUT: Duration = Duration::from_secs(2);
 /// How many dumps a report may take to find every survivor's trace.
 #[cfg(all(tokio_unstable, feature = "taskdump"))]
 const DUMP_ATTEMPTS: usize = 5;
-
-/// Live tasks of one runtime that leakcheck built, from its spawn hooks.
-#[derive(Default)]
-pub(crate) struct Probe {
-    #[cfg(tokio_unstable)]
-    live: Mutex<std::collections::HashMap<u64, &'static std::panic::Location<'static>>>,
-}
-
-#[cfg(tokio_unstable)]
-impl Probe {
-    /// Ids of the tasks alive now (a snapshot).
-    fn live_ids(&self) -> impl Iterator<Item = u64> {
-        let ids: Vec<u64> = self
-            .live
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .keys()
-            .copied()
-            .collect();
-        ids.into_iter()
-    }
-}
-
-#[cfg(tokio_unstable)]
-fn task_id(id: tokio::task::Id) -> u64 {
-    id.to_string().parse().unwrap_or(0)
-}
-
-/// Builds the runtime of an async `#[leak_test]`. The ids of its threads are added to
-/// `runtime_threads` as they start (they are the test's own until it shuts the runtime down).
-pub(crate) fn build_runtime(
-    config: Runtime,
-    runtime_threads: Arc<Mutex<HashSet<u64>>>,
-) -> std::io::Result<(tokio::runtime::Runtime, Arc<Probe>)> {
-    let mut builder = match config.flavor {
-        Flavor::CurrentThread => tokio::runtime::Builder::new_current_thread(),
-        Flavor::MultiThread => tokio::runtime::Builder::new_multi_thread(),
-    };
-    if let Some(workers) = config.worker_threads {
-        builder.worker_threads(workers);
-    }
-    builder.enable_all().start_paused(config.start_paused);
-    builder.on_thread_start(move || {
-        let uid = crate::lineage::current().uid;
-        runtime_threads
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(uid);
-    });
-    let probe = Arc::new(Probe::default());
-    #[cfg(tokio_unstable)]
-    {
-        let spawned = probe.clone();
-        builder.on_task_spawn(move |meta| {
-            spawned
-                .live
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(task_id(meta.id()), meta.spawned_at());
-        });
-        let terminated = probe.clone();
-        builder.on_task_terminate(move |meta| {
-            terminated
-                .live
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&task_id(meta.id()));
-        });
-    }
-    let runtime = builder.build()?;
-    #[cfg(tokio_unstable)]
-    probes().insert(runtime.handle().id(), probe.clone());
-    Ok((runtime, probe))
-}
-
-/// Forgets a runtime's probe once the runtime is gone.
-pub(crate) fn forget_runtime(runtime: &tokio::runtime::Runtime) {
-    #[cfg(tokio_unstable)]
-    probes().remove(&runtime.handle().id());
-    let _ = runtime;
-}
-
-#[cfg(tokio_unstable)]
-fn probes() -> std::sync::MutexGuard<'static, std::collections::HashMap<tokio::runtime::Id, Arc<Probe>>> {
-    static PROBES: std::sync::LazyLock<Mutex<std::collections::HashMap<tokio::runtime::Id, Arc<Probe>>>> =
-        std::sync::LazyLock::new(Default::default);
-    PROBES.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// The probe of the runtime the caller runs on, if leakcheck built it.
-fn current_probe() -> Option<Arc<Probe>> {
-    #[cfg(tokio_unstable)]
-    {
-        let handle = tokio::runtime::Handle::try_current().ok()?;
-        return probes().get(&handle.id()).cloned();
-    }
-    #[allow(unreachable_code)]
-    None
-}
-
-/// Ids of the current runtime's live tasks, where known.
-pub(crate) fn current_task_ids() -> Vec<u64> {
-    #[cfg(tokio_unstable)]
-    if let Some(probe) = current_probe() {
-        return probe.live_ids().collect();
-    }
-    Vec::new()
-}
-
-/// The current runtime's live task count, if called inside a runtime.
-pub(crate) fn current_task_count() -> Option<usize> {
-    let handle = tokio::runtime::Handle::try_current().ok()?;
-    Some(handle.metrics().num_alive_tasks())
-}
 
 /// Which tasks a check owns: those of the current runtime, minus a baseline and the caller.
 pub(crate) struct TaskScope {
@@ -234,7 +112,7 @@ fn look(scope: &TaskScope, options: &Options) -> Vec<u64> {
 
 /// Settles (asynchronously) and reports the tasks of `scope` still alive.
 pub(crate) async fn find(scope: &TaskScope, options: &Options, settle: Duration) -> TaskFindings {
-    let survivors = crate::settle::settle_async(settle, || look(scope, options)).await;
+    let survivors = super::settle::settle_async(settle, || look(scope, options)).await;
     if survivors.is_empty() {
         return TaskFindings::default();
     }
@@ -268,8 +146,13 @@ async fn describe(scope: &TaskScope, options: &Options, ids: Vec<u64>) -> TaskFi
         let live = probe.live.lock().unwrap_or_else(|e| e.into_inner());
         ids.iter()
             .map(|id| {
-                live.get(id)
-                    .map(|loc| format!("{}:{}", crate::frames::relative_path(loc.file()), loc.line()))
+                live.get(id).map(|loc| {
+                    format!(
+                        "{}:{}",
+                        crate::model::frame::relative_path(loc.file()),
+                        loc.line()
+                    )
+                })
             })
             .collect()
     };
@@ -299,7 +182,7 @@ async fn describe(scope: &TaskScope, options: &Options, ids: Vec<u64>) -> TaskFi
             spawn_site: site,
             hint: None,
         };
-        let subject = crate::options::Subject {
+        let subject = crate::rules::Subject {
             name: None,
             stack: match &survivor.stack {
                 Stack::Frames(frames) => Some(frames),
@@ -315,7 +198,7 @@ async fn describe(scope: &TaskScope, options: &Options, ids: Vec<u64>) -> TaskFi
             });
             continue;
         }
-        survivor.hint = crate::hints::for_survivor(&survivor);
+        survivor.hint = crate::report::hints::for_survivor(&survivor);
         findings.survivors.push(survivor);
     }
     findings.notes.append(&mut notes);
@@ -328,12 +211,12 @@ async fn dump(
     scope: &TaskScope,
     ids: &[u64],
 ) -> (
-    std::collections::HashMap<u64, Vec<crate::frames::Frame>>,
+    std::collections::HashMap<u64, Vec<crate::model::Frame>>,
     Vec<String>,
 ) {
     use futures::future::{select, Either};
     let mut traces = std::collections::HashMap::new();
-    let watchdog = crate::settle::Delay::new(DUMP_TIMEOUT);
+    let watchdog = super::settle::Delay::new(DUMP_TIMEOUT);
     let mut watchdog = std::pin::pin!(watchdog);
     // A dump of a multi_thread runtime can miss tasks that are being woken meanwhile (tokio issue
     // #7478): dump again, within the same deadline, until every survivor has its trace.
@@ -351,7 +234,7 @@ async fn dump(
         for task in dump.tasks().iter() {
             let id = task_id(task.id());
             if ids.contains(&id) && !traces.contains_key(&id) {
-                traces.insert(id, trace_frames(task.trace()));
+                traces.insert(id, crate::probe::tasks::trace_frames(task.trace()));
             }
         }
         if ids.iter().all(|id| traces.contains_key(id)) {
@@ -361,28 +244,12 @@ async fn dump(
     (traces, Vec::new())
 }
 
-/// A task's async trace as frames, innermost first.
-#[cfg(all(tokio_unstable, feature = "taskdump"))]
-fn trace_frames(trace: &tokio::runtime::dump::Trace) -> Vec<crate::frames::Frame> {
-    let mut frames = Vec::new();
-    for backtrace in trace.resolve_backtraces() {
-        for frame in backtrace.frames() {
-            for symbol in frame.symbols() {
-                let function = symbol.name_demangled().unwrap_or("<unknown>").to_string();
-                let file = symbol.filename().map(|path| path.display().to_string());
-                frames.push(crate::frames::Frame::new(function, file, symbol.lineno()));
-            }
-        }
-    }
-    frames
-}
-
 #[cfg(all(tokio_unstable, not(feature = "taskdump")))]
 async fn dump(
     _scope: &TaskScope,
     _ids: &[u64],
 ) -> (
-    std::collections::HashMap<u64, Vec<crate::frames::Frame>>,
+    std::collections::HashMap<u64, Vec<crate::model::Frame>>,
     Vec<String>,
 ) {
     (Default::default(), Vec::new())

@@ -197,7 +197,7 @@ fn timer() -> &'static Timer {
             queue: Mutex::new(BinaryHeap::new()),
             changed: Condvar::new(),
         }));
-        let started = crate::lineage::detached(|| {
+        let started = crate::probe::lineage::detached(|| {
             std::thread::Builder::new()
                 .name("leakcheck-timer".into())
                 .spawn(move || timer.run())

@@ -13,11 +13,13 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::frames::{self, Frame};
-use crate::lineage::{self, Node};
-use crate::options::{Options, Subject, BUILTINS};
-use crate::report::{Hidden, Kind, Stack, Survivor};
-use crate::stack::{self, Captured};
+use crate::model::{Frame, Hidden, Kind, Stack, Survivor};
+use crate::options::Options;
+use crate::probe::lineage::{self, Node};
+use crate::probe::procfs::{self, process_tids, thread_name, truncate_comm};
+use crate::probe::stack::{self, Captured};
+use crate::probe::{startup, symbols};
+use crate::rules::{Subject, BUILTINS};
 
 /// How long a stack capture waits for a thread to answer.
 const CAPTURE_TIMEOUT: Duration = Duration::from_millis(200);
@@ -62,7 +64,7 @@ impl Scope {
             root: lineage::current_named(),
             baseline: HashSet::new(),
             runtime_threads: None,
-            entry_tids: (!lineage_mode()).then(|| crate::init::startup_tids().clone()),
+            entry_tids: (!lineage_mode()).then(|| startup::startup_tids().clone()),
             foreign_runtime: false,
         }
     }
@@ -143,12 +145,12 @@ pub(crate) fn candidates(scope: &Scope, options: &Options) -> Vec<Candidate> {
 /// Describes candidates (name, kernel state, current stack, creation site) and applies the
 /// ignore rules. Returns the survivors and what the rules hid.
 pub(crate) fn describe(candidates: &[Candidate], options: &Options) -> (Vec<Survivor>, Vec<Hidden>) {
-    let capture = options.capture_stacks.unwrap_or(true) && stack::enabled();
+    let capture = options.capture_stacks.unwrap_or(true) && crate::config::stacks_enabled();
     let tids: Vec<i32> = candidates.iter().map(|c| c.tid().unwrap_or(0)).collect();
     // Read the kernel's view first: a thread answering the capture signal shows as running.
     let kernels: Vec<_> = tids
         .iter()
-        .map(|&tid| (tid != 0).then(|| stack::kernel_wait(tid)))
+        .map(|&tid| (tid != 0).then(|| procfs::kernel_wait(tid)))
         .collect();
     let captured = if capture {
         stack::capture(&tids, CAPTURE_TIMEOUT)
@@ -166,7 +168,7 @@ pub(crate) fn describe(candidates: &[Candidate], options: &Options) -> (Vec<Surv
         let name = candidate_name(node.as_deref(), *tid);
         let created_at = creation_frames(node.as_deref());
         let stack = match captured {
-            Captured::Frames(ips) => Stack::Frames(frames::resolve(&ips)),
+            Captured::Frames(ips) => Stack::Frames(symbols::resolve(&ips)),
             Captured::NoAnswer => Stack::Missing(
                 "did not answer the stack-capture signal in time (it blocks signals, or was busy)".into(),
             ),
@@ -225,7 +227,7 @@ pub(crate) fn describe(candidates: &[Candidate], options: &Options) -> (Vec<Surv
         }
     }
     for survivor in &mut survivors {
-        survivor.hint = crate::hints::for_survivor(survivor);
+        survivor.hint = crate::report::hints::for_survivor(survivor);
     }
     (survivors, hidden)
 }
@@ -244,7 +246,7 @@ fn candidate_name(node: Option<&Node>, tid: i32) -> Option<String> {
 
 /// The resolved creation backtrace, starting at the creating caller.
 fn creation_frames(node: Option<&Node>) -> Vec<Frame> {
-    strip_creation_frames(node.map(|n| frames::resolve(&n.created_at)).unwrap_or_default())
+    strip_creation_frames(node.map(|n| symbols::resolve(&n.created_at)).unwrap_or_default())
 }
 
 /// Whether a rule that needs no stack (name, creator) hides this candidate. Cheap enough to run
@@ -279,31 +281,4 @@ fn strip_creation_frames(frames: Vec<Frame>) -> Vec<Frame> {
 /// (truncated by the kernel) in older ones.
 pub(crate) fn is_tokio_name(name: &str) -> bool {
     name == "tokio-rt-worker" || name.starts_with("tokio-runtime-w")
-}
-
-/// A name as the kernel keeps it: at most 15 bytes.
-fn truncate_comm(name: &str) -> String {
-    let mut end = name.len().min(15);
-    while !name.is_char_boundary(end) {
-        end -= 1;
-    }
-    name[..end].to_string()
-}
-
-/// Every thread of the process, by kernel id (empty where `/proc` is not available).
-pub(crate) fn process_tids() -> Vec<i32> {
-    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
-        return Vec::new();
-    };
-    dir.filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
-        .collect()
-}
-
-/// The kernel's name of a thread of this process.
-pub(crate) fn thread_name(tid: i32) -> Option<String> {
-    if tid == 0 {
-        return None;
-    }
-    let name = std::fs::read_to_string(format!("/proc/self/task/{tid}/comm")).ok()?;
-    Some(name.trim_end_matches('\n').to_string())
 }

@@ -21,7 +21,7 @@ type PthreadCreate = unsafe extern "C" fn(
 
 static REAL: AtomicUsize = AtomicUsize::new(0);
 
-/// The real `pthread_create`, resolved once (before `main`, see `crate::init`).
+/// The real `pthread_create`, resolved once (before `main`, by `probe::startup`).
 pub(crate) fn real() -> Option<PthreadCreate> {
     let mut address = REAL.load(Ordering::Acquire);
     if address == 0 {

@@ -1,13 +1,11 @@
-//! Symbolization of raw instruction pointers, and which frames are the user's.
+//! Frames: one resolved function of a stack, and which frames are the user's.
 //!
 //! Reports fold library frames (std, tokio, futures, leakcheck, libc, the thread start-up code)
-//! so that the user's code is what stands out: [`first_user_frame`] is the line to show.
-//! Symbolization is slow the first time (the debug info is loaded) and then cached per address,
-//! since a report resolves the same few addresses for every thread stuck at the same spot.
+//! so that the user's code is what stands out: [`first_user_frame`] is the line to show. Plain
+//! data and pure classification; symbolization itself is a probe (`probe::symbols`).
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{LazyLock, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::OnceLock;
 
 /// One resolved frame; an address with inlined calls becomes several, innermost first.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,24 +86,6 @@ const DEPENDENCY_PATHS: &[&str] = &[
 /// Where leakcheck's own sources live; `src/` there is library, `tests/` and `examples/` are not.
 const OWN_ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
-/// Resolves instruction pointers (return addresses: each is looked up at `ip - 1`) to frames.
-///
-/// Inlined calls expand to several frames; an address that cannot be resolved becomes one frame
-/// named `0x…`, marked as library. Results are cached per address for the life of the process.
-pub(crate) fn resolve(ips: &[usize]) -> Vec<Frame> {
-    let mut missing: Vec<usize> = {
-        let cache = cache();
-        ips.iter().copied().filter(|ip| !cache.contains_key(ip)).collect()
-    };
-    missing.sort_unstable();
-    missing.dedup();
-    // Symbolize without holding the cache, so other reports are not stalled behind a slow one.
-    let resolved: Vec<(usize, Vec<Frame>)> = missing.into_iter().map(|ip| (ip, resolve_ip(ip))).collect();
-    let mut cache = cache();
-    cache.extend(resolved);
-    ips.iter().flat_map(|ip| cache[ip].iter().cloned()).collect()
-}
-
 /// The innermost frame that is not library code: where the user's code is stuck.
 pub(crate) fn first_user_frame(frames: &[Frame]) -> Option<&Frame> {
     frames.iter().find(|frame| !frame.library)
@@ -132,37 +112,8 @@ pub(crate) fn relative_path(file: &str) -> String {
         .map_or_else(|| file.to_owned(), |relative| relative.display().to_string())
 }
 
-fn cache() -> MutexGuard<'static, HashMap<usize, Vec<Frame>>> {
-    static CACHE: LazyLock<Mutex<HashMap<usize, Vec<Frame>>>> = LazyLock::new(Default::default);
-    CACHE.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// Symbolizes one address, without the cache.
-fn resolve_ip(ip: usize) -> Vec<Frame> {
-    let shared_object = in_shared_object(ip.wrapping_sub(1));
-    let mut frames = Vec::new();
-    backtrace::resolve(ip as *mut std::ffi::c_void, |symbol| {
-        let Some(name) = symbol.name() else { return };
-        let file = symbol.filename().map(|file| file.display().to_string());
-        let mut frame = Frame::new(format!("{name:#}"), file, symbol.lineno());
-        // C code of libc or the loader may come with source files (debug info packages), yet
-        // it is never the user's.
-        frame.library |= shared_object && subject_crate(&frame.function).is_none();
-        frames.push(frame);
-    });
-    if frames.is_empty() {
-        frames.push(Frame {
-            function: format!("{ip:#x}"),
-            file: None,
-            line: None,
-            library: true,
-        });
-    }
-    frames
-}
-
 /// Drops a `::h0123456789abcdef` suffix left by a symbol the demangler did not understand.
-fn strip_hash(function: &str) -> &str {
+pub(crate) fn strip_hash(function: &str) -> &str {
     match function.rsplit_once("::h") {
         Some((path, hash)) if hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit()) => path,
         _ => function,
@@ -192,30 +143,7 @@ fn is_library(function: &str, file: Option<&str>) -> bool {
     }
 }
 
-/// Whether `address` lies in a loaded shared object rather than in the executable.
-#[cfg(unix)]
-fn in_shared_object(address: usize) -> bool {
-    fn object_base(address: usize) -> Option<usize> {
-        // SAFETY: Dl_info is plain data, all-zero is valid.
-        let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
-        // SAFETY: dladdr only inspects the address and fills `info`.
-        let found = unsafe { libc::dladdr(address as *const libc::c_void, &mut info) } != 0;
-        found.then_some(info.dli_fbase as usize)
-    }
-    static EXECUTABLE: OnceLock<Option<usize>> = OnceLock::new();
-    let executable = *EXECUTABLE.get_or_init(|| object_base(in_shared_object as fn(usize) -> bool as usize));
-    match (object_base(address), executable) {
-        (Some(object), Some(executable)) => object != executable,
-        _ => false,
-    }
-}
-
-#[cfg(not(unix))]
-fn in_shared_object(_address: usize) -> bool {
-    false
-}
-
-/// leakcheck's own unit tests (`leakcheck::stack::tests::...`) are user code to leakcheck.
+/// leakcheck's own unit tests (`leakcheck::probe::stack::tests::...`) are user code to leakcheck.
 fn is_own_test(function: &str) -> bool {
     function.contains("::tests::")
 }
@@ -234,7 +162,7 @@ fn is_dependency_file(file: &str) -> bool {
 
 /// The crate a function belongs to: its path's first segment, or for `<Type as Trait>::f` the
 /// type's crate (the trait's when the type has no path, as in `<&T as core::fmt::Debug>::fmt`).
-fn subject_crate(function: &str) -> Option<&str> {
+pub(crate) fn subject_crate(function: &str) -> Option<&str> {
     let Some(qualified) = function.strip_prefix('<') else {
         return leading_crate(function);
     };
@@ -285,7 +213,7 @@ mod tests {
     /// Library frames are recognized by file (std, registry, leakcheck's src) or by crate.
     #[test]
     fn classifies_frames() {
-        let own_src = format!("{OWN_ROOT}/src/stack.rs");
+        let own_src = format!("{OWN_ROOT}/src/probe/stack.rs");
         let own_test = format!("{OWN_ROOT}/tests/stack_capture_handler.rs");
         let library = [
             (
@@ -308,8 +236,8 @@ mod tests {
                 "hashbrown::raw::RawTable::find",
                 Some("/rust/deps/hashbrown-0.15.2/src/raw/mod.rs"),
             ),
-            ("leakcheck::stack::capture", Some(own_src.as_str())),
-            ("leakcheck::lineage::interpose::trampoline", None),
+            ("leakcheck::probe::stack::capture", Some(own_src.as_str())),
+            ("leakcheck::probe::lineage::interpose::trampoline", None),
             ("test::run_test::{closure#0}", None),
             (
                 "__rustc::rust_begin_unwind",
@@ -336,7 +264,7 @@ mod tests {
             ("<mailbox::Worker as core::future::future::Future>::poll", None),
             ("mailbox::tests::leaks::{{closure}}", Some("/work/app/src/lib.rs")),
             (
-                "leakcheck::stack::tests::blocked_receiver",
+                "leakcheck::probe::stack::tests::blocked_receiver",
                 Some(own_src.as_str()),
             ),
             ("stack_capture_handler::main", Some(own_test.as_str())),
@@ -385,34 +313,5 @@ mod tests {
         ];
         assert_eq!(first_user_frame(&frames).unwrap().function, "app::worker");
         assert_eq!(first_user_frame(&frames[..2]), None);
-    }
-
-    #[inline(never)]
-    fn marker() -> usize {
-        std::hint::black_box(marker as fn() -> usize as usize)
-    }
-
-    /// A real address resolves to its demangled, hash-free name and file; junk to `0x…`.
-    #[test]
-    fn resolves_addresses() {
-        let inside_marker = marker() + 1;
-        let frames = resolve(&[inside_marker, 1]);
-        let first = &frames[0];
-        assert!(first.function.ends_with("frames::tests::marker"), "{first:?}");
-        assert!(!first.library, "{first:?}");
-        // Builds without debug info (`cargo test --release`) resolve names only.
-        if first.file.is_some() {
-            assert!(
-                first
-                    .file
-                    .as_deref()
-                    .is_some_and(|file| file.ends_with("frames.rs")),
-                "{first:?}"
-            );
-            assert!(first.line.is_some(), "{first:?}");
-        }
-        let junk = frames.last().unwrap();
-        assert_eq!((junk.function.as_str(), junk.library), ("0x1", true));
-        assert_eq!(resolve(&[inside_marker, 1]), frames, "cached result differs");
     }
 }

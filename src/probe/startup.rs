@@ -9,8 +9,8 @@ static STARTUP_TIDS: OnceLock<HashSet<i32>> = OnceLock::new();
 #[ctor::ctor(unsafe)]
 fn init() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    let _ = crate::lineage::interpose::real();
-    let _ = STARTUP_TIDS.set(crate::threads::process_tids().into_iter().collect());
+    let _ = super::lineage::interpose::real();
+    let _ = STARTUP_TIDS.set(super::procfs::process_tids().into_iter().collect());
 }
 
 /// The threads alive when the process started.

@@ -1,0 +1,162 @@
+//! The check: settle on the cheap look, then describe what is left once, apply the rules, and
+//! turn the findings into a verdict.
+//!
+//! The path of one check: a front end (the attribute, `verify_none*`, `check_binary!`) builds a
+//! [`threads::Scope`] (and, in async code, a [`tasks::TaskScope`]), then calls [`check_threads`]
+//! (and [`tasks::find`]): [`settle::settle`] repeats [`threads::candidates`], a registry lookup
+//! that costs nothing on a clean pass, until it is empty or the deadline passes; only then are
+//! the survivors described (kernel state, stack capture, symbols), filtered by the rules and
+//! rendered into a [`Report`]. [`merge`] joins the thread and task sides into one verdict.
+
+pub(crate) mod settle;
+pub(crate) mod tasks;
+pub(crate) mod threads;
+
+use std::time::Duration;
+
+use crate::config;
+use crate::error::LeakError;
+use crate::options::Options;
+use crate::report::Report;
+use tasks::TaskFindings;
+use threads::Scope;
+
+impl Options {
+    /// The settle deadline, or `None` when `LEAKCHECK=off`.
+    pub(crate) fn settle_or_off(&self) -> Result<Option<Duration>, LeakError> {
+        let config = config::get().map_err(LeakError::config)?;
+        if let Some(message) = config::stacks_env_error() {
+            return Err(LeakError::config(message));
+        }
+        if !config.enabled {
+            config::say_disabled_once();
+            return Ok(None);
+        }
+        Ok(Some(self.settle.unwrap_or(config.settle)))
+    }
+
+    /// The settle deadline these options give (for reports; ignores `LEAKCHECK=off`).
+    pub(crate) fn settle_or_default(&self) -> Duration {
+        self.settle
+            .or(config::get().ok().map(|config| config.settle))
+            .unwrap_or(config::DEFAULT_SETTLE)
+    }
+
+    /// Whether reports list what rules hid.
+    pub(crate) fn is_verbose(&self) -> bool {
+        self.verbose
+            .or(config::get().ok().map(|c| c.verbose))
+            .unwrap_or(false)
+    }
+
+    pub(crate) fn report(&self, test: &str, settle: Duration) -> Report {
+        let config = config::get().ok();
+        Report {
+            test: test.to_string(),
+            settle,
+            full_stacks: self
+                .full_stacks
+                .or(config.map(|c| c.full_stacks))
+                .unwrap_or(false),
+            verbose: self.is_verbose(),
+            ..Report::default()
+        }
+    }
+}
+
+/// The thread side of a check: settle on the cheap look, then describe what is left once and
+/// apply the ignore rules (stack capture and symbol resolution are paid only by a leak).
+pub(crate) fn check_threads(
+    scope: &Scope,
+    options: &Options,
+    settle: Duration,
+    test: &str,
+) -> Result<(), LeakError> {
+    let candidates = settle::settle(settle, || unhidden_candidates(scope, options));
+    if candidates.is_empty() && !options.is_verbose() {
+        return Ok(());
+    }
+    // Describe everything still alive, so a verbose report can list what the rules hid.
+    report_threads(scope, options, threads::candidates(scope, options), test)
+}
+
+/// [`check_threads`] for async code: settles without blocking the runtime.
+pub(crate) async fn check_threads_async(
+    scope: &Scope,
+    options: &Options,
+    settle: Duration,
+    test: &str,
+) -> Result<(), LeakError> {
+    let candidates = settle::settle_async(settle, || unhidden_candidates(scope, options)).await;
+    if candidates.is_empty() && !options.is_verbose() {
+        return Ok(());
+    }
+    report_threads(scope, options, threads::candidates(scope, options), test)
+}
+
+/// The candidates, or none if rules that need no stack hide all of them.
+pub(crate) fn unhidden_candidates(scope: &Scope, options: &Options) -> Vec<threads::Candidate> {
+    let candidates = threads::candidates(scope, options);
+    if candidates
+        .iter()
+        .all(|candidate| threads::hidden_without_stack(candidate, options))
+    {
+        return Vec::new();
+    }
+    candidates
+}
+
+/// Describes settled candidates; those that finished meanwhile are dropped.
+pub(crate) fn report_threads(
+    scope: &Scope,
+    options: &Options,
+    candidates: Vec<threads::Candidate>,
+    test: &str,
+) -> Result<(), LeakError> {
+    if candidates.is_empty() {
+        return Ok(());
+    }
+    let (mut survivors, hidden) = threads::describe(&candidates, options);
+    let still_alive = threads::candidates(scope, options);
+    survivors.retain(|survivor| still_alive.iter().any(|c| c.tid() == Some(survivor.id as i32)));
+    let mut report = options.report(test, options.settle_or_default());
+    report.survivors = survivors;
+    report.hidden = hidden;
+    report.notes.extend(scope.mode_note());
+    finish(report)
+}
+
+/// Combines a thread verdict and task findings into one verdict.
+pub(crate) fn merge(
+    threads: Result<(), LeakError>,
+    tasks: TaskFindings,
+    options: &Options,
+    settle: Duration,
+    test: &str,
+) -> Result<(), LeakError> {
+    if tasks.is_empty() {
+        return threads;
+    }
+    let mut report = match threads {
+        Ok(()) => options.report(test, settle),
+        Err(LeakError {
+            kind: crate::error::ErrorKind::Leak(report),
+        }) => *report,
+        Err(other) => return Err(other),
+    };
+    tasks.into_report(&mut report);
+    report.survivors.sort_by_key(|survivor| survivor.kind);
+    finish(report)
+}
+
+/// Writes the JSON line for a leak and turns the report into the verdict. A report whose
+/// survivors were all hidden by rules is a pass.
+fn finish(report: Report) -> Result<(), LeakError> {
+    if !report.is_leak() {
+        return Ok(());
+    }
+    if let Err(message) = report.write_json() {
+        eprintln!("{message}");
+    }
+    Err(LeakError::leak(report))
+}

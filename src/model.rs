@@ -1,0 +1,128 @@
+//! The plain data every layer shares: survivors and their kinds, stacks, kernel state and hints,
+//! and the runtime settings of an async test. No behaviour beyond small accessors; nothing here
+//! names another module of the crate but [`frame`].
+
+pub(crate) mod frame;
+
+pub(crate) use frame::Frame;
+
+/// Threads or tasks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Kind {
+    Thread,
+    Task,
+}
+
+impl Kind {
+    pub(crate) fn noun(self, count: usize) -> &'static str {
+        match (self, count) {
+            (Kind::Thread, 1) => "thread",
+            (Kind::Thread, _) => "threads",
+            (Kind::Task, 1) => "task",
+            (Kind::Task, _) => "tasks",
+        }
+    }
+}
+
+/// A survivor's current stack (thread) or async trace (task), or why there is none.
+#[derive(Clone, Debug)]
+pub(crate) enum Stack {
+    Frames(Vec<Frame>),
+    Missing(String),
+}
+
+/// One thread or task that outlived its test.
+#[derive(Clone, Debug)]
+pub(crate) struct Survivor {
+    pub(crate) kind: Kind,
+    pub(crate) name: Option<String>,
+    /// Kernel thread id, or tokio task id (0 when unknown).
+    pub(crate) id: u64,
+    pub(crate) kernel: Option<KernelWait>,
+    pub(crate) stack: Stack,
+    /// Creation backtrace (threads), caller first.
+    pub(crate) created_at: Vec<Frame>,
+    /// Name of the thread that created it.
+    pub(crate) creator: Option<String>,
+    /// Name of the test thread it descends from (whole-binary check).
+    pub(crate) test: Option<String>,
+    /// `file:line` of the `tokio::spawn` call (tasks, `--cfg tokio_unstable`).
+    pub(crate) spawn_site: Option<String>,
+    pub(crate) hint: Option<Hint>,
+}
+
+impl Survivor {
+    /// The frame where it is stuck: the first frame in the user's code.
+    pub(crate) fn stuck_frame(&self) -> Option<&Frame> {
+        match &self.stack {
+            Stack::Frames(frames) => frame::first_user_frame(frames),
+            Stack::Missing(_) => None,
+        }
+    }
+
+    /// Where it was created: the first user frame of the creation backtrace, or the spawn site.
+    pub(crate) fn origin(&self) -> Option<String> {
+        if let Some(site) = &self.spawn_site {
+            return Some(site.clone());
+        }
+        let frame = frame::first_user_frame(&self.created_at)?;
+        let location = frame::short_location(frame);
+        Some(match location {
+            Some(location) => format!("{location} in {}", frame.function),
+            None => frame.function.clone(),
+        })
+    }
+}
+
+/// A survivor an ignore rule hid, for verbose reports.
+#[derive(Clone, Debug)]
+pub(crate) struct Hidden {
+    pub(crate) survivor: Survivor,
+    pub(crate) rule: String,
+}
+
+/// Tasks known only by count (builds without `--cfg tokio_unstable`).
+#[derive(Clone, Debug)]
+pub(crate) struct TaskCount {
+    pub(crate) alive: usize,
+}
+
+/// What the kernel says a thread is doing, from `/proc/self/task/<tid>/`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct KernelWait {
+    /// Scheduler state (`R` running, `S` sleeping, `D` uninterruptible, `T` stopped, ...).
+    pub(crate) state: Option<char>,
+    /// Kernel function the thread sleeps in, when the kernel discloses it.
+    pub(crate) wchan: Option<String>,
+    /// The system call it is blocked in (`futex`, `clock_nanosleep`, `syscall 42`, ...),
+    /// `running` if it is not blocked.
+    pub(crate) syscall: Option<String>,
+}
+
+/// A likely cause, its fix, and what it is based on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Hint {
+    pub(crate) cause: String,
+    pub(crate) fix: String,
+    pub(crate) evidence: String,
+}
+
+/// The runtime flavor of an async `#[leak_test]`, as in `#[tokio::test(flavor = "...")]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flavor {
+    /// `flavor = "current_thread"` (the default, as for `#[tokio::test]`).
+    CurrentThread,
+    /// `flavor = "multi_thread"`.
+    MultiThread,
+}
+
+/// The runtime an async `#[leak_test]` builds for its body.
+#[derive(Clone, Copy, Debug)]
+pub struct Runtime {
+    /// Scheduler flavor.
+    pub flavor: Flavor,
+    /// `worker_threads = N` (multi_thread only).
+    pub worker_threads: Option<usize>,
+    /// `start_paused = true`: the clock starts paused, as with `#[tokio::test(start_paused = true)]`.
+    pub start_paused: bool,
+}

@@ -1,0 +1,17 @@
+//! Probes: what the OS and tokio tell us, and nothing else. Probes know nothing of options,
+//! rules, checks or reports; they return model data (or raw ids and addresses).
+//!
+//! - [`lineage`]: which thread created which (the interposed `pthread_create`, in
+//!   `lineage/interpose.rs`), with each thread's raw creation backtrace;
+//! - [`procfs`]: the process's threads, their names and kernel state, from `/proc/self`;
+//! - [`stack`]: other threads' current stacks (signal protocol, handler, unwinder ranges);
+//! - [`symbols`]: raw addresses to [`Frame`](crate::model::Frame)s, cached;
+//! - [`tasks`]: tokio runtime metrics, spawn hooks, and async traces from task dumps;
+//! - [`startup`]: what must be read before `main`.
+
+pub(crate) mod lineage;
+pub(crate) mod procfs;
+pub(crate) mod stack;
+pub(crate) mod startup;
+pub(crate) mod symbols;
+pub(crate) mod tasks;

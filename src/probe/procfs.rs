@@ -1,0 +1,147 @@
+//! What the kernel publishes under `/proc/self`: the process's threads, their names, and what each
+//! one waits on. Needs no signal and touches no thread, so it is safe on any thread at any time,
+//! and is enough to tell "blocked on a futex" from "busy" even where no stack can be captured.
+
+use crate::model::KernelWait;
+
+/// Every thread of the process, by kernel id (empty where `/proc` is not available).
+pub(crate) fn process_tids() -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    dir.filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+        .collect()
+}
+
+/// The kernel's name of a thread of this process.
+pub(crate) fn thread_name(tid: i32) -> Option<String> {
+    if tid == 0 {
+        return None;
+    }
+    let name = std::fs::read_to_string(format!("/proc/self/task/{tid}/comm")).ok()?;
+    Some(name.trim_end_matches('\n').to_string())
+}
+
+/// A name as the kernel keeps it: at most 15 bytes.
+pub(crate) fn truncate_comm(name: &str) -> String {
+    let mut end = name.len().min(15);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    name[..end].to_string()
+}
+
+/// Reads what the kernel says thread `tid` of this process is waiting on; unknown parts are `None`.
+pub(crate) fn kernel_wait(tid: i32) -> KernelWait {
+    #[cfg(target_os = "linux")]
+    {
+        let read = |file: &str| std::fs::read_to_string(format!("/proc/self/task/{tid}/{file}")).ok();
+        KernelWait {
+            state: read("stat").as_deref().and_then(parse_stat_state),
+            wchan: read("wchan").as_deref().and_then(parse_wchan),
+            syscall: read("syscall").as_deref().and_then(parse_syscall),
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = tid;
+        KernelWait::default()
+    }
+}
+
+/// Field 3 of `stat`; the command name before it may itself contain spaces and parentheses.
+fn parse_stat_state(stat: &str) -> Option<char> {
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    after_name.trim_start().chars().next()
+}
+
+/// The kernel writes `0` when the thread is not sleeping or the symbol is hidden.
+fn parse_wchan(wchan: &str) -> Option<String> {
+    let wchan = wchan.trim();
+    (!wchan.is_empty() && wchan != "0").then(|| wchan.to_owned())
+}
+
+/// First field of `syscall`: a number, `running`, or `-1` (blocked outside any system call).
+fn parse_syscall(line: &str) -> Option<String> {
+    let first = line.split_whitespace().next()?;
+    if first == "running" {
+        return Some(first.to_owned());
+    }
+    let nr: i64 = first.parse().ok()?;
+    if nr < 0 {
+        return None;
+    }
+    Some(match syscall_name(nr) {
+        Some(name) => name.to_owned(),
+        None => format!("syscall {nr}"),
+    })
+}
+
+/// Names of the system calls a blocked thread usually sits in.
+#[cfg(target_os = "linux")]
+fn syscall_name(nr: i64) -> Option<&'static str> {
+    use libc::*;
+    #[cfg(target_arch = "x86_64")]
+    let legacy: &[(c_long, &str)] = &[
+        (SYS_epoll_wait, "epoll_wait"),
+        (SYS_poll, "poll"),
+        (SYS_select, "select"),
+        (SYS_pause, "pause"),
+    ];
+    #[cfg(not(target_arch = "x86_64"))]
+    let legacy: &[(c_long, &str)] = &[];
+    let common: &[(c_long, &str)] = &[
+        (SYS_futex, "futex"),
+        (SYS_nanosleep, "nanosleep"),
+        (SYS_clock_nanosleep, "clock_nanosleep"),
+        (SYS_read, "read"),
+        (SYS_write, "write"),
+        (SYS_epoll_pwait, "epoll_pwait"),
+        (SYS_epoll_pwait2, "epoll_pwait2"),
+        (SYS_ppoll, "ppoll"),
+        (SYS_pselect6, "pselect6"),
+        (SYS_accept, "accept"),
+        (SYS_accept4, "accept4"),
+        (SYS_recvfrom, "recvfrom"),
+        (SYS_recvmsg, "recvmsg"),
+        (SYS_connect, "connect"),
+        (SYS_wait4, "wait4"),
+        (SYS_waitid, "waitid"),
+        (SYS_rt_sigtimedwait, "rt_sigtimedwait"),
+    ];
+    common
+        .iter()
+        .chain(legacy)
+        .find(|(number, _)| *number == nr)
+        .map(|(_, name)| *name)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn syscall_name(_nr: i64) -> Option<&'static str> {
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `/proc` parsing copes with odd thread names, hidden wait channels and unknown syscalls.
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn proc_parsing() {
+        assert_eq!(parse_stat_state("42 (a) b (c)) S 1 2 3"), Some('S'));
+        assert_eq!(parse_stat_state("42 (tokio-rt) R 1"), Some('R'));
+        assert_eq!(parse_stat_state("garbage"), None);
+        assert_eq!(parse_wchan("0"), None);
+        assert_eq!(parse_wchan(""), None);
+        assert_eq!(
+            parse_wchan("futex_wait_queue\n").as_deref(),
+            Some("futex_wait_queue")
+        );
+        assert_eq!(parse_syscall("running\n").as_deref(), Some("running"));
+        assert_eq!(parse_syscall("-1 0x7ffd 0x1\n"), None);
+        let futex = format!("{} 0x7f 0x80 0x2 0x0", libc::SYS_futex);
+        assert_eq!(parse_syscall(&futex).as_deref(), Some("futex"));
+        assert_eq!(parse_syscall("9999 0x1").as_deref(), Some("syscall 9999"));
+    }
+}

@@ -1,0 +1,69 @@
+//! Current stacks of other threads of this process.
+//!
+//! # Design
+//!
+//! A report is only useful if it shows where a leaked thread is stuck *now*, not just where it was
+//! created. Another thread's stack cannot be read safely from the outside (its registers are not
+//! ours), so [`capture`] asks each thread to walk its own stack: on Linux with glibc it sends a
+//! real-time signal whose handler unwinds into a static buffer. Everything that can go wrong on
+//! the other side (signals blocked, the thread exiting, the thread sitting inside the unwinder)
+//! ends in a [`Captured`] variant, never in a hang or a crash.
+//!
+//! The Linux implementation is split by concern:
+//!
+//! - [`slots`]: the static request/answer cells shared by the capturer and the handler;
+//! - [`protocol`]: the capturer's side (claim a slot, signal, wait, retry, give up);
+//! - [`handler`]: the signal handler and its installation, the signal sender;
+//! - [`unwinder`]: the text ranges of the unwinder and loader, where a walk must not start.
+//!
+//! Capture can be turned off with `LEAKCHECK_STACKS=off` (for programs that own every real-time
+//! signal, or to rule leakcheck out while debugging).
+
+use std::time::Duration;
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+mod handler;
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+mod protocol;
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+mod slots;
+#[cfg(all(target_os = "linux", target_env = "gnu", test))]
+mod tests;
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+mod unwinder;
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+use protocol as imp;
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+mod other;
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+use other as imp;
+
+/// What [`capture`] learned about one thread.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Captured {
+    /// Raw instruction pointers, innermost first, signal-handler frames stripped. All are
+    /// return-address-like, for `probe::symbols::resolve`: the first is the interrupted pc + 1.
+    Frames(Vec<usize>),
+    /// The thread did not answer in time (signals blocked, stuck inside the unwinder, ...).
+    NoAnswer,
+    /// No thread with that id exists (any more).
+    Exited,
+    /// This platform or build cannot capture other threads' stacks; the text says why.
+    Unsupported(&'static str),
+    /// Capture is turned off (`LEAKCHECK_STACKS=off`).
+    Disabled,
+}
+
+/// Captures the current stack of each thread in `tids` (kernel thread ids of this process).
+///
+/// Returns one [`Captured`] per tid, in the same order. The calling thread's own stack is
+/// captured directly. Each thread gets `timeout` from the moment it is asked; at most 64 are
+/// asked at once, so a call lasts at most about `timeout * ceil(tids.len() / 64)`.
+/// Calls are serialized process-wide.
+pub(crate) fn capture(tids: &[i32], timeout: Duration) -> Vec<Captured> {
+    if !crate::config::stacks_enabled() {
+        return vec![Captured::Disabled; tids.len()];
+    }
+    imp::capture(tids, timeout)
+}

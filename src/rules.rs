@@ -1,0 +1,165 @@
+//! Ignore rules: what a rule can look at ([`Subject`]), how each kind matches, and the built-in
+//! rules. Built on the model only; `Options` holds the rules a check applies.
+
+use crate::model::frame;
+use crate::model::Frame;
+
+/// One reason not to report a survivor.
+#[derive(Clone, Debug)]
+pub(crate) enum Rule {
+    ThreadName(Box<str>),
+    TopFunction(Box<str>),
+    AnyFunction(Box<str>),
+    Creator(Box<str>),
+    SpawnSite(Box<str>),
+}
+
+/// What a rule can look at.
+pub(crate) struct Subject<'a> {
+    pub(crate) name: Option<&'a str>,
+    /// Current stack, resolved; `None` when not captured.
+    pub(crate) stack: Option<&'a [Frame]>,
+    /// Creation backtrace, resolved (threads).
+    pub(crate) created_at: &'a [Frame],
+    /// `file:line` where the task was spawned (tasks).
+    pub(crate) spawn_site: Option<&'a str>,
+}
+
+impl Rule {
+    /// A short text for verbose reports: `ignore_thread("pool-*")`.
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            Rule::ThreadName(p) => format!("ignore_thread({p:?})"),
+            Rule::TopFunction(p) => format!("ignore_top_function({p:?})"),
+            Rule::AnyFunction(p) => format!("ignore_any_function({p:?})"),
+            Rule::Creator(p) => format!("ignore_creator({p:?})"),
+            Rule::SpawnSite(p) => format!("ignore_spawn_site({p:?})"),
+        }
+    }
+
+    pub(crate) fn matches(&self, subject: &Subject<'_>) -> bool {
+        match self {
+            Rule::ThreadName(pattern) => subject.name.is_some_and(|name| glob(pattern, name)),
+            Rule::TopFunction(pattern) => subject
+                .stack
+                .and_then(frame::first_user_frame)
+                .is_some_and(|frame| function_matches(pattern, &frame.function)),
+            Rule::AnyFunction(pattern) => subject.stack.is_some_and(|stack| {
+                stack
+                    .iter()
+                    .any(|frame| function_matches(pattern, &frame.function))
+            }),
+            Rule::Creator(pattern) => subject.created_at.iter().any(|frame| {
+                function_matches(pattern, &frame.function)
+                    || frame::short_location(frame).is_some_and(|site| site_matches(pattern, &site))
+            }),
+            Rule::SpawnSite(pattern) => subject.spawn_site.is_some_and(|site| site_matches(pattern, site)),
+        }
+    }
+}
+
+/// A built-in ignore rule: a named predicate over a survivor.
+pub(crate) struct Builtin {
+    pub(crate) name: &'static str,
+    pub(crate) matches: fn(&Subject<'_>) -> bool,
+}
+
+/// The rules [`Options::builtin_rules`] turns on.
+pub(crate) const BUILTINS: &[Builtin] = &[Builtin {
+    name: "tokio_idle_blocking_thread",
+    matches: tokio_idle_blocking_thread,
+}];
+
+/// A tokio blocking-pool thread parked waiting for work. Harmless: it belongs to a runtime that
+/// is still alive (a shared or global one), holds no user work, and exits by itself after the
+/// pool's keep-alive (10 s by default) or when its runtime shuts down. A pool thread still running
+/// a `spawn_blocking` closure is *not* matched: its stack shows the closure, not the idle wait.
+fn tokio_idle_blocking_thread(subject: &Subject<'_>) -> bool {
+    subject.stack.is_some_and(|stack| {
+        let in_pool = stack.iter().any(|frame| {
+            frame
+                .function
+                .contains("tokio::runtime::blocking::pool::Inner::run")
+        });
+        let running_work = stack.iter().any(|frame| {
+            frame.function.contains("blocking::task::BlockingTask")
+                || frame
+                    .function
+                    .contains("tokio::runtime::blocking::pool::Task::run")
+        });
+        in_pool && !running_work
+    })
+}
+
+/// `pattern` matches `name` exactly or as a glob with `*` and `?`.
+pub(crate) fn glob(pattern: &str, name: &str) -> bool {
+    fn go(pattern: &[u8], name: &[u8]) -> bool {
+        match (pattern.split_first(), name.split_first()) {
+            (None, None) => true,
+            (Some((b'*', rest)), _) => go(rest, name) || (!name.is_empty() && go(pattern, &name[1..])),
+            (Some((b'?', rest)), Some((_, name_rest))) => go(rest, name_rest),
+            (Some((p, rest)), Some((n, name_rest))) => p == n && go(rest, name_rest),
+            _ => false,
+        }
+    }
+    go(pattern.as_bytes(), name.as_bytes())
+}
+
+/// `pattern` names `function` by its trailing path segments (closures ignored), or as a glob.
+pub(crate) fn function_matches(pattern: &str, function: &str) -> bool {
+    let function = function.replace("::{{closure}}", "");
+    if pattern.contains(['*', '?']) {
+        return glob(pattern, &function);
+    }
+    function == pattern || function.ends_with(&format!("::{pattern}"))
+}
+
+/// `pattern` names `site` (`file:line`) exactly, by a trailing path (`pool.rs:40`), or by its file.
+pub(crate) fn site_matches(pattern: &str, site: &str) -> bool {
+    if pattern.contains(['*', '?']) {
+        return glob(pattern, site);
+    }
+    let file = site.rsplit_once(':').map_or(site, |(file, _)| file);
+    [site, file]
+        .iter()
+        .any(|candidate| *candidate == pattern || candidate.ends_with(&format!("/{pattern}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Globs match whole names, with `*` and `?`.
+    #[test]
+    fn globs() {
+        assert!(glob("pool-*", "pool-3"));
+        assert!(glob("pool-?", "pool-3"));
+        assert!(!glob("pool-?", "pool-33"));
+        assert!(glob("logger", "logger"));
+        assert!(!glob("logger", "logger-2"));
+        assert!(glob("*worker*", "tokio-worker-1"));
+    }
+
+    /// Function patterns match by trailing segments, ignoring closures, never by substring.
+    #[test]
+    fn functions() {
+        assert!(function_matches("logger::run", "my_crate::logger::run"));
+        assert!(function_matches(
+            "logger::run",
+            "my_crate::logger::run::{{closure}}"
+        ));
+        assert!(function_matches("my_crate::logger::run", "my_crate::logger::run"));
+        assert!(!function_matches("run", "my_crate::logger::rerun"));
+        assert!(function_matches("my_crate::*", "my_crate::logger::run"));
+    }
+
+    /// Site patterns match a whole site, a trailing path, or the file alone.
+    #[test]
+    fn sites() {
+        assert!(site_matches("tests/pool.rs:40", "tests/pool.rs:40"));
+        assert!(site_matches("pool.rs:40", "tests/pool.rs:40"));
+        assert!(site_matches("tests/pool.rs", "tests/pool.rs:40"));
+        assert!(!site_matches("pool.rs:4", "tests/pool.rs:40"));
+        assert!(!site_matches("ool.rs", "tests/pool.rs:40"));
+    }
+}
