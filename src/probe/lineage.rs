@@ -11,8 +11,10 @@
 //!
 //! Nodes are created by an interposed `pthread_create` (see [`interpose`]): it runs on the creating
 //! thread, registers the new node *before* the thread exists (so a check right after a spawn sees
-//! it) and starts the thread through a trampoline that installs the node as the thread's own and
-//! unregisters it when the start routine returns or the thread calls `pthread_exit`.
+//! it) and starts the thread through a trampoline that installs the node as the thread's own. The
+//! node is unregistered when the thread is truly gone: by the destructor of a pthread key, which
+//! glibc runs after the start routine returned or `pthread_exit` unwound it, and after the thread's
+//! `thread_local!` destructors (a thread stuck in one of those is still alive, and reported).
 //!
 //! The registry keeps, for every node, the set of its live descendants. A clean-pass check is then
 //! one lookup of the calling thread's set: it costs what the test's own threads cost, not what the
@@ -49,7 +51,7 @@ pub(crate) struct Node {
     pub(crate) name: OnceLock<Box<str>>,
     /// Raw instruction pointers of the creation backtrace, innermost first.
     pub(crate) created_at: Box<[usize]>,
-    /// Set once the thread has left its start routine.
+    /// Set once the thread has ended (start routine and thread-local destructors done).
     pub(crate) exited: AtomicBool,
 }
 

@@ -1,4 +1,4 @@
-//! What must be ready before `main`: the real `pthread_create`, and the threads the process
+//! What must be ready before `main`: the real `pthread_create` and the thread-exit key, and the threads the process
 //! started with (the process-diff fallback's baseline for checks without an entry snapshot).
 
 use std::collections::HashSet;
@@ -9,7 +9,10 @@ static STARTUP_TIDS: OnceLock<HashSet<i32>> = OnceLock::new();
 #[ctor::ctor(unsafe)]
 fn init() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    let _ = super::lineage::interpose::real();
+    {
+        let _ = super::lineage::interpose::real();
+        let _ = super::lineage::interpose::exit_key();
+    }
     let _ = STARTUP_TIDS.set(super::procfs::process_tids().into_iter().collect());
 }
 

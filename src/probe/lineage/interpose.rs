@@ -6,7 +6,7 @@
 //! (found with `dlsym(RTLD_NEXT)`) with a trampoline as the start routine.
 
 use std::ffi::c_void;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use super::Node;
@@ -39,22 +39,83 @@ struct Start {
     node: Arc<Node>,
 }
 
-/// Unregisters the thread however its start routine ends: return, or `pthread_exit`'s forced
-/// unwind (which runs this guard's drop because the trampoline is `C-unwind`).
-struct ExitGuard(Arc<Node>);
+/// The pthread key whose destructor unregisters a thread (`u32::MAX` until created, `u32::MAX - 1`
+/// if creation failed). glibc runs key destructors when the thread is truly ending: after its start
+/// routine returned or `pthread_exit` unwound it, and after the `thread_local!` (C++
+/// `__cxa_thread_atexit`) destructors, so a thread stuck in one of those stays registered.
+static EXIT_KEY: AtomicU32 = AtomicU32::new(UNSET);
+const UNSET: u32 = u32::MAX;
+const FAILED: u32 = u32::MAX - 1;
 
-impl Drop for ExitGuard {
-    fn drop(&mut self) {
-        super::unregister(&self.0);
+/// The exit key, created on first use (before `main`, by `probe::startup`).
+pub(crate) fn exit_key() -> Option<libc::pthread_key_t> {
+    let mut key = EXIT_KEY.load(Ordering::Acquire);
+    if key == UNSET {
+        let mut created: libc::pthread_key_t = 0;
+        // SAFETY: `created` is a valid out pointer; `release` has the destructor's signature.
+        let result = unsafe { libc::pthread_key_create(&mut created, Some(release)) };
+        let new = if result == 0 && created < FAILED {
+            created
+        } else {
+            FAILED
+        };
+        key = match EXIT_KEY.compare_exchange(UNSET, new, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => new,
+            Err(existing) => {
+                if new != FAILED {
+                    // SAFETY: the key was created above and is used nowhere else.
+                    unsafe { libc::pthread_key_delete(new) };
+                }
+                existing
+            }
+        };
     }
+    (key != FAILED).then_some(key)
 }
 
+/// The exit key's destructor: the thread is ending, its node is released.
+unsafe extern "C" fn release(node: *mut c_void) {
+    // SAFETY: the value set by the trampoline, an `Arc::into_raw` handed over exactly once (glibc
+    // clears the slot before calling the destructor).
+    let node = unsafe { Arc::from_raw(node.cast_const().cast::<Node>()) };
+    super::unregister(&node);
+}
+
+/// The start routine as it is called: `C-unwind`, so `pthread_exit`'s forced unwind may pass.
+type UnwindingRoutine = extern "C-unwind" fn(*mut c_void) -> *mut c_void;
+
+/// Runs the start routine. Only plain values live on this frame while it runs, so it has nothing
+/// to clean up: `pthread_exit` (a forced unwind) passes through it without running Rust code, and
+/// the thread is unregistered by the exit key's destructor, after its thread-local destructors.
 extern "C-unwind" fn trampoline(start: *mut c_void) -> *mut c_void {
+    let (routine, arg, fallback) = enter(start);
+    let result = routine(arg);
+    leave(fallback);
+    result
+}
+
+/// Installs the thread's node and arms the exit key; returns the routine, its argument and, when
+/// no key could be armed, the node to unregister on return (as a raw `Arc`).
+fn enter(start: *mut c_void) -> (UnwindingRoutine, *mut c_void, *const Node) {
     // SAFETY: `start` is the box leaked by `pthread_create` below, handed over exactly once.
     let Start { routine, arg, node } = *unsafe { Box::from_raw(start.cast::<Start>()) };
+    // SAFETY: same ABI; "C-unwind" only allows the forced unwind the routine may start.
+    let routine = unsafe { std::mem::transmute::<StartRoutine, UnwindingRoutine>(routine) };
     super::enter_child(&node);
-    let _guard = ExitGuard(node);
-    routine(arg)
+    let raw = Arc::into_raw(node);
+    // SAFETY: a key created by `exit_key`; the value is released by `release`.
+    let armed = exit_key().is_some_and(|key| unsafe { libc::pthread_setspecific(key, raw.cast()) } == 0);
+    (routine, arg, if armed { std::ptr::null() } else { raw })
+}
+
+/// Without an exit key (none left in the process), unregisters on return; `pthread_exit` then
+/// leaves the node registered.
+fn leave(fallback: *const Node) {
+    if !fallback.is_null() {
+        // SAFETY: the `Arc::into_raw` of `enter`, not stored anywhere else.
+        let node = unsafe { Arc::from_raw(fallback) };
+        super::unregister(&node);
+    }
 }
 
 /// Interposes libc's `pthread_create`; see the module docs.
@@ -80,9 +141,7 @@ pub unsafe extern "C" fn pthread_create(
         node: node.clone(),
     }));
     // SAFETY: the trampoline has the C ABI of a start routine ("C-unwind" only adds unwinding).
-    let trampoline = unsafe {
-        std::mem::transmute::<extern "C-unwind" fn(*mut c_void) -> *mut c_void, StartRoutine>(trampoline)
-    };
+    let trampoline = unsafe { std::mem::transmute::<UnwindingRoutine, StartRoutine>(trampoline) };
     // SAFETY: forwarding the caller's arguments, with our own start routine and argument.
     let result = unsafe { real(thread, attr, trampoline, start.cast()) };
     if result != 0 {
