@@ -17,6 +17,9 @@ pub(crate) enum Rule {
 /// What a rule can look at.
 pub(crate) struct Subject<'a> {
     pub(crate) name: Option<&'a str>,
+    /// `name` is the kernel's (`/proc/.../comm`), which keeps only the first 15 bytes of the real
+    /// name; `false` when it is the full name std gave the thread.
+    pub(crate) kernel_name: bool,
     /// Current stack, resolved; `None` when not captured.
     pub(crate) stack: Option<&'a [Frame]>,
     /// Creation backtrace, resolved (threads).
@@ -39,7 +42,9 @@ impl Rule {
 
     pub(crate) fn matches(&self, subject: &Subject<'_>) -> bool {
         match self {
-            Rule::ThreadName(pattern) => subject.name.is_some_and(|name| glob(pattern, name)),
+            Rule::ThreadName(pattern) => subject
+                .name
+                .is_some_and(|name| thread_name_matches(pattern, name, subject.kernel_name)),
             Rule::TopFunction(pattern) => subject
                 .stack
                 .and_then(frame::first_user_frame)
@@ -105,6 +110,34 @@ pub(crate) fn glob(pattern: &str, name: &str) -> bool {
     go(pattern.as_bytes(), name.as_bytes())
 }
 
+/// How many bytes of a thread's name the kernel keeps (`TASK_COMM_LEN` less the NUL).
+pub(crate) const KERNEL_NAME_BYTES: usize = 15;
+
+/// `pattern` matches a thread's `name` (exactly or as a glob). A kernel name of the full 15 bytes
+/// may be the start of a longer name: it matches when the pattern matches some name that starts
+/// with it, so `ignore_thread = "database-connection-pool"` hides `database-connec`.
+pub(crate) fn thread_name_matches(pattern: &str, name: &str, kernel_name: bool) -> bool {
+    if glob(pattern, name) {
+        return true;
+    }
+    kernel_name && name.len() >= KERNEL_NAME_BYTES && glob_prefix(pattern, name)
+}
+
+/// Whether `pattern` matches some string that starts with `prefix`: once the prefix is consumed,
+/// whatever remains of the pattern can match a suffix of the real name.
+fn glob_prefix(pattern: &str, prefix: &str) -> bool {
+    fn go(pattern: &[u8], name: &[u8]) -> bool {
+        match (pattern.split_first(), name.split_first()) {
+            (_, None) => true,
+            (Some((b'*', rest)), _) => go(rest, name) || go(pattern, &name[1..]),
+            (Some((b'?', rest)), Some((_, name_rest))) => go(rest, name_rest),
+            (Some((p, rest)), Some((n, name_rest))) => p == n && go(rest, name_rest),
+            (None, Some(_)) => false,
+        }
+    }
+    go(pattern.as_bytes(), prefix.as_bytes())
+}
+
 /// `pattern` names `function` by its trailing path segments (closures ignored), or as a glob.
 pub(crate) fn function_matches(pattern: &str, function: &str) -> bool {
     let function = function.replace("::{{closure}}", "");
@@ -138,6 +171,62 @@ mod tests {
         assert!(glob("logger", "logger"));
         assert!(!glob("logger", "logger-2"));
         assert!(glob("*worker*", "tokio-worker-1"));
+    }
+
+    /// A 15-byte kernel name matches a pattern for the longer name it may cut off, exactly or as a
+    /// glob; a full std name, or a kernel name shorter than 15 bytes, must match whole.
+    #[test]
+    fn truncated_kernel_names() {
+        let kernel = |pattern: &str, name: &str| thread_name_matches(pattern, name, true);
+        assert!(kernel("database-connection-pool", "database-connec"));
+        assert!(kernel("database-connection-*", "database-connec"));
+        assert!(kernel("database-*", "database-connec"));
+        assert!(
+            kernel("*-pool", "database-connec"),
+            "the cut-off part may end in -pool"
+        );
+        assert!(kernel("database-con?ection-pool", "database-connec"));
+        assert!(kernel("database-connec", "database-connec"));
+        assert!(!kernel("database-connectors", "database-connex"));
+        assert!(!kernel("cache-connection-pool", "database-connec"));
+        assert!(
+            !kernel("database-connection-pool", "database-conne"),
+            "14 bytes: not truncated"
+        );
+        assert!(
+            !kernel("database-c?", "database-connec"),
+            "the pattern ends before the name"
+        );
+        // A full name std recorded is matched as written.
+        assert!(!thread_name_matches(
+            "database-connection-pool",
+            "database-connec",
+            false
+        ));
+        assert!(thread_name_matches(
+            "database-connection-pool",
+            "database-connection-pool",
+            false
+        ));
+    }
+
+    /// A thread-name rule hides a thread known only by its kernel name.
+    #[test]
+    fn thread_name_rule_on_kernel_name() {
+        let subject = Subject {
+            name: Some("database-connec"),
+            kernel_name: true,
+            stack: None,
+            created_at: &[],
+            spawn_site: None,
+        };
+        assert!(Rule::ThreadName("database-connection-pool".into()).matches(&subject));
+        assert!(
+            !Rule::ThreadName("database-connection-pool".into()).matches(&Subject {
+                kernel_name: false,
+                ..subject
+            })
+        );
     }
 
     /// Function patterns match by trailing segments, ignoring closures, never by substring.

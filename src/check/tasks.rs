@@ -184,6 +184,7 @@ async fn describe(scope: &TaskScope, options: &Options, ids: Vec<u64>) -> TaskFi
         };
         let subject = crate::rules::Subject {
             name: None,
+            kernel_name: false,
             stack: match &survivor.stack {
                 Stack::Frames(frames) => Some(frames),
                 Stack::Missing(_) => None,

@@ -180,6 +180,7 @@ pub(crate) fn describe(candidates: &[Candidate], options: &Options) -> (Vec<Surv
         };
         let subject = Subject {
             name: name.as_deref(),
+            kernel_name: !has_std_name(node.as_deref()),
             stack: match &stack {
                 Stack::Frames(frames) => Some(frames),
                 Stack::Missing(_) => None,
@@ -244,6 +245,11 @@ fn candidate_name(node: Option<&Node>, tid: i32) -> Option<String> {
     })
 }
 
+/// Whether the name `candidate_name` gives is the full std name (else the kernel's 15 bytes).
+fn has_std_name(node: Option<&Node>) -> bool {
+    node.is_some_and(|n| n.name().is_some())
+}
+
 /// The resolved creation backtrace, starting at the creating caller.
 fn creation_frames(node: Option<&Node>) -> Vec<Frame> {
     strip_creation_frames(node.map(|n| symbols::resolve(&n.created_at)).unwrap_or_default())
@@ -263,6 +269,7 @@ pub(crate) fn hidden_without_stack(candidate: &Candidate, options: &Options) -> 
     let created_at = creation_frames(node.as_deref());
     let subject = Subject {
         name: name.as_deref(),
+        kernel_name: !has_std_name(node.as_deref()),
         stack: None,
         created_at: &created_at,
         spawn_site: None,
