@@ -17,12 +17,40 @@ use crate::model::Runtime;
 use crate::options::Options;
 use crate::probe;
 
+/// A test body run under the attribute: its outcome and the leak verdict, or (settle off) just
+/// its value.
+enum Ran<R> {
+    Unchecked(R),
+    Checked(std::thread::Result<R>, Result<(), LeakError>),
+}
+
 /// `#[leak_test]` on a sync fn.
 #[track_caller]
-pub(crate) fn run_sync<R>(test: &'static str, options: Options, body: impl FnOnce() -> R) -> R {
+pub(crate) fn run_sync<R>(
+    test: &'static str,
+    options: Options,
+    is_err: fn(&R) -> bool,
+    body: impl FnOnce() -> R,
+) -> R {
+    match checked_sync(test, options, body) {
+        Ran::Unchecked(value) => value,
+        Ran::Checked(outcome, verdict) => conclude(outcome, verdict, is_err),
+    }
+}
+
+/// `#[leak_test]` on a sync `#[should_panic]` fn.
+#[track_caller]
+pub(crate) fn run_sync_should_panic(test: &'static str, options: Options, body: impl FnOnce()) {
+    if let Ran::Checked(outcome, verdict) = checked_sync(test, options, body) {
+        conclude_should_panic(outcome, verdict);
+    }
+}
+
+#[track_caller]
+fn checked_sync<R>(test: &'static str, options: Options, body: impl FnOnce() -> R) -> Ran<R> {
     let settle = match options.settle_or_off() {
         Ok(Some(settle)) => settle,
-        Ok(None) => return body(),
+        Ok(None) => return Ran::Unchecked(body()),
         Err(error) => panic!("{error}"),
     };
     let scope = Scope::enter();
@@ -38,7 +66,7 @@ pub(crate) fn run_sync<R>(test: &'static str, options: Options, body: impl FnOnc
     drop(entered);
     let name = test_name(test);
     let verdict = check_threads(&scope, &options, settle, &name);
-    conclude(outcome, verdict)
+    Ran::Checked(outcome, verdict)
 }
 
 /// `#[leak_test]` on an async fn: builds the runtime, checks tasks inside it, shuts it down with
@@ -48,8 +76,35 @@ pub(crate) fn run_async<F: Future>(
     test: &'static str,
     options: Options,
     config: Runtime,
+    is_err: fn(&F::Output) -> bool,
     body: F,
 ) -> F::Output {
+    match checked_async(test, options, config, body) {
+        Ran::Unchecked(value) => value,
+        Ran::Checked(outcome, verdict) => conclude(outcome, verdict, is_err),
+    }
+}
+
+/// `#[leak_test]` on an async `#[should_panic]` fn.
+#[track_caller]
+pub(crate) fn run_async_should_panic<F: Future<Output = ()>>(
+    test: &'static str,
+    options: Options,
+    config: Runtime,
+    body: F,
+) {
+    if let Ran::Checked(outcome, verdict) = checked_async(test, options, config, body) {
+        conclude_should_panic(outcome, verdict);
+    }
+}
+
+#[track_caller]
+fn checked_async<F: Future>(
+    test: &'static str,
+    options: Options,
+    config: Runtime,
+    body: F,
+) -> Ran<F::Output> {
     let settle = match options.settle_or_off() {
         Ok(settle) => settle,
         Err(error) => panic!("{error}"),
@@ -63,7 +118,7 @@ pub(crate) fn run_async<F: Future>(
     let Some(settle) = settle else {
         let output = runtime.block_on(body);
         probe::tasks::forget_runtime(&runtime);
-        return output;
+        return Ran::Unchecked(output);
     };
     scope.runtime_threads = Some(runtime_threads.clone());
     let entered = Entered::new(Context {
@@ -90,7 +145,7 @@ pub(crate) fn run_async<F: Future>(
     scope.runtime_threads = None;
     let name = test_name(test);
     let threads = check_threads(&scope, &options, settle, &name);
-    conclude(outcome, merge(threads, tasks, &options, settle, &name))
+    Ran::Checked(outcome, merge(threads, tasks, &options, settle, &name))
 }
 
 /// libtest's full name for the running test (its thread's name), else the function's name.
@@ -101,11 +156,13 @@ fn test_name(test: &'static str) -> String {
     }
 }
 
-/// The test's outcome: the original panic wins, with a leak as a note; else the leak fails it.
+/// The test's outcome: the original panic wins, with a leak as a note; an `Err` is returned as is,
+/// after the leak's report; else the leak fails the test.
 #[track_caller]
-fn conclude<R>(outcome: std::thread::Result<R>, verdict: Result<(), LeakError>) -> R {
+fn conclude<R>(outcome: std::thread::Result<R>, verdict: Result<(), LeakError>, is_err: fn(&R) -> bool) -> R {
     match (outcome, verdict) {
         (Ok(value), Ok(())) => value,
+        (Ok(value), Err(error)) if is_err(&value) => returned_err_and_leaked(value, &error),
         (Ok(_), Err(error)) => panic!("{error}"),
         (Err(payload), verdict) => {
             if let Err(error) = verdict {
@@ -114,4 +171,35 @@ fn conclude<R>(outcome: std::thread::Result<R>, verdict: Result<(), LeakError>) 
             panic::resume_unwind(payload)
         }
     }
+}
+
+/// A test that returned `Err` and leaked: the report, then the `Err` returned unchanged, so libtest
+/// fails the test and prints it (`Error: ...`) below the report.
+fn returned_err_and_leaked<R>(value: R, error: &LeakError) -> R {
+    eprintln!("{error}\nnote: the test also returned an error, printed below");
+    value
+}
+
+/// A `#[should_panic]` test. libtest fails one that returns normally ("test did not panic as
+/// expected"), so a leak fails it that way, whether or not the body panicked; without a leak, the
+/// body's panic (or return) reaches libtest unchanged.
+fn conclude_should_panic(outcome: std::thread::Result<()>, verdict: Result<(), LeakError>) {
+    match (outcome, verdict) {
+        (Ok(()), Ok(())) => {}
+        (Err(payload), Ok(())) => panic::resume_unwind(payload),
+        (outcome, Err(error)) => should_panic_leaked(outcome.is_err(), &error),
+    }
+}
+
+/// Explains why a leaking `#[should_panic]` test fails although it may have panicked as expected.
+fn should_panic_leaked(panicked: bool, error: &LeakError) {
+    let body = if panicked {
+        "its panic, reported above, is not re-raised"
+    } else {
+        "its body did not panic"
+    };
+    eprintln!(
+        "leakcheck: this #[should_panic] test leaked; it is failed by returning normally instead of \
+         panicking ({body})\n{error}"
+    );
 }

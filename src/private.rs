@@ -8,17 +8,80 @@ pub use ::tokio;
 
 pub use crate::model::{Flavor, Runtime};
 
-/// Runs a sync test body between an entry snapshot and the settled exit check.
+/// Runs a sync test body between an entry snapshot and the settled exit check. `is_err` tells
+/// whether the body's value is an `Err` (see [`IsErr`]).
 #[track_caller]
-pub fn run_sync<R>(test: &'static str, options: Options, body: impl FnOnce() -> R) -> R {
-    crate::attribute::run_sync(test, options, body)
+pub fn run_sync<R>(
+    test: &'static str,
+    options: Options,
+    is_err: fn(&R) -> bool,
+    body: impl FnOnce() -> R,
+) -> R {
+    crate::attribute::run_sync(test, options, is_err, body)
+}
+
+/// [`run_sync`] for a `#[should_panic]` test: a leak fails it by returning normally.
+#[track_caller]
+pub fn run_sync_should_panic(test: &'static str, options: Options, body: impl FnOnce()) {
+    crate::attribute::run_sync_should_panic(test, options, body)
 }
 
 /// Builds the test's runtime, runs the body on it, checks tasks inside it, shuts it down with a
 /// bounded wait, then checks threads.
 #[track_caller]
-pub fn run_async<F: Future>(test: &'static str, options: Options, runtime: Runtime, body: F) -> F::Output {
-    crate::attribute::run_async(test, options, runtime, body)
+pub fn run_async<F: Future>(
+    test: &'static str,
+    options: Options,
+    runtime: Runtime,
+    is_err: fn(&F::Output) -> bool,
+    body: F,
+) -> F::Output {
+    crate::attribute::run_async(test, options, runtime, is_err, body)
+}
+
+/// [`run_async`] for a `#[should_panic]` test: a leak fails it by returning normally.
+#[track_caller]
+pub fn run_async_should_panic<F: Future<Output = ()>>(
+    test: &'static str,
+    options: Options,
+    runtime: Runtime,
+    body: F,
+) {
+    crate::attribute::run_async_should_panic(test, options, runtime, body)
+}
+
+/// `is_err` for return types that are never an `Err` (`()`, `impl Trait`).
+pub fn never_err<R>(_: &R) -> bool {
+    false
+}
+
+/// Wraps a test's return value to ask whether it is an `Err`, by autoref specialization: the
+/// expansion calls `(&Output(&value)).__leakcheck_is_err()` where the value's type is known,
+/// which picks [`IsErr`] for a `Result` and [`NotErr`] for anything else.
+pub struct Output<'a, T>(pub &'a T);
+
+/// A `Result` return value: `Err` is an error.
+pub trait IsErr {
+    /// Whether the value is an `Err`.
+    fn __leakcheck_is_err(&self) -> bool;
+}
+
+impl<T, E> IsErr for Output<'_, Result<T, E>> {
+    fn __leakcheck_is_err(&self) -> bool {
+        self.0.is_err()
+    }
+}
+
+/// Any other return value: never an error.
+pub trait NotErr {
+    /// Always `false`.
+    fn __leakcheck_is_err(&self) -> bool;
+}
+
+impl<T> NotErr for &Output<'_, T> {
+    fn __leakcheck_is_err(&self) -> bool {
+        false
+    }
 }
 
 pub use ::ctor;

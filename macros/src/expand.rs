@@ -19,7 +19,7 @@ use proc_macro2::{Ident, Literal, Span, TokenStream, TokenTree};
 use quote::{quote, ToTokens};
 use syn::ext::IdentExt;
 use syn::parse::Parser;
-use syn::{AttrStyle, Attribute, FnArg, Item, ItemFn, LitStr, Meta, Pat};
+use syn::{AttrStyle, Attribute, FnArg, Item, ItemFn, LitStr, Meta, Pat, ReturnType};
 
 use crate::args::{Args, Errors, Flavor, RuntimeArgs};
 use crate::source;
@@ -147,25 +147,22 @@ fn generate(args: &Args, item: ItemFn, registered: bool, forwarded: &[Ident]) ->
         }
     }
 
+    let should_panic = attrs.iter().any(|attr| attr.path().is_ident("should_panic"));
     // Inner attributes (`#![allow(..)]` in the body) become outer ones: the body is now nested.
     let attrs = attrs.into_iter().map(|mut attr| {
         attr.style = AttrStyle::Outer;
         attr
     });
     let test_attr = (!registered).then(|| quote!(#[::core::prelude::v1::test]));
-    let options = options(args);
-    let call = if is_async {
-        let runtime = runtime(&args.runtime);
-        quote! {
-            ::leakcheck::__private::run_async(#name, #options, #runtime, #body_fn(#(#forwarded),*))
-        }
-    } else if forwarded.is_empty() {
-        quote!(::leakcheck::__private::run_sync(#name, #options, #body_fn))
-    } else {
-        quote! {
-            ::leakcheck::__private::run_sync(#name, #options, move || #body_fn(#(#forwarded),*))
-        }
-    };
+    let call = call(
+        args,
+        &name,
+        &body_fn,
+        &outer_sig.output,
+        should_panic,
+        is_async,
+        forwarded,
+    );
     quote! {
         #(#attrs)*
         #test_attr
@@ -174,6 +171,69 @@ fn generate(args: &Args, item: ItemFn, registered: bool, forwarded: &[Ident]) ->
             #call
         }
     }
+}
+
+/// The call to the runtime. A `#[should_panic]` test goes to the `_should_panic` entry points (a
+/// leak fails it by returning normally); any other gets `is_err`, so an `Err` that leaks is shown.
+fn call(
+    args: &Args,
+    name: &LitStr,
+    body_fn: &Ident,
+    output: &ReturnType,
+    should_panic: bool,
+    is_async: bool,
+    forwarded: &[Ident],
+) -> TokenStream {
+    let options = options(args);
+    let is_err = (!should_panic).then(|| {
+        let is_err = is_err(output);
+        quote!(#is_err,)
+    });
+    if is_async {
+        let runtime = runtime(&args.runtime);
+        let run = if should_panic {
+            quote!(run_async_should_panic)
+        } else {
+            quote!(run_async)
+        };
+        return quote! {
+            ::leakcheck::__private::#run(#name, #options, #runtime, #is_err #body_fn(#(#forwarded),*))
+        };
+    }
+    let run = if should_panic {
+        quote!(run_sync_should_panic)
+    } else {
+        quote!(run_sync)
+    };
+    if forwarded.is_empty() {
+        quote!(::leakcheck::__private::#run(#name, #options, #is_err #body_fn))
+    } else {
+        quote! {
+            ::leakcheck::__private::#run(#name, #options, #is_err move || #body_fn(#(#forwarded),*))
+        }
+    }
+}
+
+/// Tells whether the test's value is an `Err`, by autoref specialization on its written type;
+/// `never_err` for `()` and for an `impl Trait` type, which cannot be named.
+fn is_err(output: &ReturnType) -> TokenStream {
+    let ty = match output {
+        ReturnType::Type(_, ty) if !mentions_impl(ty.to_token_stream()) => ty,
+        _ => return quote!(::leakcheck::__private::never_err),
+    };
+    quote! {
+        |output: &#ty| {
+            use ::leakcheck::__private::{IsErr as _, NotErr as _};
+            (&::leakcheck::__private::Output(output)).__leakcheck_is_err()
+        }
+    }
+}
+
+/// Whether a type contains `impl Trait` anywhere.
+fn mentions_impl(tokens: TokenStream) -> bool {
+    let mut found = false;
+    walk_idents(tokens, &mut |ident| found |= ident == "impl");
+    found
 }
 
 /// `Options::new()` followed by one builder call per argument, each method name spanned on the
@@ -444,6 +504,10 @@ mod tests {
                 ::leakcheck::__private::run_sync(
                     "works",
                     ::leakcheck::__private::Options::new(),
+                    |output: &Result<(), String>| {
+                        use ::leakcheck::__private::{IsErr as _, NotErr as _};
+                        (&::leakcheck::__private::Output(output)).__leakcheck_is_err()
+                    },
                     __leakcheck_body
                 )
             }
@@ -470,6 +534,7 @@ mod tests {
                         worker_threads: ::core::option::Option::None,
                         start_paused: false,
                     },
+                    ::leakcheck::__private::never_err,
                     __leakcheck_body()
                 )
             }
@@ -533,6 +598,26 @@ mod tests {
         assert!(!out.contains("prelude"), "{out}");
         let out = expanded("", "#[test_log::test] async fn t() {}");
         assert!(out.starts_with("# [test_log :: test] fn t ()"), "{out}");
+    }
+
+    /// A `#[should_panic]` test goes to the `_should_panic` entry points, sync and async.
+    #[test]
+    fn should_panic_entry_points() {
+        let out = expanded("", "#[should_panic(expected = \"boom\")] fn t() {}");
+        assert!(out.contains("run_sync_should_panic (\"t\" , :: leakcheck :: __private :: Options :: new () , __leakcheck_body)"), "{out}");
+        let out = expanded("", "#[should_panic] #[tokio::test] async fn t() {}");
+        assert!(out.contains("run_async_should_panic"), "{out}");
+        assert!(!out.contains("never_err"), "{out}");
+    }
+
+    /// `is_err` is asked of the written return type; `()` and `impl Trait` are never errors.
+    #[test]
+    fn is_err_by_return_type() {
+        assert!(expanded("", "fn t() {}").contains("never_err , __leakcheck_body"));
+        let out = expanded("", "fn t() -> impl std::process::Termination { }");
+        assert!(out.contains("never_err"), "{out}");
+        let out = expanded("", "async fn t() -> std::io::Result<()> { Ok(()) }");
+        assert!(out.contains("| output : & std :: io :: Result < () > |"), "{out}");
     }
 
     /// Inner attributes of the body become outer attributes of the function.
