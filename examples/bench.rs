@@ -55,7 +55,12 @@ fn suite_time(tests: usize, with_leakcheck: bool) -> Duration {
         let test = thread::Builder::new().name("trivial_test".into());
         let handle = if with_leakcheck {
             test.spawn(|| {
-                leakcheck::__private::run_sync("trivial_test", Options::new(), || std::hint::black_box(1))
+                leakcheck::__private::run_sync(
+                    "trivial_test",
+                    Options::new(),
+                    leakcheck::__private::never_err,
+                    || std::hint::black_box(1),
+                )
             })
         } else {
             test.spawn(|| std::hint::black_box(1))

@@ -24,7 +24,7 @@ def libtest_verdicts():
         if running:
             binary = running.group(1)
             continue
-        test = re.match(r"test (fixture_\w+) \.\.\. (ok|FAILED)$", line)
+        test = re.match(r"test (fixture_\w+)(?: - should panic)? \.\.\. (ok|FAILED)$", line)
         if test and binary not in SKIP_BINARIES:
             verdicts[(binary, test.group(1))] = test.group(2) == "ok"
     return verdicts

@@ -1,6 +1,8 @@
 //! The attribute runtime: what `#[leak_test]` runs around a test body (entry snapshot, the body
 //! under `catch_unwind`, the settled checks, the verdict).
 
+mod once;
+
 use std::collections::HashSet;
 use std::future::Future;
 use std::panic::{self, AssertUnwindSafe};
@@ -48,6 +50,7 @@ pub(crate) fn run_sync_should_panic(test: &'static str, options: Options, body: 
 
 #[track_caller]
 fn checked_sync<R>(test: &'static str, options: Options, body: impl FnOnce() -> R) -> Ran<R> {
+    once::record(test);
     let settle = match options.settle_or_off() {
         Ok(Some(settle)) => settle,
         Ok(None) => return Ran::Unchecked(body()),
@@ -105,6 +108,7 @@ fn checked_async<F: Future>(
     config: Runtime,
     body: F,
 ) -> Ran<F::Output> {
+    once::record(test);
     let settle = match options.settle_or_off() {
         Ok(settle) => settle,
         Err(error) => panic!("{error}"),

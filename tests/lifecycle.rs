@@ -48,7 +48,7 @@ fn pthread_exit_thread_is_gone() {
 /// Fixture: two `pthread_exit` threads, joined, then a later check in the same test.
 #[leak_test]
 #[ignore]
-fn fixture_pthread_exit_joined() {
+fn fixture_clean_pthread_exit_joined() {
     raw_thread_with_pthread_exit();
     Options::new().find().expect("first check");
     raw_thread_with_pthread_exit();
@@ -57,10 +57,11 @@ fn fixture_pthread_exit_joined() {
 /// Run alone, the `pthread_exit` fixture passes: no "exited while its stack was being captured".
 #[test]
 fn pthread_exit_fixture_passes() {
-    let run = run_ignored("fixture_pthread_exit_joined", &[]);
+    let run = run_ignored("fixture_clean_pthread_exit_joined", &[]);
     assert!(run.success, "{}\n{}", run.stdout, run.stderr);
     assert!(
-        run.stdout.contains("test fixture_pthread_exit_joined ... ok"),
+        run.stdout
+            .contains("test fixture_clean_pthread_exit_joined ... ok"),
         "{}",
         run.stdout
     );

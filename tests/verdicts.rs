@@ -50,7 +50,7 @@ fn fixture_should_panic_panics_and_leaks() {
 #[leak_test(settle = "300ms")]
 #[should_panic]
 #[ignore]
-fn fixture_should_panic_clean_without_panicking() {}
+fn fixture_should_panic_returns_without_leak() {}
 
 /// Fixture: a `Result` test that leaks and returns `Err`.
 #[leak_test(settle = "300ms")]
@@ -106,7 +106,7 @@ fn should_panic_leak_with_expected_panic_fails() {
 /// Without a leak, `#[should_panic]` is libtest's alone: a missing panic fails as usual.
 #[test]
 fn should_panic_without_leak_is_untouched() {
-    let run = failed("fixture_should_panic_clean_without_panicking");
+    let run = failed("fixture_should_panic_returns_without_leak");
     at(&run, "did not panic as expected");
     assert!(!run.stdout.contains("leakcheck"), "{}", run.stdout);
 }

@@ -9,9 +9,10 @@
 //! #[attrs] #[::core::prelude::v1::test]      // unless a test attribute is already there
 //! fn name(params) -> Ret {
 //!     fn __leakcheck_body(params) -> Ret { body }        // `async fn` for an async test
-//!     ::leakcheck::__private::run_sync("name", options, __leakcheck_body)
-//!     // with parameters: run_sync("name", options, move || __leakcheck_body(params))
-//!     // async: ::leakcheck::__private::run_async("name", options, runtime, __leakcheck_body())
+//!     ::leakcheck::__private::run_sync("name", options, is_err, __leakcheck_body)
+//!     // with parameters: run_sync("name", options, is_err, move || __leakcheck_body(params))
+//!     // async: ::leakcheck::__private::run_async("name", options, runtime, is_err, __leakcheck_body())
+//!     // `#[should_panic]`: run_sync_should_panic / run_async_should_panic, without `is_err`
 //! }
 //! ```
 

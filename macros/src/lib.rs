@@ -74,15 +74,20 @@ use proc_macro::TokenStream;
 ///   its own hooks, a task check before shutdown and a bounded shutdown. Its other arguments
 ///   (`crate`, `unhandled_panic`, `name`) are rejected. Setting a key in both attributes is an
 ///   error.
-/// - `#[should_panic]`, `#[ignore]` and `Result` return types work as with `#[test]`.
+/// - `#[should_panic]`, `#[ignore]` and `Result` return types work as with `#[test]`, and a leak
+///   always fails the test: a `#[should_panic]` test that leaks fails (by returning normally,
+///   which libtest reports as "did not panic as expected") with the report, whether or not its
+///   body panicked; a test that returns `Err` and leaks fails with both the report and its `Err`.
 /// - `#[rstest]`, `#[test_case]`, `#[test_matrix]`: they register the test and supply its
 ///   parameters, which must be plain names (`x: u32`). `#[test_log::test]` works too.
 ///
 /// The wrong order is a compile error where it can be detected: `#[tokio::test]` above
 /// `#[leak_test]` (tokio's runtime would be dropped before leakcheck could see its tasks), and
 /// `#[test]` above `#[leak_test]` (the test would be registered twice). The latter is found by
-/// reading the source file, which needs Rust 1.88 or later; elsewhere (rust-analyzer, older
-/// compilers) it is not detected.
+/// reading the source file above the attribute, whatever name it is imported under, also in a
+/// `macro_rules!` body; this needs Rust 1.88 or later. Where the source does not show it (older
+/// compilers, both attributes passed through a `macro_rules!` as `$(#[$attr])*`), the test's
+/// second run fails at run time, saying why.
 ///
 /// # Expansion
 ///
@@ -97,15 +102,17 @@ use proc_macro::TokenStream;
 ///     ::leakcheck::__private::run_sync(
 ///         "joins_its_worker",
 ///         ::leakcheck::__private::Options::new(),
+///         ::leakcheck::__private::never_err, // for `-> Result<..>`: whether the value is an `Err`
 ///         __leakcheck_body,
 ///     )
 /// }
 /// ```
 ///
 /// An async test's inner function is an `async fn`, and the call is
-/// `run_async("name", options, Runtime { flavor, worker_threads, start_paused }, __leakcheck_body())`.
+/// `run_async("name", options, Runtime { flavor, worker_threads, start_paused }, is_err, __leakcheck_body())`.
 /// Parameters supplied by `#[rstest]` and the like are forwarded by name:
-/// `run_sync("name", options, move || __leakcheck_body(x, y))`.
+/// `run_sync("name", options, is_err, move || __leakcheck_body(x, y))`. A `#[should_panic]` test
+/// calls `run_sync_should_panic` / `run_async_should_panic`, without `is_err`.
 #[proc_macro_attribute]
 pub fn leak_test(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::leak_test(args.into(), item.into()).into()
