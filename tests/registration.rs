@@ -34,7 +34,7 @@ fn leakcheck_rlib(deps: &Path) -> PathBuf {
 fn compile_as_test(case: &str) -> Option<String> {
     let exe = std::env::current_exe().unwrap();
     let deps = exe.parent().unwrap();
-    let out = std::env::temp_dir().join(format!("leakcheck-test-mode-{}", std::process::id()));
+    let out = std::env::temp_dir().join(format!("leakcheck-test-mode-{}-{case}", std::process::id()));
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
     let output = Command::new(rustc)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
