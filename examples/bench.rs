@@ -51,8 +51,11 @@ fn clean_check_cost() -> Duration {
 /// `#[leak_test]` wrapper.
 fn suite_time(tests: usize, with_leakcheck: bool) -> Duration {
     let started = Instant::now();
+    // One name per test, as libtest gives: a name run twice is a test registered twice.
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     for _ in 0..tests {
-        let test = thread::Builder::new().name("trivial_test".into());
+        let i = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let test = thread::Builder::new().name(format!("case_{i}::trivial_test"));
         let handle = if with_leakcheck {
             test.spawn(|| {
                 leakcheck::__private::run_sync(
