@@ -7,7 +7,8 @@
 //! - [`stack`]: other threads' current stacks (signal protocol, handler, unwinder ranges);
 //! - [`symbols`]: raw addresses to [`Frame`](crate::model::Frame)s, cached;
 //! - [`tasks`]: tokio runtime metrics, spawn hooks, and async traces from task dumps;
-//! - [`startup`]: what must be read before `main`.
+//! - [`startup`]: what must be read before `main`;
+//! - [`unwind`]: the calling thread's own backtrace, fast (for creation sites on hot paths).
 
 pub(crate) mod lineage;
 pub(crate) mod procfs;
@@ -15,3 +16,4 @@ pub(crate) mod stack;
 pub(crate) mod startup;
 pub(crate) mod symbols;
 pub(crate) mod tasks;
+pub(crate) mod unwind;

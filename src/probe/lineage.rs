@@ -242,17 +242,9 @@ pub(crate) fn interposer_active() -> bool {
 }
 
 fn creation_backtrace() -> Box<[usize]> {
-    let mut frames = Vec::with_capacity(CREATION_FRAMES);
-    // SAFETY: on Linux the unwinder behind `trace_unsynchronized` is thread-safe; the lock that
-    // `trace` would take exists for other platforms and would make thread creation wait behind a
-    // symbol resolution running elsewhere.
-    unsafe {
-        backtrace::trace_unsynchronized(|frame| {
-            frames.push(frame.ip() as usize);
-            frames.len() < CREATION_FRAMES
-        });
-    }
-    frames.into_boxed_slice()
+    let mut frames = [0usize; CREATION_FRAMES];
+    let len = super::unwind::trace(&mut frames);
+    frames[..len].into()
 }
 
 #[cfg(target_os = "linux")]
