@@ -51,6 +51,9 @@ pub(crate) struct Node {
     pub(crate) created_at: Box<[usize]>,
     /// Set once the thread has left its start routine.
     pub(crate) exited: AtomicBool,
+    /// The creation backtrace resolved, once needed (it never changes, so rules and reports that
+    /// read it resolve it once per thread).
+    pub(crate) resolved: OnceLock<Box<[crate::model::Frame]>>,
 }
 
 impl Node {
@@ -63,6 +66,7 @@ impl Node {
             name: OnceLock::new(),
             created_at,
             exited: AtomicBool::new(false),
+            resolved: OnceLock::new(),
         }
     }
 
