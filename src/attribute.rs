@@ -1,20 +1,29 @@
 //! The attribute runtime: what `#[leak_test]` runs around a test body (entry snapshot, the body
 //! under `catch_unwind`, the settled checks, the verdict).
 
+#[cfg(feature = "tokio")]
 use std::collections::HashSet;
+#[cfg(feature = "tokio")]
 use std::future::Future;
 use std::panic::{self, AssertUnwindSafe};
+#[cfg(feature = "tokio")]
 use std::sync::{Arc, Mutex};
 
+#[cfg(feature = "tokio")]
 use futures::FutureExt as _;
 
+use crate::check::check_threads;
+#[cfg(feature = "tokio")]
+use crate::check::merge;
+#[cfg(feature = "tokio")]
 use crate::check::tasks::{self, TaskFindings, TaskScope};
 use crate::check::threads::Scope;
-use crate::check::{check_threads, merge};
 use crate::context::{Context, Entered};
 use crate::error::LeakError;
+#[cfg(feature = "tokio")]
 use crate::model::Runtime;
 use crate::options::Options;
+#[cfg(feature = "tokio")]
 use crate::probe;
 
 /// `#[leak_test]` on a sync fn.
@@ -43,6 +52,7 @@ pub(crate) fn run_sync<R>(test: &'static str, options: Options, body: impl FnOnc
 
 /// `#[leak_test]` on an async fn: builds the runtime, checks tasks inside it, shuts it down with
 /// a bounded wait, then checks threads.
+#[cfg(feature = "tokio")]
 #[track_caller]
 pub(crate) fn run_async<F: Future>(
     test: &'static str,

@@ -15,5 +15,6 @@ pub(crate) mod procfs;
 pub(crate) mod stack;
 pub(crate) mod startup;
 pub(crate) mod symbols;
+#[cfg(feature = "tokio")]
 pub(crate) mod tasks;
 pub(crate) mod unwind;
