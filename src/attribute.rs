@@ -3,20 +3,29 @@
 
 mod once;
 
+#[cfg(feature = "tokio")]
 use std::collections::HashSet;
+#[cfg(feature = "tokio")]
 use std::future::Future;
 use std::panic::{self, AssertUnwindSafe};
+#[cfg(feature = "tokio")]
 use std::sync::{Arc, Mutex};
 
+#[cfg(feature = "tokio")]
 use futures::FutureExt as _;
 
+use crate::check::check_threads;
+#[cfg(feature = "tokio")]
+use crate::check::merge;
+#[cfg(feature = "tokio")]
 use crate::check::tasks::{self, TaskFindings, TaskScope};
 use crate::check::threads::Scope;
-use crate::check::{check_threads, merge};
 use crate::context::{Context, Entered};
 use crate::error::LeakError;
+#[cfg(feature = "tokio")]
 use crate::model::Runtime;
 use crate::options::Options;
+#[cfg(feature = "tokio")]
 use crate::probe;
 
 /// A test body run under the attribute: its outcome and the leak verdict, or (settle off) just
@@ -74,6 +83,7 @@ fn checked_sync<R>(test: &'static str, options: Options, body: impl FnOnce() -> 
 
 /// `#[leak_test]` on an async fn: builds the runtime, checks tasks inside it, shuts it down with
 /// a bounded wait, then checks threads.
+#[cfg(feature = "tokio")]
 #[track_caller]
 pub(crate) fn run_async<F: Future>(
     test: &'static str,
@@ -89,6 +99,7 @@ pub(crate) fn run_async<F: Future>(
 }
 
 /// `#[leak_test]` on an async `#[should_panic]` fn.
+#[cfg(feature = "tokio")]
 #[track_caller]
 pub(crate) fn run_async_should_panic<F: Future<Output = ()>>(
     test: &'static str,
@@ -101,6 +112,7 @@ pub(crate) fn run_async_should_panic<F: Future<Output = ()>>(
     }
 }
 
+#[cfg(feature = "tokio")]
 #[track_caller]
 fn checked_async<F: Future>(
     test: &'static str,

@@ -9,6 +9,7 @@
 //! rendered into a [`Report`]. [`merge`] joins the thread and task sides into one verdict.
 
 pub(crate) mod settle;
+#[cfg(feature = "tokio")]
 pub(crate) mod tasks;
 pub(crate) mod threads;
 
@@ -18,6 +19,7 @@ use crate::config;
 use crate::error::LeakError;
 use crate::options::Options;
 use crate::report::Report;
+#[cfg(feature = "tokio")]
 use tasks::TaskFindings;
 use threads::Scope;
 
@@ -81,6 +83,7 @@ pub(crate) fn check_threads(
 }
 
 /// [`check_threads`] for async code: settles without blocking the runtime.
+#[cfg(feature = "tokio")]
 pub(crate) async fn check_threads_async(
     scope: &Scope,
     options: &Options,
@@ -127,6 +130,7 @@ pub(crate) fn report_threads(
 }
 
 /// Combines a thread verdict and task findings into one verdict.
+#[cfg(feature = "tokio")]
 pub(crate) fn merge(
     threads: Result<(), LeakError>,
     tasks: TaskFindings,

@@ -7,6 +7,7 @@ use std::collections::HashSet;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 
+#[cfg(feature = "tokio")]
 use crate::check::tasks::TaskScope;
 use crate::check::threads::Scope;
 use crate::options::Options;
@@ -19,6 +20,7 @@ pub(crate) struct Context {
     pub(crate) baseline: HashSet<u64>,
     pub(crate) entry_tids: Option<HashSet<i32>>,
     pub(crate) runtime_threads: Option<Arc<Mutex<HashSet<u64>>>>,
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(crate) task_baseline: Option<usize>,
 }
 
@@ -80,14 +82,19 @@ pub(crate) fn thread_scope() -> Scope {
             foreign_runtime: false,
         },
         None => {
+            #[cfg_attr(not(feature = "tokio"), allow(unused_mut))]
             let mut scope = Scope::unentered();
-            scope.foreign_runtime = tokio::runtime::Handle::try_current().is_ok();
+            #[cfg(feature = "tokio")]
+            {
+                scope.foreign_runtime = tokio::runtime::Handle::try_current().is_ok();
+            }
             scope
         }
     }
 }
 
 /// The tasks an in-body async check owns.
+#[cfg(feature = "tokio")]
 pub(crate) fn task_scope() -> Option<TaskScope> {
     let mut scope = TaskScope::unentered()?;
     if let Some(baseline) = context().and_then(|context| context.task_baseline) {

@@ -7,7 +7,9 @@ use std::time::Duration;
 use crate::model::frame;
 use crate::model::{KernelWait, Stack};
 use crate::probe::stack::{self, Captured};
-use crate::probe::{lineage, procfs, symbols, tasks};
+#[cfg(feature = "tokio")]
+use crate::probe::tasks;
+use crate::probe::{lineage, procfs, symbols};
 use crate::report::render_frames;
 
 /// A snapshot of the process's threads (and the current runtime's task count).
@@ -194,7 +196,10 @@ pub fn dump() -> Dump {
         .collect();
     Dump {
         threads,
+        #[cfg(feature = "tokio")]
         tasks: tasks::current_task_count(),
+        #[cfg(not(feature = "tokio"))]
+        tasks: None,
     }
 }
 

@@ -159,6 +159,8 @@ pub fn verify_none() {
 /// # Panics
 ///
 /// With the leak report as the message, if threads or tasks survived the settle deadline.
+#[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 #[track_caller]
 pub fn verify_none_async() -> impl std::future::Future<Output = ()> {
     let location = std::panic::Location::caller();
@@ -200,6 +202,8 @@ pub fn thread_count() -> usize {
 /// assert_eq!(leakcheck::task_count(), Some(0));
 /// # }
 /// ```
+#[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub fn task_count() -> Option<usize> {
     probe::tasks::current_task_count()
 }

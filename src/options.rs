@@ -4,7 +4,9 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::probe::{lineage, procfs, tasks};
+#[cfg(feature = "tokio")]
+use crate::probe::tasks;
+use crate::probe::{lineage, procfs};
 use crate::rules::Rule;
 
 /// How a check behaves: settle deadline, ignore rules, report detail.
@@ -227,9 +229,10 @@ pub(crate) struct Baseline {
     /// Kernel thread ids, for threads the lineage registry did not see being created.
     pub(crate) tids: HashSet<i32>,
     /// Ids of the current runtime's live tasks, where known (`--cfg tokio_unstable`).
-    #[cfg_attr(not(tokio_unstable), allow(dead_code))]
+    #[cfg_attr(any(not(tokio_unstable), not(feature = "tokio")), allow(dead_code))]
     pub(crate) tasks: HashSet<u64>,
     /// The current runtime's live task count, for builds without task ids.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(crate) task_count: Option<usize>,
 }
 
@@ -238,8 +241,14 @@ impl Baseline {
         Baseline {
             threads: lineage::all_live().iter().map(|node| node.uid).collect(),
             tids: procfs::process_tids().into_iter().collect(),
+            #[cfg(feature = "tokio")]
             tasks: tasks::current_task_ids().into_iter().collect(),
+            #[cfg(not(feature = "tokio"))]
+            tasks: HashSet::new(),
+            #[cfg(feature = "tokio")]
             task_count: tasks::current_task_count(),
+            #[cfg(not(feature = "tokio"))]
+            task_count: None,
         }
     }
 }

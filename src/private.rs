@@ -1,9 +1,11 @@
 //! What the `#[leak_test]` expansion calls. Not public API: names and signatures may change in any
 //! release.
 
+#[cfg(feature = "tokio")]
 use std::future::Future;
 
 pub use crate::Options;
+#[cfg(feature = "tokio")]
 pub use ::tokio;
 
 pub use crate::model::{Flavor, Runtime};
@@ -28,6 +30,7 @@ pub fn run_sync_should_panic(test: &'static str, options: Options, body: impl Fn
 
 /// Builds the test's runtime, runs the body on it, checks tasks inside it, shuts it down with a
 /// bounded wait, then checks threads.
+#[cfg(feature = "tokio")]
 #[track_caller]
 pub fn run_async<F: Future>(
     test: &'static str,
@@ -40,6 +43,7 @@ pub fn run_async<F: Future>(
 }
 
 /// [`run_async`] for a `#[should_panic]` test: a leak fails it by returning normally.
+#[cfg(feature = "tokio")]
 #[track_caller]
 pub fn run_async_should_panic<F: Future<Output = ()>>(
     test: &'static str,
@@ -82,6 +86,38 @@ impl<T> NotErr for &Output<'_, T> {
     fn __leakcheck_is_err(&self) -> bool {
         false
     }
+}
+
+/// Marks builds with leakcheck's `tokio` feature; an async `#[leak_test]` needs one.
+#[diagnostic::on_unimplemented(
+    message = "an async `#[leak_test]` needs leakcheck's `tokio` feature",
+    label = "this test is async",
+    note = "enable it in Cargo.toml: `leakcheck = {{ version = \"0.1\", features = [\"tokio\"] }}` (a default feature: drop `default-features = false`)"
+)]
+pub trait TokioFeature {}
+
+/// Without the `tokio` feature an async `#[leak_test]` does not compile: the bound below has no
+/// implementation, and its message says which feature to enable.
+#[cfg(not(feature = "tokio"))]
+pub fn run_async<F: std::future::Future + TokioFeature>(
+    _test: &'static str,
+    _options: Options,
+    _runtime: Runtime,
+    _is_err: fn(&F::Output) -> bool,
+    _body: F,
+) -> F::Output {
+    unreachable!("the `TokioFeature` bound cannot be met without the `tokio` feature")
+}
+
+/// [`run_async`] for a `#[should_panic]` test, without the `tokio` feature: a compile error too.
+#[cfg(not(feature = "tokio"))]
+pub fn run_async_should_panic<F: std::future::Future<Output = ()> + TokioFeature>(
+    _test: &'static str,
+    _options: Options,
+    _runtime: Runtime,
+    _body: F,
+) {
+    unreachable!("the `TokioFeature` bound cannot be met without the `tokio` feature")
 }
 
 pub use ::ctor;

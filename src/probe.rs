@@ -7,11 +7,14 @@
 //! - [`stack`]: other threads' current stacks (signal protocol, handler, unwinder ranges);
 //! - [`symbols`]: raw addresses to [`Frame`](crate::model::Frame)s, cached;
 //! - [`tasks`]: tokio runtime metrics, spawn hooks, and async traces from task dumps;
-//! - [`startup`]: what must be read before `main`.
+//! - [`startup`]: what must be read before `main`;
+//! - [`unwind`]: the calling thread's own backtrace, fast (for creation sites on hot paths).
 
 pub(crate) mod lineage;
 pub(crate) mod procfs;
 pub(crate) mod stack;
 pub(crate) mod startup;
 pub(crate) mod symbols;
+#[cfg(feature = "tokio")]
 pub(crate) mod tasks;
+pub(crate) mod unwind;

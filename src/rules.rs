@@ -40,6 +40,11 @@ impl Rule {
         }
     }
 
+    /// Whether the rule looks at the creation backtrace (which needs symbols).
+    pub(crate) fn reads_creation(&self) -> bool {
+        matches!(self, Rule::Creator(_))
+    }
+
     pub(crate) fn matches(&self, subject: &Subject<'_>) -> bool {
         match self {
             Rule::ThreadName(pattern) => subject

@@ -3,8 +3,11 @@
 //!
 //! `find*` return `Result<(), LeakError>`; only `verify_*` (and the attribute) panic.
 
+use crate::check::check_threads;
+#[cfg(feature = "tokio")]
 use crate::check::tasks::TaskFindings;
-use crate::check::{check_threads, check_threads_async, merge};
+#[cfg(feature = "tokio")]
+use crate::check::{check_threads_async, merge};
 use crate::context;
 use crate::error::LeakError;
 use crate::options::Options;
@@ -52,6 +55,8 @@ impl Options {
     /// # Errors
     ///
     /// As [`Options::find`], for threads and tasks.
+    #[cfg(feature = "tokio")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
     pub async fn find_async(&self) -> Result<(), LeakError> {
         let Some(settle) = self.settle_or_off()? else {
             return Ok(());
@@ -103,6 +108,8 @@ impl Options {
     /// # Panics
     ///
     /// If threads or tasks survived the deadline, or an environment variable is malformed.
+    #[cfg(feature = "tokio")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
     #[track_caller]
     pub fn verify_none_async(&self) -> impl std::future::Future<Output = ()> + '_ {
         let location = std::panic::Location::caller();

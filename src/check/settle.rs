@@ -10,6 +10,9 @@
 //! sleep there would itself cause false leaks, and tokio's own timer is absent from runtimes built
 //! without `enable_time`, frozen under `start_paused`, and stalls during a task dump.
 
+// The async half (settle_async, Delay, the timer) serves async checks only.
+#![cfg_attr(not(feature = "tokio"), allow(dead_code))]
+
 use std::collections::BinaryHeap;
 use std::future::Future;
 use std::pin::Pin;

@@ -19,7 +19,7 @@ use crate::probe::lineage::{self, Node};
 use crate::probe::procfs::{self, process_tids, thread_name, truncate_comm};
 use crate::probe::stack::{self, Captured};
 use crate::probe::{startup, symbols};
-use crate::rules::{Subject, BUILTINS};
+use crate::rules::{Rule, Subject, BUILTINS};
 
 /// How long a stack capture waits for a thread to answer.
 const CAPTURE_TIMEOUT: Duration = Duration::from_millis(200);
@@ -252,7 +252,14 @@ fn has_std_name(node: Option<&Node>) -> bool {
 
 /// The resolved creation backtrace, starting at the creating caller.
 fn creation_frames(node: Option<&Node>) -> Vec<Frame> {
-    strip_creation_frames(node.map(|n| symbols::resolve(&n.created_at)).unwrap_or_default())
+    node.map(|node| resolved_creation(node).to_vec())
+        .unwrap_or_default()
+}
+
+/// The node's creation backtrace, resolved and stripped once per thread.
+fn resolved_creation(node: &Node) -> &[Frame] {
+    node.resolved
+        .get_or_init(|| strip_creation_frames(symbols::resolve(&node.created_at)).into())
 }
 
 /// Whether a rule that needs no stack (name, creator) hides this candidate. Cheap enough to run
@@ -266,13 +273,24 @@ pub(crate) fn hidden_without_stack(candidate: &Candidate, options: &Options) -> 
         Candidate::Tid(tid) => lineage::by_tid(*tid),
     };
     let name = candidate_name(node.as_deref(), candidate.tid().unwrap_or(0));
-    let created_at = creation_frames(node.as_deref());
-    let subject = Subject {
+    // Name rules need no symbols; creator rules read the creation backtrace, resolved once per
+    // thread. A rule that hides nothing then costs a name comparison per look.
+    let by_name = Subject {
         name: name.as_deref(),
         kernel_name: !has_std_name(node.as_deref()),
         stack: None,
-        created_at: &created_at,
+        created_at: &[],
         spawn_site: None,
+    };
+    if options.rules.iter().any(|rule| rule.matches(&by_name)) {
+        return true;
+    }
+    if !options.rules.iter().any(Rule::reads_creation) {
+        return false;
+    }
+    let subject = Subject {
+        created_at: node.as_deref().map_or(&[], resolved_creation),
+        ..by_name
     };
     options.rules.iter().any(|rule| rule.matches(&subject))
 }

@@ -53,6 +53,9 @@ pub(crate) struct Node {
     pub(crate) created_at: Box<[usize]>,
     /// Set once the thread has ended (start routine and thread-local destructors done).
     pub(crate) exited: AtomicBool,
+    /// The creation backtrace resolved, once needed (it never changes, so rules and reports that
+    /// read it resolve it once per thread).
+    pub(crate) resolved: OnceLock<Box<[crate::model::Frame]>>,
 }
 
 impl Node {
@@ -65,6 +68,7 @@ impl Node {
             name: OnceLock::new(),
             created_at,
             exited: AtomicBool::new(false),
+            resolved: OnceLock::new(),
         }
     }
 
@@ -244,17 +248,9 @@ pub(crate) fn interposer_active() -> bool {
 }
 
 fn creation_backtrace() -> Box<[usize]> {
-    let mut frames = Vec::with_capacity(CREATION_FRAMES);
-    // SAFETY: on Linux the unwinder behind `trace_unsynchronized` is thread-safe; the lock that
-    // `trace` would take exists for other platforms and would make thread creation wait behind a
-    // symbol resolution running elsewhere.
-    unsafe {
-        backtrace::trace_unsynchronized(|frame| {
-            frames.push(frame.ip() as usize);
-            frames.len() < CREATION_FRAMES
-        });
-    }
-    frames.into_boxed_slice()
+    let mut frames = [0usize; CREATION_FRAMES];
+    let len = super::unwind::trace(&mut frames);
+    frames[..len].into()
 }
 
 #[cfg(target_os = "linux")]

@@ -1,0 +1,135 @@
+#!/usr/bin/env python3
+"""The cost of leakcheck where users run it, against a binary that does not link it.
+
+Builds `benches/cost/plain` (plain `#[test]`) and `benches/cost/checked` (the same tests under
+`#[leak_test]`) in debug (what `cargo test` builds) and release, then times the test binaries
+themselves (not cargo), alternating plain and checked runs, and prints a Markdown table of medians:
+
+- 1000 trivial tests at `--test-threads=1`, 1000 idle threads started before `main`;
+- 1000 tests whose thread finishes 1 ms after the body, with and without a rule that hides
+  nothing (`ignore_thread = "unrelated-*"`);
+- the first report in a fresh process (cold) and a second one in the same process (warm), for
+  five survivors, settle 0;
+- with `--compile`: a clean build of the checked crate's tests and its test binary's size, with
+  leakcheck's default features and with `default-features = false`.
+
+Usage: python3 benches/cost.py [--runs N] [--compile]
+"""
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+COST = os.path.join(HERE, "cost")
+TARGET = os.path.join(COST, "target")
+RUNS = int(sys.argv[sys.argv.index("--runs") + 1]) if "--runs" in sys.argv else 9
+
+
+def build(crate, release, features=(), target=TARGET):
+    """Builds a crate's test binaries; returns {test target name: executable path}."""
+    cmd = ["cargo", "test", "--no-run", "--message-format=json", "--quiet"]
+    if release:
+        cmd.append("--release")
+    if features:
+        cmd += ["--features", ",".join(features)]
+    env = dict(os.environ, CARGO_TARGET_DIR=target)
+    env.pop("RUSTFLAGS", None)
+    out = subprocess.run(cmd, cwd=os.path.join(COST, crate), env=env, check=True,
+                         stdout=subprocess.PIPE, text=True).stdout
+    exes = {}
+    for line in out.splitlines():
+        msg = json.loads(line)
+        if msg.get("reason") == "compiler-artifact" and msg.get("executable"):
+            exes[msg["target"]["name"]] = msg["executable"]
+    return exes
+
+
+def run(exe, *args):
+    env = dict(os.environ)
+    for key in list(env):
+        if key.startswith("LEAKCHECK") or key == "RUST_BACKTRACE":
+            env.pop(key)
+    started = time.perf_counter()
+    out = subprocess.run([exe, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    elapsed = time.perf_counter() - started
+    if out.returncode != 0:
+        sys.exit(f"{exe} {args} failed:\n{out.stdout[-3000:]}")
+    return elapsed, out.stdout
+
+
+def alternate(a, b, *args):
+    """Median wall time of `a` and `b`, run alternately RUNS times each."""
+    ta, tb = [], []
+    run(a, *args), run(b, *args)  # warm the page cache
+    for _ in range(RUNS):
+        ta.append(run(a, *args)[0])
+        tb.append(run(b, *args)[0])
+    return statistics.median(ta), statistics.median(tb)
+
+
+def ms(seconds):
+    return f"{seconds * 1e3:.0f} ms"
+
+
+def main():
+    rows = []
+    for release in (False, True):
+        mode = "release" if release else "debug"
+        plain = build("plain", release)["cost"]
+        checked = build("checked", release)["cost"]
+        rule = build("checked", release, features=["rule"], target=TARGET + "-rule")["cost"]
+        p, c = alternate(plain, checked, "--test-threads=1", "-q", "trivial_")
+        rows.append((f"1000 trivial tests, 1000 idle threads ({mode})", ms(p), ms(c), f"{c / p:.2f}×",
+                     f"{(c - p) / 1000 * 1e6:.1f} µs"))
+        p, c = alternate(plain, checked, "--test-threads=1", "-q", "settling_")
+        rows.append((f"1000 tests leaving a thread that ends 1 ms later ({mode})", ms(p), ms(c), f"{c / p:.2f}×",
+                     f"{(c - p) / 1000 * 1e6:.1f} µs"))
+        _, r = alternate(checked, rule, "--test-threads=1", "-q", "settling_")
+        rows.append((f"same, every test with a rule that hides nothing ({mode})", ms(p), ms(r), f"{r / p:.2f}×",
+                     f"{(r - p) / 1000 * 1e6:.1f} µs"))
+        report = build("checked", release)["report"]
+        cold, warm = [], []
+        for _ in range(RUNS):
+            _, out = run(report, "--ignored", "--exact", "first_report", "--nocapture", "--test-threads=1")
+            fields = out[out.index("COST ") :].split()
+            cold.append(float(fields[1]))
+            warm.append(float(fields[2]))
+        rows.append((f"first report, 5 survivors, fresh process: cold ({mode})", "", f"{statistics.median(cold):.0f} ms", "", ""))
+        rows.append((f"second report in the same process: warm ({mode})", "", f"{statistics.median(warm):.0f} ms", "", ""))
+    print(f"leakcheck cost, medians of {RUNS} alternating runs, {os.cpu_count()} CPUs\n")
+    print("| measurement | without leakcheck | with leakcheck | ratio | added per test |")
+    print("|---|---|---|---|---|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+    if "--compile" in sys.argv:
+        compile_rows()
+
+
+def compile_rows():
+    """Clean builds of the checked crate's tests with and without leakcheck's default features."""
+    print("\n| leakcheck features | clean `cargo test --no-run` (debug) | test binary size |")
+    print("|---|---|---|")
+    for label, flag in (("default", None), ("`default-features = false`", "--no-default-features-leakcheck")):
+        target = TARGET + "-compile"
+        subprocess.run(["rm", "-rf", target], check=True)
+        manifest = os.path.join(COST, "checked", "Cargo.toml")
+        original = open(manifest).read()
+        try:
+            if flag:
+                open(manifest, "w").write(original.replace(
+                    'leakcheck = { path = "../../.." }',
+                    'leakcheck = { path = "../../..", default-features = false }'))
+            started = time.perf_counter()
+            exes = build("checked", False, target=target)
+            elapsed = time.perf_counter() - started
+        finally:
+            open(manifest, "w").write(original)
+        size = os.path.getsize(exes["cost"]) / 1e6
+        print(f"| {label} | {elapsed:.1f} s | {size:.1f} MB |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,577 @@
+//! A fast unwinder for the calling thread's own stack: the raw creation backtraces that thread
+//! creation (and every other hot path that records where something was started) takes.
+//!
+//! # Why not libgcc's `_Unwind_Backtrace`
+//!
+//! Every thread the process creates records its creator's backtrace, and libtest creates one
+//! thread per test, so this is paid once per test. `_Unwind_Backtrace` finds and interprets the
+//! call-frame information (CFI) of every frame anew: 1–2 µs a frame, 20–100 µs for a creation
+//! stack of 20–48 frames, measured on the 2-core CI machine. The frames of thread creation repeat
+//! (the same std and libtest code spawns every test thread), so this unwinder evaluates the CFI of
+//! each program counter once, with gimli (already in the build through `backtrace`), and keeps the
+//! result (how to find the caller's frame from this one) in a small lock-free cache. A warm frame
+//! then costs a few loads.
+//!
+//! # Safety of the walk
+//!
+//! The walk reads only the calling thread's own stack, between its stack pointer and the top of
+//! its stack (found once per thread with `pthread_getattr_np`), and each step must move strictly
+//! up the stack. A program counter without CFI, a rule this walker does not know (CFA expressions,
+//! registers other than the stack and frame pointers), or any value out of range ends the walk:
+//! the backtrace is then shorter, never wrong memory. Where the fast path is not implemented
+//! (other architectures, no `dl_iterate_phdr`), [`trace`] falls back to `_Unwind_Backtrace`.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{PoisonError, RwLock};
+
+/// Records the return addresses of the calling thread's stack into `out`, innermost first (the
+/// first is inside this function); returns how many were written.
+#[inline(never)]
+pub(crate) fn trace(out: &mut [usize]) -> usize {
+    #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
+    if let Some(len) = fast::trace(out) {
+        return len;
+    }
+    slow_trace(out)
+}
+
+/// `_Unwind_Backtrace` through the `backtrace` crate.
+fn slow_trace(out: &mut [usize]) -> usize {
+    let mut len = 0;
+    // SAFETY: on Linux the unwinder behind `trace_unsynchronized` is thread-safe; the lock that
+    // `trace` would take exists for other platforms.
+    unsafe {
+        backtrace::trace_unsynchronized(|frame| match out.get_mut(len) {
+            Some(slot) => {
+                *slot = frame.ip() as usize;
+                len += 1;
+                len < out.len()
+            }
+            None => false,
+        });
+    }
+    len
+}
+
+#[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
+mod fast {
+    use super::*;
+    use gimli::{
+        BaseAddresses, CfaRule, EhFrame, EhFrameHdr, NativeEndian, Register, RegisterRule, UnwindContext,
+        UnwindSection as _,
+    };
+
+    #[cfg(target_arch = "x86_64")]
+    const SP: Register = gimli::X86_64::RSP;
+    #[cfg(target_arch = "x86_64")]
+    const FP: Register = gimli::X86_64::RBP;
+    #[cfg(target_arch = "x86_64")]
+    const RA: Register = gimli::X86_64::RA;
+    #[cfg(target_arch = "aarch64")]
+    const SP: Register = gimli::AArch64::SP;
+    #[cfg(target_arch = "aarch64")]
+    const FP: Register = gimli::AArch64::X29;
+    #[cfg(target_arch = "aarch64")]
+    const RA: Register = gimli::AArch64::X30;
+
+    /// How to find the caller's frame from a frame stopped at some program counter.
+    #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+    pub(super) struct Step {
+        /// The CFA is the frame pointer (else the stack pointer) plus `cfa_offset`.
+        cfa_from_fp: bool,
+        cfa_offset: i32,
+        /// Where the return address is saved, relative to the CFA; `None`: still in the return
+        /// address register (aarch64 before the prologue saved it).
+        ra: Option<i32>,
+        /// Where the caller's frame pointer is saved, relative to the CFA; `None`: unchanged.
+        fp: Option<i32>,
+    }
+
+    impl Step {
+        /// Packs into one word: the CFA offset (32 bits), the CFA base (1 bit), then the return
+        /// address and frame pointer slots in words of 8 bytes (a presence bit and 8 signed bits
+        /// each). [`Step::fits`] says whether a step can be packed.
+        fn pack(self) -> u64 {
+            let slot =
+                |offset: Option<i32>| offset.map_or(0, |offset| ((offset / 8) as i8 as u8 as u64) << 1 | 1);
+            (self.cfa_offset as u32 as u64)
+                | (self.cfa_from_fp as u64) << 32
+                | slot(self.ra) << 33
+                | slot(self.fp) << 42
+        }
+
+        #[cfg(test)]
+        fn unpack(word: u64) -> Step {
+            let slot = |bits: u64| (bits & 1 == 1).then_some(i32::from((bits >> 1) as u8 as i8) * 8);
+            Step {
+                cfa_offset: word as u32 as i32,
+                cfa_from_fp: (word >> 32) & 1 == 1,
+                ra: slot(word >> 33 & 0x1ff),
+                fp: slot(word >> 42 & 0x1ff),
+            }
+        }
+
+        /// Saved registers sit at word-aligned offsets within ±1 KiB of the CFA.
+        fn fits(self) -> bool {
+            [self.ra, self.fp]
+                .into_iter()
+                .flatten()
+                .all(|offset| offset % 8 == 0 && (-1024..1024).contains(&offset))
+        }
+    }
+
+    /// Direct-mapped cache of steps by program counter; a slot is written under a sequence lock
+    /// (odd while written), so a reader never takes a step that belongs to another address.
+    struct Slot {
+        sequence: AtomicU32,
+        pc: AtomicUsize,
+        step: AtomicU64,
+    }
+
+    /// Slots in the cache: two candidate slots per address (two-way), thousands of distinct
+    /// return addresses before anything is evicted.
+    const SLOTS: usize = 4096;
+    static CACHE: [Slot; SLOTS] = [const {
+        Slot {
+            sequence: AtomicU32::new(0),
+            pc: AtomicUsize::new(0),
+            step: AtomicU64::new(0),
+        }
+    }; SLOTS];
+
+    /// The two slots an address may live in.
+    fn slots(pc: usize) -> [&'static Slot; 2] {
+        let hash = (pc as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - SLOTS.trailing_zeros());
+        let first = hash as usize;
+        [&CACHE[first], &CACHE[first ^ 1]]
+    }
+
+    /// The packed step cached for `pc`. Written for debug builds too (what `cargo test` runs):
+    /// no iterator adapters or closures on this path.
+    #[inline(always)]
+    fn cached(pc: usize) -> Option<u64> {
+        let [first, second] = slots(pc);
+        for slot in [first, second] {
+            let before = slot.sequence.load(Ordering::Acquire);
+            if before & 1 == 0 && slot.pc.load(Ordering::Acquire) == pc {
+                let step = slot.step.load(Ordering::Acquire);
+                if slot.sequence.load(Ordering::Acquire) == before {
+                    return Some(step);
+                }
+            }
+        }
+        None
+    }
+
+    fn remember(pc: usize, step: Step) {
+        let [first, second] = slots(pc);
+        // An empty slot if there is one, else the second (so the first keeps its older entry).
+        let slot = if first.pc.load(Ordering::Relaxed) == 0 {
+            first
+        } else {
+            second
+        };
+        let sequence = slot.sequence.load(Ordering::Relaxed);
+        if sequence & 1 == 1
+            || slot
+                .sequence
+                .compare_exchange(sequence, sequence + 1, Ordering::Acquire, Ordering::Relaxed)
+                .is_err()
+        {
+            return; // another thread is writing this slot: skip caching
+        }
+        slot.pc.store(pc, Ordering::Release);
+        slot.step.store(step.pack(), Ordering::Release);
+        slot.sequence.store(sequence + 2, Ordering::Release);
+    }
+
+    /// One loaded object's unwind tables.
+    #[derive(Clone, Copy)]
+    struct Module {
+        /// Executable range `[start, end)`.
+        start: usize,
+        end: usize,
+        eh_frame_hdr: usize,
+        eh_frame_hdr_len: usize,
+        /// End of the loaded segment that holds `.eh_frame` (its length is not recorded).
+        segment_end: usize,
+    }
+
+    static MODULES: RwLock<Vec<Module>> = RwLock::new(Vec::new());
+
+    fn module_of(pc: usize) -> Option<Module> {
+        let find = |modules: &[Module]| modules.iter().copied().find(|m| (m.start..m.end).contains(&pc));
+        if let Some(found) = find(&MODULES.read().unwrap_or_else(PoisonError::into_inner)) {
+            return Some(found);
+        }
+        // A module loaded since (dlopen), or a pc outside any: read the list again.
+        let fresh = loaded_modules();
+        let found = find(&fresh);
+        *MODULES.write().unwrap_or_else(PoisonError::into_inner) = fresh;
+        found
+    }
+
+    fn loaded_modules() -> Vec<Module> {
+        unsafe extern "C" fn visit(
+            info: *mut libc::dl_phdr_info,
+            _size: usize,
+            data: *mut libc::c_void,
+        ) -> libc::c_int {
+            // SAFETY: `data` is the Vec passed below; `info` and its headers are valid during
+            // the callback.
+            let (modules, info) = unsafe { (&mut *data.cast::<Vec<Module>>(), &*info) };
+            // SAFETY: dlpi_phdr points to dlpi_phnum headers.
+            let headers = unsafe { std::slice::from_raw_parts(info.dlpi_phdr, usize::from(info.dlpi_phnum)) };
+            let base = info.dlpi_addr as usize;
+            let Some(hdr) = headers.iter().find(|h| h.p_type == libc::PT_GNU_EH_FRAME) else {
+                return 0;
+            };
+            let eh_frame_hdr = base + hdr.p_vaddr as usize;
+            let loads = || headers.iter().filter(|h| h.p_type == libc::PT_LOAD);
+            let segment_end = loads()
+                .map(|h| (base + h.p_vaddr as usize, base + (h.p_vaddr + h.p_memsz) as usize))
+                .filter(|(start, _)| *start <= eh_frame_hdr)
+                .map(|(_, end)| end)
+                .max()
+                .unwrap_or(eh_frame_hdr + hdr.p_memsz as usize);
+            for text in loads().filter(|h| h.p_flags & libc::PF_X != 0) {
+                let start = base + text.p_vaddr as usize;
+                modules.push(Module {
+                    start,
+                    end: start + text.p_memsz as usize,
+                    eh_frame_hdr,
+                    eh_frame_hdr_len: hdr.p_memsz as usize,
+                    segment_end,
+                });
+            }
+            0
+        }
+        let mut modules: Vec<Module> = Vec::new();
+        // SAFETY: `visit` matches the callback type and only uses `modules` during the call.
+        unsafe { libc::dl_iterate_phdr(Some(visit), (&mut modules as *mut Vec<Module>).cast()) };
+        modules
+    }
+
+    /// Evaluates the CFI for `pc` (slow path, then cached).
+    fn step_for(pc: usize) -> Option<u64> {
+        if let Some(step) = cached(pc) {
+            return Some(step);
+        }
+        let module = module_of(pc)?;
+        // SAFETY: the PT_GNU_EH_FRAME segment is mapped for as long as the module is loaded, and
+        // a module whose code is on our stack is loaded.
+        let hdr_bytes =
+            unsafe { std::slice::from_raw_parts(module.eh_frame_hdr as *const u8, module.eh_frame_hdr_len) };
+        let bases = BaseAddresses::default().set_eh_frame_hdr(module.eh_frame_hdr as u64);
+        let parsed = EhFrameHdr::new(hdr_bytes, NativeEndian)
+            .parse(&bases, size_of::<usize>() as u8)
+            .ok()?;
+        let eh_frame_address = match parsed.eh_frame_ptr() {
+            gimli::Pointer::Direct(address) => address as usize,
+            gimli::Pointer::Indirect(_) => return None,
+        };
+        if !(module.eh_frame_hdr..module.segment_end).contains(&eh_frame_address)
+            && eh_frame_address >= module.segment_end
+        {
+            return None;
+        }
+        let eh_frame_len = module.segment_end.checked_sub(eh_frame_address)?;
+        // SAFETY: `.eh_frame` lies in a loaded read-only segment that ends at `segment_end`.
+        let eh_frame_bytes =
+            unsafe { std::slice::from_raw_parts(eh_frame_address as *const u8, eh_frame_len) };
+        let eh_frame = EhFrame::new(eh_frame_bytes, NativeEndian);
+        let bases = bases.set_eh_frame(eh_frame_address as u64);
+        let table = parsed.table()?;
+        let mut context = Box::new(UnwindContext::new());
+        let row = table
+            .unwind_info_for_address(
+                &eh_frame,
+                &bases,
+                &mut context,
+                pc as u64,
+                |section, bases, offset| section.cie_from_offset(bases, offset),
+            )
+            .ok()?;
+        let (cfa_from_fp, cfa_offset) = match row.cfa() {
+            CfaRule::RegisterAndOffset { register, offset } if *register == SP => (false, *offset),
+            CfaRule::RegisterAndOffset { register, offset } if *register == FP => (true, *offset),
+            _ => return None,
+        };
+        // `None` (no rule) and `SameValue` keep the register; an offset says where it is saved.
+        let saved = |register| match row.register(register) {
+            Some(RegisterRule::Offset(offset)) => Some(Some(i32::try_from(offset).ok()?)),
+            None | Some(RegisterRule::Undefined | RegisterRule::SameValue) => Some(None),
+            Some(_) => None,
+        };
+        let step = Step {
+            cfa_from_fp,
+            cfa_offset: i32::try_from(cfa_offset).ok()?,
+            ra: saved(RA)?,
+            fp: saved(FP)?,
+        };
+        if !step.fits() {
+            return None;
+        }
+        remember(pc, step);
+        Some(step.pack())
+    }
+
+    thread_local! {
+        /// The top (highest address) of this thread's stack, once known.
+        static STACK_TOP: Cell<usize> = const { Cell::new(0) };
+    }
+
+    fn stack_top() -> Option<usize> {
+        let known = STACK_TOP.try_with(Cell::get).ok()?;
+        if known != 0 {
+            return Some(known);
+        }
+        // SAFETY: plain data, all-zero is valid; the attr is initialized by pthread_getattr_np and
+        // destroyed below.
+        let top = unsafe {
+            let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+            if libc::pthread_getattr_np(libc::pthread_self(), &mut attr) != 0 {
+                return None;
+            }
+            let mut low: *mut libc::c_void = std::ptr::null_mut();
+            let mut size: libc::size_t = 0;
+            let got = libc::pthread_attr_getstack(&attr, &mut low, &mut size);
+            libc::pthread_attr_destroy(&mut attr);
+            if got != 0 {
+                return None;
+            }
+            low as usize + size
+        };
+        let _ = STACK_TOP.try_with(|cell| cell.set(top));
+        Some(top)
+    }
+
+    /// The registers a walk starts from: this function's own pc, sp, fp (and lr on aarch64).
+    #[inline(always)]
+    fn registers() -> (usize, usize, usize, usize) {
+        let (pc, sp, fp, lr): (usize, usize, usize, usize);
+        // SAFETY: reads registers only.
+        #[cfg(target_arch = "x86_64")]
+        unsafe {
+            std::arch::asm!(
+                "lea {pc}, [rip]",
+                "mov {sp}, rsp",
+                "mov {fp}, rbp",
+                pc = out(reg) pc,
+                sp = out(reg) sp,
+                fp = out(reg) fp,
+                options(nomem, nostack, preserves_flags)
+            );
+            lr = 0;
+        }
+        // SAFETY: reads registers only.
+        #[cfg(target_arch = "aarch64")]
+        unsafe {
+            std::arch::asm!(
+                "adr {pc}, .",
+                "mov {sp}, sp",
+                "mov {fp}, x29",
+                "mov {lr}, x30",
+                pc = out(reg) pc,
+                sp = out(reg) sp,
+                fp = out(reg) fp,
+                lr = out(reg) lr,
+                options(nomem, nostack, preserves_flags)
+            );
+        }
+        (pc, sp, fp, lr)
+    }
+
+    /// The walk; `None` if it could not even start (then the slow path runs).
+    #[inline(never)]
+    pub(super) fn trace(out: &mut [usize]) -> Option<usize> {
+        let top = stack_top()?;
+        let (mut pc, mut sp, mut fp, mut lr) = registers();
+        let word = size_of::<usize>();
+        let mut len = 0;
+        // The first lookup is at the pc itself; later ones at a return address minus one, which
+        // lies inside the call instruction (a return address may start the next function).
+        let mut lookup = pc;
+        while len < out.len() {
+            out[len] = pc;
+            len += 1;
+            let step = match cached(lookup) {
+                Some(step) => step,
+                None => match step_for(lookup) {
+                    Some(step) => step,
+                    None => break,
+                },
+            };
+            // See `Step::pack` for the layout.
+            let base = if step >> 32 & 1 == 1 { fp } else { sp };
+            let cfa = base.wrapping_add(step as u32 as i32 as isize as usize);
+            if cfa <= sp || cfa > top {
+                break;
+            }
+            let ra_slot = step >> 33 & 0x1ff;
+            let ra = if ra_slot & 1 == 1 {
+                let at = cfa.wrapping_add((((ra_slot >> 1) as u8 as i8 as isize) * 8) as usize);
+                // Only this thread's live stack, above the current frame.
+                if at < sp || at > top - word || at % word != 0 {
+                    break;
+                }
+                // SAFETY: `[sp, top)` is this thread's mapped stack, and the address is in it.
+                unsafe { std::ptr::read_volatile(at as *const usize) }
+            } else {
+                lr
+            };
+            let fp_slot = step >> 42 & 0x1ff;
+            if fp_slot & 1 == 1 {
+                let at = cfa.wrapping_add((((fp_slot >> 1) as u8 as i8 as isize) * 8) as usize);
+                if at < sp || at > top - word || at % word != 0 {
+                    break;
+                }
+                // SAFETY: as above.
+                fp = unsafe { std::ptr::read_volatile(at as *const usize) };
+            }
+            if ra == 0 {
+                break;
+            }
+            lr = 0;
+            sp = cfa;
+            pc = ra;
+            lookup = ra - 1;
+        }
+        Some(len)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        /// Steps survive packing, including negative offsets and absent registers.
+        #[test]
+        fn steps_pack() {
+            for step in [
+                Step {
+                    cfa_from_fp: false,
+                    cfa_offset: 8,
+                    ra: Some(-8),
+                    fp: None,
+                },
+                Step {
+                    cfa_from_fp: true,
+                    cfa_offset: 16,
+                    ra: Some(-8),
+                    fp: Some(-16),
+                },
+                Step {
+                    cfa_from_fp: false,
+                    cfa_offset: 123_456,
+                    ra: None,
+                    fp: Some(-1024),
+                },
+            ] {
+                assert_eq!(Step::unpack(step.pack()), step);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[inline(never)]
+    fn nested(depth: usize, out: &mut [usize]) -> usize {
+        if depth == 0 {
+            trace(out)
+        } else {
+            std::hint::black_box(nested(depth - 1, out))
+        }
+    }
+
+    /// The fast walk finds the same return addresses as libgcc's unwinder, frame for frame, past
+    /// the frames of the two walkers themselves.
+    #[test]
+    fn agrees_with_libgcc() {
+        for depth in [0, 5, 30] {
+            let mut fast = [0usize; 64];
+            let fast_len = nested(depth, &mut fast);
+            let mut slow = [0usize; 64];
+            let slow_len = {
+                #[inline(never)]
+                fn slow_nested(depth: usize, out: &mut [usize]) -> usize {
+                    if depth == 0 {
+                        slow_trace(out)
+                    } else {
+                        std::hint::black_box(slow_nested(depth - 1, out))
+                    }
+                }
+                slow_nested(depth, &mut slow)
+            };
+            // libgcc ends with a 0 for the end of the stack.
+            let slow_len = slow[..slow_len]
+                .iter()
+                .rposition(|&ip| ip != 0)
+                .map_or(0, |last| last + 1);
+            // Both end with this test's callers (libtest, std, start_thread); compare from the
+            // outermost frame inward, up to the first frame of `nested`/`slow_nested`.
+            let common = fast[..fast_len]
+                .iter()
+                .rev()
+                .zip(slow[..slow_len].iter().rev())
+                .take_while(|(a, b)| a == b)
+                .count();
+            assert!(
+                common >= 3 && fast_len >= depth + 3,
+                "depth {depth}: fast {fast_len} frames, libgcc {slow_len}, {common} in common\nfast {:x?}\nslow {:x?}",
+                &fast[..fast_len],
+                &slow[..slow_len]
+            );
+            // Every frame of the recursion is found.
+            let recursion = symbols_of(&fast[..fast_len])
+                .iter()
+                .filter(|f| f.ends_with("tests::nested"))
+                .count();
+            assert!(recursion > depth, "depth {depth}: {recursion} frames of `nested`");
+        }
+    }
+
+    fn symbols_of(ips: &[usize]) -> Vec<String> {
+        crate::probe::symbols::resolve(ips)
+            .into_iter()
+            .map(|frame| frame.function)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod measure {
+    /// Prints the cost of one creation-size backtrace, fast and libgcc (not a timed assertion).
+    #[test]
+    #[ignore]
+    fn print_cost() {
+        #[inline(never)]
+        fn nested(depth: usize, f: fn(&mut [usize]) -> usize) -> usize {
+            let mut out = [0usize; 48];
+            if depth == 0 {
+                f(&mut out)
+            } else {
+                std::hint::black_box(nested(depth - 1, f))
+            }
+        }
+        for depth in [5, 20, 40] {
+            for (name, f) in [
+                ("fast", super::trace as fn(&mut [usize]) -> usize),
+                ("libgcc", super::slow_trace),
+            ] {
+                nested(depth, f);
+                let started = std::time::Instant::now();
+                for _ in 0..2000 {
+                    nested(depth, f);
+                }
+                println!(
+                    "depth {depth} {name}: {:.2} us",
+                    started.elapsed().as_secs_f64() * 1e6 / 2000.0
+                );
+            }
+        }
+    }
+}
