@@ -8,9 +8,10 @@ use std::sync::{Arc, Mutex};
 
 use futures::FutureExt as _;
 
+use crate::check::children::{self, ChildScope};
 use crate::check::tasks::{self, TaskFindings, TaskScope};
 use crate::check::threads::Scope;
-use crate::check::{check_threads, merge};
+use crate::check::{check_threads, merge, merge_children};
 use crate::context::{Context, Entered};
 use crate::error::LeakError;
 use crate::model::Runtime;
@@ -26,6 +27,7 @@ pub(crate) fn run_sync<R>(test: &'static str, options: Options, body: impl FnOnc
         Err(error) => panic!("{error}"),
     };
     let scope = Scope::enter();
+    let child_scope = ChildScope::enter();
     let entered = Entered::new(Context {
         test,
         options: options.clone(),
@@ -38,7 +40,8 @@ pub(crate) fn run_sync<R>(test: &'static str, options: Options, body: impl FnOnc
     drop(entered);
     let name = test_name(test);
     let verdict = check_threads(&scope, &options, settle, &name);
-    conclude(outcome, verdict)
+    let found = children::find(&child_scope, &options, settle);
+    conclude(outcome, merge_children(verdict, found, &options, settle, &name))
 }
 
 /// `#[leak_test]` on an async fn: builds the runtime, checks tasks inside it, shuts it down with
@@ -55,6 +58,7 @@ pub(crate) fn run_async<F: Future>(
         Err(error) => panic!("{error}"),
     };
     let mut scope = Scope::enter();
+    let child_scope = ChildScope::enter();
     let runtime_threads = Arc::new(Mutex::new(HashSet::new()));
     let (runtime, _probe) = match probe::tasks::build_runtime(config, runtime_threads.clone()) {
         Ok(built) => built,
@@ -90,7 +94,9 @@ pub(crate) fn run_async<F: Future>(
     scope.runtime_threads = None;
     let name = test_name(test);
     let threads = check_threads(&scope, &options, settle, &name);
-    conclude(outcome, merge(threads, tasks, &options, settle, &name))
+    let verdict = merge(threads, tasks, &options, settle, &name);
+    let found = children::find(&child_scope, &options, settle);
+    conclude(outcome, merge_children(verdict, found, &options, settle, &name))
 }
 
 /// libtest's full name for the running test (its thread's name), else the function's name.

@@ -70,6 +70,19 @@ impl LeakError {
         }
     }
 
+    /// How many child processes the check found still running (0 for a configuration error).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut child = std::process::Command::new("true").spawn().unwrap();
+    /// child.wait().unwrap();
+    /// assert!(leakcheck::Options::new().find().is_ok());
+    /// ```
+    pub fn processes(&self) -> usize {
+        self.count(Kind::Process)
+    }
+
     fn count(&self, kind: Kind) -> usize {
         match &self.kind {
             ErrorKind::Leak(report) => report.survivors.iter().filter(|s| s.kind == kind).count(),

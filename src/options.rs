@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::probe::{lineage, procfs, tasks};
+use crate::probe::{children, lineage, procfs, tasks};
 use crate::rules::Rule;
 
 /// How a check behaves: settle deadline, ignore rules, report detail.
@@ -33,6 +33,7 @@ pub struct Options {
     pub(crate) capture_stacks: Option<bool>,
     pub(crate) full_stacks: Option<bool>,
     pub(crate) verbose: Option<bool>,
+    pub(crate) kill_children: Option<bool>,
 }
 
 impl Default for Options {
@@ -45,6 +46,7 @@ impl Default for Options {
             capture_stacks: None,
             full_stacks: None,
             verbose: None,
+            kill_children: None,
         }
     }
 }
@@ -147,6 +149,35 @@ impl Options {
         self
     }
 
+    /// Ignores child processes whose program name (`sleep`), `argv[0]` (`/usr/bin/sleep`) or whole
+    /// command line (`sleep 30`) is `pattern` or matches it as a glob (`*` any run of characters,
+    /// `?` one).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let options = leakcheck::Options::new().ignore_process("my-test-server*");
+    /// # options.verify_none();
+    /// ```
+    pub fn ignore_process(mut self, pattern: &str) -> Self {
+        self.rules.push(Rule::ProcessName(pattern.into()));
+        self
+    }
+
+    /// Whether a check kills (`SIGKILL`) and reaps the leaked child processes it reported, so a
+    /// failing run leaves no process behind (default: on, unless `LEAKCHECK_KILL_CHILDREN=off`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let options = leakcheck::Options::new().kill_children(false);
+    /// # options.verify_none();
+    /// ```
+    pub fn kill_children(mut self, on: bool) -> Self {
+        self.kill_children = Some(on);
+        self
+    }
+
     /// Takes everything alive now as the baseline: threads (and, in [`Options::find_async`], the
     /// current runtime's tasks) that exist when this is called are never reported.
     ///
@@ -231,6 +262,8 @@ pub(crate) struct Baseline {
     pub(crate) tasks: HashSet<u64>,
     /// The current runtime's live task count, for builds without task ids.
     pub(crate) task_count: Option<usize>,
+    /// Pids of the process's child processes not reaped yet.
+    pub(crate) children: HashSet<i32>,
 }
 
 impl Baseline {
@@ -240,6 +273,7 @@ impl Baseline {
             tids: procfs::process_tids().into_iter().collect(),
             tasks: tasks::current_task_ids().into_iter().collect(),
             task_count: tasks::current_task_count(),
+            children: children::all().iter().map(|(child, _)| child.pid).collect(),
         }
     }
 }

@@ -3,15 +3,17 @@
 //!
 //! `find*` return `Result<(), LeakError>`; only `verify_*` (and the attribute) panic.
 
+use crate::check::children::{self, ChildScope};
 use crate::check::tasks::TaskFindings;
-use crate::check::{check_threads, check_threads_async, merge};
+use crate::check::{check_threads, check_threads_async, merge, merge_children};
 use crate::context;
 use crate::error::LeakError;
 use crate::options::Options;
 
 impl Options {
     /// Checks that every thread the calling thread started (directly or through threads it
-    /// started) has finished, waiting up to the settle deadline for those still finishing.
+    /// started) has finished, and that no child process it (or those threads) started still
+    /// runs, waiting up to the settle deadline for those still finishing.
     ///
     /// Inside a `#[leak_test]`, threads alive at the test's entry are not counted.
     ///
@@ -32,7 +34,10 @@ impl Options {
             return Ok(());
         };
         let scope = context::thread_scope();
-        check_threads(&scope, self, settle, &context::current_test_name())
+        let test = context::current_test_name();
+        let threads = check_threads(&scope, self, settle, &test);
+        let found = children::find(&ChildScope::unentered(), self, settle);
+        merge_children(threads, found, self, settle, &test)
     }
 
     /// [`Options::find`] plus the current tokio runtime's tasks (not counting the calling task),
@@ -63,7 +68,9 @@ impl Options {
         };
         let scope = context::thread_scope();
         let threads = check_threads_async(&scope, self, settle, &test).await;
-        merge(threads, tasks, self, settle, &test)
+        let verdict = merge(threads, tasks, self, settle, &test);
+        let found = children::find_async(&ChildScope::unentered(), self, settle).await;
+        merge_children(verdict, found, self, settle, &test)
     }
 
     /// Like [`Options::find`], but panics with the report.

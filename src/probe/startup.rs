@@ -1,4 +1,4 @@
-//! What must be ready before `main`: the real `pthread_create`, and the threads the process
+//! What must be ready before `main`: the real `pthread_create` (and process-creating functions), and the threads the process
 //! started with (the process-diff fallback's baseline for checks without an entry snapshot).
 
 use std::collections::HashSet;
@@ -10,6 +10,8 @@ static STARTUP_TIDS: OnceLock<HashSet<i32>> = OnceLock::new();
 fn init() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     let _ = super::lineage::interpose::real();
+    #[cfg(all(target_os = "linux", target_env = "gnu", not(target_feature = "crt-static")))]
+    super::children::interpose::resolve_all();
     let _ = STARTUP_TIDS.set(super::procfs::process_tids().into_iter().collect());
 }
 
