@@ -180,12 +180,51 @@ pub(crate) async fn find_async(scope: &ChildScope, options: &Options, settle: Du
     conclude(scope, options, left)
 }
 
+/// The whole-binary form: every running child that a test's thread (or a thread descending from
+/// one) started, settled, described (each names its test), then killed unless told not to.
+pub(crate) fn find_started_by_tests(options: &Options, settle: Duration) -> ChildFindings {
+    let look = || -> Vec<Candidate> {
+        children::all()
+            .into_iter()
+            // libtest's test threads are created by the main thread (a root): a creator with a
+            // parent is a test thread or a thread descending from one.
+            .filter(|(child, _)| child.creator.parent.is_some())
+            .filter(|(child, _)| {
+                !options
+                    .baseline
+                    .as_deref()
+                    .is_some_and(|b| b.children.contains(&child.pid))
+            })
+            .map(|(child, liveness)| Candidate {
+                pid: child.pid,
+                zombie: liveness == Liveness::Zombie,
+                child: Some(child),
+            })
+            .collect()
+    };
+    let left = super::settle::settle(settle, || {
+        look()
+            .into_iter()
+            .filter(|c| !c.zombie && hiding_rule(c, options).is_none())
+            .collect()
+    });
+    if left.is_empty() {
+        return ChildFindings::default();
+    }
+    sort(look(), options, None)
+}
+
 fn conclude(scope: &ChildScope, options: &Options, left: Vec<Candidate>) -> ChildFindings {
     if left.is_empty() && !options.is_verbose() {
         return ChildFindings::default();
     }
+    sort(look(scope, options), options, scope.mode_note())
+}
+
+/// Describes candidates into failures, hidden and zombies, and kills the failures.
+fn sort(candidates: Vec<Candidate>, options: &Options, mode_note: Option<String>) -> ChildFindings {
     let mut findings = ChildFindings::default();
-    for candidate in look(scope, options) {
+    for candidate in candidates {
         let survivor = describe(&candidate);
         if candidate.zombie {
             findings.zombies.push(survivor);
@@ -198,7 +237,7 @@ fn conclude(scope: &ChildScope, options: &Options, left: Vec<Candidate>) -> Chil
     if findings.survivors.is_empty() {
         return findings;
     }
-    findings.notes.extend(scope.mode_note());
+    findings.notes.extend(mode_note);
     findings.notes.extend(kill(&findings.survivors, options));
     findings
 }
