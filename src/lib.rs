@@ -113,7 +113,7 @@ mod model;
 #[path = "private.rs"]
 pub mod __private;
 
-pub use dump::{dump, Dump, DumpedThread};
+pub use dump::{dump, Dump, DumpedChild, DumpedThread};
 pub use error::LeakError;
 pub use leakcheck_macros::leak_test;
 pub use options::Options;

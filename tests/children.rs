@@ -263,6 +263,29 @@ fn opt_outs() {
     unsafe { libc::kill(pid, libc::SIGKILL) };
 }
 
+/// `dump()` lists the process's children with the thread that started each.
+#[test]
+fn dump_lists_children_with_their_creators() {
+    let mut child = std::thread::Builder::new()
+        .name("dump-spawner".into())
+        .spawn(|| Command::new("sleep").arg("37").spawn().unwrap())
+        .unwrap()
+        .join()
+        .unwrap();
+    let dump = leakcheck::dump();
+    let listed = dump
+        .children()
+        .find(|listed| listed.pid() == child.id() as i32)
+        .expect("the child is listed");
+    assert_eq!(listed.command(), "sleep 37");
+    assert_eq!(listed.creator(), Some("dump-spawner"));
+    let text = dump.to_string();
+    assert!(text.contains("`sleep 37`"), "{text}");
+    assert!(text.contains("started by thread \"dump-spawner\" at tests/children.rs:"), "{text}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
 /// The first `(pid N)` of a report.
 fn reported_pid(report: &str) -> i32 {
     let start = report.find("(pid ").expect("a pid in the report") + 5;
