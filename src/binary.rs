@@ -8,8 +8,8 @@
 
 use std::sync::OnceLock;
 
-use crate::check::{children, settle};
 use crate::check::threads::{self, Candidate};
+use crate::check::{children, settle};
 use crate::options::Options;
 use crate::probe::lineage;
 use crate::report::Report;

@@ -62,10 +62,7 @@ fn leaking_binary_fails_and_names_the_test() {
 #[ignore = "fixture, run by binary_names_the_test_that_left_a_child"]
 #[allow(clippy::zombie_processes)]
 fn fixture_leaves_a_child() {
-    std::process::Command::new("sleep")
-        .arg("36")
-        .spawn()
-        .unwrap();
+    std::process::Command::new("sleep").arg("36").spawn().unwrap();
 }
 
 /// A run whose test leaves a child process running fails, naming the child and the test, and the

@@ -236,6 +236,26 @@ fn ignore_process_hides_the_child() {
     child.wait().unwrap();
 }
 
+/// Fixture: a child hidden by the attribute's `ignore_process` (it ends by itself in 3 s).
+#[leak_test(settle = "100ms", ignore_process = ["no-such-program", "sleep ?"])]
+#[ignore = "fixture, run by ignore_process_attribute_hides_the_child"]
+fn fixture_clean_ignored_process() {
+    let _child = Command::new("sleep")
+        .arg("3")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+}
+
+/// `#[leak_test(ignore_process = [...])]` hides a matching child, and leaves it running.
+#[test]
+fn ignore_process_attribute_hides_the_child() {
+    let run = run_ignored("fixture_clean_ignored_process", &[]);
+    assert!(run.success, "{}{}", run.stdout, run.stderr);
+}
+
 /// Fixture: a leaked child that ends by itself soon, its output not inherited (for the opt-outs).
 #[leak_test(settle = "200ms")]
 #[ignore = "fixture, run by opt_outs"]
@@ -281,7 +301,10 @@ fn dump_lists_children_with_their_creators() {
     assert_eq!(listed.creator(), Some("dump-spawner"));
     let text = dump.to_string();
     assert!(text.contains("`sleep 37`"), "{text}");
-    assert!(text.contains("started by thread \"dump-spawner\" at tests/children.rs:"), "{text}");
+    assert!(
+        text.contains("started by thread \"dump-spawner\" at tests/children.rs:"),
+        "{text}"
+    );
     child.kill().unwrap();
     child.wait().unwrap();
 }

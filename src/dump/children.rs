@@ -97,8 +97,7 @@ pub(crate) fn children() -> Vec<DumpedChild> {
                 state: info.state,
                 creator: survivor.creator.clone(),
                 test: survivor.test.clone(),
-                created_at: frame::first_user_frame(&survivor.created_at)
-                    .and_then(frame::short_location),
+                created_at: frame::first_user_frame(&survivor.created_at).and_then(frame::short_location),
             }
         })
         .collect()
@@ -123,7 +122,11 @@ pub(crate) fn render(f: &mut fmt::Formatter<'_>, child: &DumpedChild) -> fmt::Re
             .unwrap_or_default();
         writeln!(f, "   started by thread {creator:?}{at}")?;
     }
-    if let Some(test) = child.test.as_ref().filter(|test| Some(*test) != child.creator.as_ref()) {
+    if let Some(test) = child
+        .test
+        .as_ref()
+        .filter(|test| Some(*test) != child.creator.as_ref())
+    {
         writeln!(f, "   in test `{test}`")?;
     }
     Ok(())
