@@ -2,6 +2,9 @@
 //! test fails and names only its own child, and no clean test fails, while many clean tests run
 //! short children at the same time (from their own thread and from worker threads).
 
+// The leaky fixtures leak children on purpose.
+#![allow(clippy::zombie_processes)]
+
 use std::process::Command;
 use std::thread;
 
