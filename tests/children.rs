@@ -309,6 +309,23 @@ fn dump_lists_children_with_their_creators() {
     child.wait().unwrap();
 }
 
+/// `LEAKCHECK_LINEAGE=off` forces the before/after diff of the process's children: it still
+/// catches the leak, passes a clean test, and says which mode it used.
+#[test]
+fn fallback_diff_catches_children_and_says_so() {
+    let run = run_ignored("fixture_leaky_std_sleep", &[("LEAKCHECK_LINEAGE", "off")]);
+    assert!(!run.success);
+    assert!(run.stdout.contains("`sleep 30`"), "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("compared the process's child processes before and after"),
+        "{}",
+        run.stdout
+    );
+    let run = run_ignored("fixture_clean_child_waited", &[("LEAKCHECK_LINEAGE", "off")]);
+    assert!(run.success, "{}{}", run.stdout, run.stderr);
+}
+
 /// The first `(pid N)` of a report.
 fn reported_pid(report: &str) -> i32 {
     let start = report.find("(pid ").expect("a pid in the report") + 5;

@@ -73,7 +73,7 @@ impl ChildScope {
             "leakcheck compared the process's child processes before and after instead of recording \
              which thread started each (`posix_spawn`/`fork` could not be interposed in this build, \
              or `LEAKCHECK_LINEAGE=off`): under parallel `cargo test` this can blame children of \
-             other tests, and the creation site is unknown."
+             other tests; the creation site is known only where the interposers recorded it."
                 .to_string()
         })
     }
