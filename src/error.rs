@@ -5,7 +5,7 @@ use std::fmt;
 use crate::model::Kind;
 use crate::report::Report;
 
-/// Threads or tasks that outlived their test, or a check that could not run.
+/// Threads, tasks or child processes that outlived their test, or a check that could not run.
 ///
 /// Its `Display` is the full report: a summary line, one block per group of identical survivors,
 /// then the likely cause and fix.

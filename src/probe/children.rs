@@ -32,6 +32,10 @@ pub(crate) mod interpose;
 pub(crate) mod proc;
 
 /// Deepest creation backtrace recorded, in frames.
+#[cfg_attr(
+    not(all(target_os = "linux", target_env = "gnu", not(target_feature = "crt-static"))),
+    allow(dead_code)
+)]
 pub(crate) const CREATION_FRAMES: usize = 48;
 /// Most arguments copied from a child's argument vector.
 const ARGS_KEPT: usize = 16;
@@ -98,6 +102,10 @@ impl Registry {
 }
 
 /// Records a child just started by the calling thread (in the parent, after the fork or spawn).
+#[cfg_attr(
+    not(all(target_os = "linux", target_env = "gnu", not(target_feature = "crt-static"))),
+    allow(dead_code)
+)]
 pub(crate) fn record(pid: i32, created_at: &[usize], argv: Vec<String>, via: &'static str) {
     let started = boottime();
     let creator = lineage::current_named();
@@ -214,6 +222,10 @@ pub(crate) fn boottime() -> Duration {
 }
 
 /// Copies a C argument vector (bounded: [`ARGS_KEPT`] arguments of [`ARG_BYTES`] bytes).
+#[cfg_attr(
+    not(all(target_os = "linux", target_env = "gnu", not(target_feature = "crt-static"))),
+    allow(dead_code)
+)]
 ///
 /// # Safety
 ///
