@@ -47,8 +47,30 @@ pub(crate) fn cmdline(pid: i32) -> Vec<String> {
         .collect()
 }
 
-/// The pids of this process's children (running or zombie), from `/proc/*/stat`.
+/// The pids of this process's children (running or zombie): from each thread's
+/// `/proc/self/task/<tid>/children` (costs what the process's threads cost), else, on kernels
+/// without it (`CONFIG_PROC_CHILDREN`), by scanning every `/proc/<pid>/stat`.
 pub(crate) fn child_pids() -> Vec<i32> {
+    let mut found = Vec::new();
+    let mut supported = false;
+    if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
+        for task in tasks.flatten() {
+            if let Ok(text) = std::fs::read_to_string(task.path().join("children")) {
+                supported = true;
+                found.extend(text.split_whitespace().filter_map(|pid| pid.parse::<i32>().ok()));
+            }
+        }
+    }
+    if supported {
+        found.sort_unstable();
+        found.dedup();
+        return found;
+    }
+    scan_child_pids()
+}
+
+/// [`child_pids`] by scanning every process's `/proc/<pid>/stat` for our pid as parent.
+fn scan_child_pids() -> Vec<i32> {
     // SAFETY: getpid has no preconditions.
     let me = unsafe { libc::getpid() };
     let Ok(dir) = std::fs::read_dir("/proc") else {
@@ -71,5 +93,18 @@ mod tests {
         assert_eq!(stat.state, 'S');
         assert_eq!(stat.ppid, 7);
         assert!(stat.started > Duration::ZERO);
+    }
+
+    /// Both ways of listing children see a child while it runs, and not once it is reaped.
+    #[test]
+    fn lists_children_both_ways() {
+        let mut child = std::process::Command::new("sleep").arg("5").spawn().unwrap();
+        let pid = child.id() as i32;
+        assert!(child_pids().contains(&pid));
+        assert!(scan_child_pids().contains(&pid));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(!child_pids().contains(&pid));
+        assert!(!scan_child_pids().contains(&pid));
     }
 }
