@@ -159,13 +159,12 @@ pub(crate) fn merge_children(
     settle: Duration,
     test: &str,
 ) -> Result<(), LeakError> {
-    let zombie_note = children::zombie_note(&children.zombies);
     if children.survivors.is_empty() && children.hidden.is_empty() {
         return match verdict {
             Err(LeakError {
                 kind: crate::error::ErrorKind::Leak(mut report),
             }) => {
-                report.notes.extend(zombie_note);
+                report.notes.extend(children::zombie_note(&children.zombies));
                 Err(LeakError::leak(*report))
             }
             other => other,
@@ -181,7 +180,7 @@ pub(crate) fn merge_children(
     report.survivors.extend(children.survivors);
     report.hidden.extend(children.hidden);
     report.notes.extend(children.notes);
-    report.notes.extend(zombie_note);
+    report.notes.extend(children::zombie_note(&children.zombies));
     report.survivors.sort_by_key(|survivor| survivor.kind);
     finish(report)
 }

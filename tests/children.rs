@@ -309,6 +309,34 @@ fn dump_lists_children_with_their_creators() {
     child.wait().unwrap();
 }
 
+/// Fixture: leaks a thread, and leaves a child that exited unwaited (a zombie).
+#[leak_test(settle = "300ms")]
+#[ignore = "fixture, run by zombie_is_a_note_not_a_failure"]
+fn fixture_leaky_thread_and_zombie() {
+    let child = Command::new("true").spawn().unwrap();
+    let stat = format!("/proc/{}/stat", child.id());
+    while !std::fs::read_to_string(&stat).is_ok_and(|text| text.contains(") Z ")) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    drop(child);
+    common::leak_named_thread("zombie-keeper");
+}
+
+/// A zombie is not a failure: a report failing for a leaked thread names it in a note, and does
+/// not count it.
+#[test]
+fn zombie_is_a_note_not_a_failure() {
+    let run = run_ignored("fixture_leaky_thread_and_zombie", &[]);
+    assert!(!run.success);
+    let report = &run.stdout;
+    assert!(
+        report.contains("leakcheck: 1 thread leaked by `fixture_leaky_thread_and_zombie`"),
+        "{report}"
+    );
+    assert!(report.contains("never waited for (a zombie"), "{report}");
+    assert!(report.contains("`true`"), "{report}");
+}
+
 /// `LEAKCHECK_LINEAGE=off` forces the before/after diff of the process's children: it still
 /// catches the leak, passes a clean test, and says which mode it used.
 #[test]

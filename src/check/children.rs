@@ -163,7 +163,8 @@ fn hiding_rule(candidate: &Candidate, options: &Options) -> Option<String> {
 pub(crate) struct ChildFindings {
     pub(crate) survivors: Vec<Survivor>,
     pub(crate) hidden: Vec<Hidden>,
-    pub(crate) zombies: Vec<Survivor>,
+    /// Described only if the verdict fails anyway (then they are named in a note).
+    pub(crate) zombies: Vec<Candidate>,
     pub(crate) notes: Vec<String>,
 }
 
@@ -216,7 +217,12 @@ pub(crate) fn find_started_by_tests(options: &Options, settle: Duration) -> Chil
 
 fn conclude(scope: &ChildScope, options: &Options, left: Vec<Candidate>) -> ChildFindings {
     if left.is_empty() && !options.is_verbose() {
-        return ChildFindings::default();
+        // Zombies are kept undescribed: a note if the verdict fails for another reason.
+        let zombies = look(scope, options).into_iter().filter(|c| c.zombie).collect();
+        return ChildFindings {
+            zombies,
+            ..ChildFindings::default()
+        };
     }
     sort(look(scope, options), options, scope.mode_note())
 }
@@ -225,10 +231,12 @@ fn conclude(scope: &ChildScope, options: &Options, left: Vec<Candidate>) -> Chil
 fn sort(candidates: Vec<Candidate>, options: &Options, mode_note: Option<String>) -> ChildFindings {
     let mut findings = ChildFindings::default();
     for candidate in candidates {
-        let survivor = describe(&candidate);
         if candidate.zombie {
-            findings.zombies.push(survivor);
-        } else if let Some(rule) = hiding_rule(&candidate, options) {
+            findings.zombies.push(candidate);
+            continue;
+        }
+        let survivor = describe(&candidate);
+        if let Some(rule) = hiding_rule(&candidate, options) {
             findings.hidden.push(Hidden { survivor, rule });
         } else {
             findings.survivors.push(survivor);
@@ -315,11 +323,14 @@ fn kill(survivors: &[Survivor], options: &Options) -> Option<String> {
 }
 
 /// The note naming zombies, for a report that fails for another reason.
-pub(crate) fn zombie_note(zombies: &[Survivor]) -> Option<String> {
+pub(crate) fn zombie_note(zombies: &[Candidate]) -> Option<String> {
     if zombies.is_empty() {
         return None;
     }
-    let lines: Vec<String> = zombies.iter().map(crate::report::children::zombie_line).collect();
+    let lines: Vec<String> = zombies
+        .iter()
+        .map(|zombie| crate::report::children::zombie_line(&describe(zombie)))
+        .collect();
     Some(format!(
         "{} child process{} exited but {} never waited for (a zombie; not a failure: it holds no \
          resource but a process-table slot, and tokio reaps killed children lazily): {}",
