@@ -78,6 +78,14 @@ fn capture() -> Ips {
     ips
 }
 
+/// Records a child; a panic (which would abort in an `extern "C"` function) loses the record,
+/// never the spawn.
+fn record(pid: pid_t, ips: &[usize], argv: Vec<String>, via: &'static str) {
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        super::record(pid, ips, argv, via)
+    }));
+}
+
 /// Shared body of `posix_spawn` and `posix_spawnp`: `forward` calls the real function with the
 /// pid out-parameter it is given.
 ///
@@ -102,7 +110,7 @@ unsafe fn spawn(
     if result == 0 {
         // SAFETY: `out` was written by a successful spawn; `argv` follows the caller's contract.
         let (child, args) = unsafe { (*out, super::copy_argv(argv)) };
-        super::record(child, &ips.ips[..ips.len], args, via);
+        record(child, &ips.ips[..ips.len], args, via);
     }
     result
 }
@@ -185,7 +193,7 @@ pub unsafe extern "C" fn fork() -> pid_t {
         return 0;
     }
     if pid > 0 {
-        super::record(pid, &ips.ips[..ips.len], Vec::new(), "fork");
+        record(pid, &ips.ips[..ips.len], Vec::new(), "fork");
     }
     pid
 }
