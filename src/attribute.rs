@@ -5,6 +5,7 @@ use std::collections::HashSet;
 use std::future::Future;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use futures::FutureExt as _;
 
@@ -39,8 +40,9 @@ pub(crate) fn run_sync<R>(test: &'static str, options: Options, body: impl FnOnc
     let outcome = panic::catch_unwind(AssertUnwindSafe(body));
     drop(entered);
     let name = test_name(test);
+    let checked = Instant::now();
     let verdict = check_threads(&scope, &options, settle, &name);
-    let found = children::find(&child_scope, &options, settle);
+    let found = children::find(&child_scope, &options, settle, checked);
     conclude(outcome, merge_children(verdict, found, &options, settle, &name))
 }
 
@@ -78,13 +80,14 @@ pub(crate) fn run_async<F: Future>(
         runtime_threads: Some(runtime_threads),
         task_baseline: Some(0),
     });
-    let (outcome, tasks) = runtime.block_on(async {
+    let (outcome, tasks, checked) = runtime.block_on(async {
         let outcome = AssertUnwindSafe(body).catch_unwind().await;
+        let checked = Instant::now();
         let tasks = match TaskScope::unentered() {
             Some(scope) => tasks::find(&scope, &options, settle).await,
             None => TaskFindings::default(),
         };
-        (outcome, tasks)
+        (outcome, tasks, checked)
     });
     drop(entered);
     probe::tasks::forget_runtime(&runtime);
@@ -95,7 +98,7 @@ pub(crate) fn run_async<F: Future>(
     let name = test_name(test);
     let threads = check_threads(&scope, &options, settle, &name);
     let verdict = merge(threads, tasks, &options, settle, &name);
-    let found = children::find(&child_scope, &options, settle);
+    let found = children::find(&child_scope, &options, settle, checked);
     conclude(outcome, merge_children(verdict, found, &options, settle, &name))
 }
 

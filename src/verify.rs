@@ -35,8 +35,9 @@ impl Options {
         };
         let scope = context::thread_scope();
         let test = context::current_test_name();
+        let checked = std::time::Instant::now();
         let threads = check_threads(&scope, self, settle, &test);
-        let found = children::find(&ChildScope::unentered(), self, settle);
+        let found = children::find(&ChildScope::unentered(), self, settle, checked);
         merge_children(threads, found, self, settle, &test)
     }
 
@@ -62,6 +63,7 @@ impl Options {
             return Ok(());
         };
         let test = context::current_test_name();
+        let checked = std::time::Instant::now();
         let tasks = match context::task_scope() {
             Some(scope) => crate::check::tasks::find(&scope, self, settle).await,
             None => TaskFindings::default(),
@@ -69,7 +71,7 @@ impl Options {
         let scope = context::thread_scope();
         let threads = check_threads_async(&scope, self, settle, &test).await;
         let verdict = merge(threads, tasks, self, settle, &test);
-        let found = children::find_async(&ChildScope::unentered(), self, settle).await;
+        let found = children::find_async(&ChildScope::unentered(), self, settle, checked).await;
         merge_children(verdict, found, self, settle, &test)
     }
 

@@ -17,7 +17,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::model::{Hidden, Kind, ProcessInfo, Survivor};
 use crate::options::Options;
@@ -168,15 +168,33 @@ pub(crate) struct ChildFindings {
     pub(crate) notes: Vec<String>,
 }
 
-/// Settles on [`running`], then describes what is left (and the zombies) once; kills and reaps
-/// the survivors afterwards unless told not to.
-pub(crate) fn find(scope: &ChildScope, options: &Options, settle: Duration) -> ChildFindings {
+/// Settles on [`running`] until `settle` after `since` (when the check began: the thread and
+/// task checks before it already gave finishing work that long, so a test leaking both a thread
+/// and a child does not wait twice), then describes what is left (and the zombies) once; kills
+/// and reaps the survivors afterwards unless told not to.
+pub(crate) fn find(scope: &ChildScope, options: &Options, settle: Duration, since: Instant) -> ChildFindings {
+    let settle = remaining(settle, since);
     let left = super::settle::settle(settle, || running(scope, options));
     conclude(scope, options, left)
 }
 
+/// What is left of the settle deadline that began at `since`, but at least 100 ms (or `settle`
+/// if shorter): a child killed at the very end (a `kill_on_drop` child dropped when the runtime
+/// shut down) still gets time to exit.
+fn remaining(settle: Duration, since: Instant) -> Duration {
+    settle
+        .saturating_sub(since.elapsed())
+        .max(settle.min(Duration::from_millis(100)))
+}
+
 /// [`find`] for async code: settles without blocking the runtime.
-pub(crate) async fn find_async(scope: &ChildScope, options: &Options, settle: Duration) -> ChildFindings {
+pub(crate) async fn find_async(
+    scope: &ChildScope,
+    options: &Options,
+    settle: Duration,
+    since: Instant,
+) -> ChildFindings {
+    let settle = remaining(settle, since);
     let left = super::settle::settle_async(settle, || running(scope, options)).await;
     conclude(scope, options, left)
 }
