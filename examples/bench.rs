@@ -1,6 +1,6 @@
 //! Benchmarks that print a table: the cost of a clean check as the process holds more threads,
 //! `#[leak_test]` overhead over a plain test, time to fail on one leak, and the time to build the
-//! report for 1000 leaked threads.
+//! report for 1000 leaked threads; the clean-check cost with 0 and 100 child processes alive.
 //!
 //! Run with `cargo run --release --example bench`.
 
@@ -73,6 +73,60 @@ fn suite_time(tests: usize, with_leakcheck: bool) -> Duration {
     started.elapsed()
 }
 
+/// Starts `count` `sleep 60` children from a helper thread (so they belong to no measuring
+/// thread), measures a clean check, then kills and waits for them.
+fn clean_check_cost_with_children(count: usize) -> Duration {
+    let children = thread::spawn(move || {
+        (0..count)
+            .map(|_| {
+                std::process::Command::new("sleep")
+                    .arg("60")
+                    .spawn()
+                    .expect("spawn")
+            })
+            .collect::<Vec<_>>()
+    })
+    .join()
+    .unwrap();
+    let cost = clean_check_cost();
+    for mut child in children {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    cost
+}
+
+/// The child-process rows of the table.
+fn child_rows() {
+    for children in [0usize, 100] {
+        let cost = clean_check_cost_with_children(children);
+        println!(
+            "| clean check, {children} other live child processes | {:.2} µs |",
+            cost.as_secs_f64() * 1e6
+        );
+    }
+    // A test that ran (and waited for) one child: its check looks the child up once.
+    let cost = thread::spawn(|| {
+        let options = Options::new();
+        let rounds = 200;
+        let mut total = Duration::ZERO;
+        for _ in 0..rounds {
+            let mut child = std::process::Command::new("true").spawn().expect("spawn");
+            child.wait().expect("wait");
+            let started = Instant::now();
+            options.find().unwrap();
+            total += started.elapsed();
+        }
+        total / rounds
+    })
+    .join()
+    .unwrap();
+    println!(
+        "| clean check after the test ran and waited for one child | {:.2} µs |",
+        cost.as_secs_f64() * 1e6
+    );
+}
+
 fn main() {
     println!(
         "leakcheck benchmarks (release build, {} CPUs)\n",
@@ -90,6 +144,7 @@ fn main() {
         drop(threads);
         thread::sleep(Duration::from_millis(200));
     }
+    child_rows();
 
     suite_time(200, false); // warm-up: thread stacks, allocator, lazy statics
     suite_time(200, true);

@@ -10,16 +10,18 @@ use std::future::Future;
 use std::panic::{self, AssertUnwindSafe};
 #[cfg(feature = "tokio")]
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 #[cfg(feature = "tokio")]
 use futures::FutureExt as _;
 
-use crate::check::check_threads;
+use crate::check::children::{self, ChildScope};
 #[cfg(feature = "tokio")]
 use crate::check::merge;
 #[cfg(feature = "tokio")]
 use crate::check::tasks::{self, TaskFindings, TaskScope};
 use crate::check::threads::Scope;
+use crate::check::{check_threads, merge_children};
 use crate::context::{Context, Entered};
 use crate::error::LeakError;
 #[cfg(feature = "tokio")]
@@ -66,6 +68,7 @@ fn checked_sync<R>(test: &'static str, options: Options, body: impl FnOnce() -> 
         Err(error) => panic!("{error}"),
     };
     let scope = Scope::enter();
+    let child_scope = ChildScope::enter();
     let entered = Entered::new(Context {
         test,
         options: options.clone(),
@@ -77,8 +80,10 @@ fn checked_sync<R>(test: &'static str, options: Options, body: impl FnOnce() -> 
     let outcome = panic::catch_unwind(AssertUnwindSafe(body));
     drop(entered);
     let name = test_name(test);
+    let checked = Instant::now();
     let verdict = check_threads(&scope, &options, settle, &name);
-    Ran::Checked(outcome, verdict)
+    let found = children::find(&child_scope, &options, settle, checked);
+    Ran::Checked(outcome, merge_children(verdict, found, &options, settle, &name))
 }
 
 /// `#[leak_test]` on an async fn: builds the runtime, checks tasks inside it, shuts it down with
@@ -126,6 +131,7 @@ fn checked_async<F: Future>(
         Err(error) => panic!("{error}"),
     };
     let mut scope = Scope::enter();
+    let child_scope = ChildScope::enter();
     let runtime_threads = Arc::new(Mutex::new(HashSet::new()));
     let (runtime, _probe) = match probe::tasks::build_runtime(config, runtime_threads.clone()) {
         Ok(built) => built,
@@ -145,13 +151,14 @@ fn checked_async<F: Future>(
         runtime_threads: Some(runtime_threads),
         task_baseline: Some(0),
     });
-    let (outcome, tasks) = runtime.block_on(async {
+    let (outcome, tasks, checked) = runtime.block_on(async {
         let outcome = AssertUnwindSafe(body).catch_unwind().await;
+        let checked = Instant::now();
         let tasks = match TaskScope::unentered() {
             Some(scope) => tasks::find(&scope, &options, settle).await,
             None => TaskFindings::default(),
         };
-        (outcome, tasks)
+        (outcome, tasks, checked)
     });
     drop(entered);
     probe::tasks::forget_runtime(&runtime);
@@ -161,7 +168,9 @@ fn checked_async<F: Future>(
     scope.runtime_threads = None;
     let name = test_name(test);
     let threads = check_threads(&scope, &options, settle, &name);
-    Ran::Checked(outcome, merge(threads, tasks, &options, settle, &name))
+    let verdict = merge(threads, tasks, &options, settle, &name);
+    let found = children::find(&child_scope, &options, settle, checked);
+    Ran::Checked(outcome, merge_children(verdict, found, &options, settle, &name))
 }
 
 /// libtest's full name for the running test (its thread's name), else the function's name.

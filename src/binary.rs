@@ -1,4 +1,5 @@
-//! The whole-binary check: at process exit, no thread started by any test may still be alive.
+//! The whole-binary check: at process exit, no thread started by any test may still be alive,
+//! and no child process started by one may still run.
 //!
 //! The counterpart of goleak's `VerifyTestMain`, with what it lacks: each survivor names the test
 //! that started it (the lineage registry knows the libtest thread each thread descends from).
@@ -7,8 +8,8 @@
 
 use std::sync::OnceLock;
 
-use crate::check::settle;
 use crate::check::threads::{self, Candidate};
+use crate::check::{children, settle};
 use crate::options::Options;
 use crate::probe::lineage;
 use crate::report::Report;
@@ -78,19 +79,24 @@ pub(crate) fn check(options: &Options) -> Result<Option<Report>, String> {
             .collect()
     };
     let candidates = settle::settle(settle, look);
-    if candidates.is_empty() {
-        return Ok(None);
-    }
-    let (mut survivors, hidden) = threads::describe(&candidates, options);
+    let (mut survivors, hidden) = if candidates.is_empty() {
+        Default::default()
+    } else {
+        threads::describe(&candidates, options)
+    };
     let still_alive = look();
     survivors.retain(|survivor| still_alive.iter().any(|c| c.tid() == Some(survivor.id as i32)));
-    if survivors.is_empty() {
+    let processes = children::find_started_by_tests(options, settle);
+    if survivors.is_empty() && processes.survivors.is_empty() {
         return Ok(None);
     }
     let mut report = options.report("the test binary", settle);
     report.name_tests = true;
     report.survivors = survivors;
+    report.survivors.extend(processes.survivors);
     report.hidden = hidden;
+    report.hidden.extend(processes.hidden);
+    report.notes.extend(processes.notes);
     report.notes.push(
         "whole-binary check (`leakcheck::check_binary!`): each group names the test that started it; \
          add `#[leak_test]` to that test to fail it directly"

@@ -8,6 +8,7 @@
 //! the survivors described (kernel state, stack capture, symbols), filtered by the rules and
 //! rendered into a [`Report`]. [`merge`] joins the thread and task sides into one verdict.
 
+pub(crate) mod children;
 pub(crate) mod settle;
 #[cfg(feature = "tokio")]
 pub(crate) mod tasks;
@@ -149,6 +150,41 @@ pub(crate) fn merge(
         Err(other) => return Err(other),
     };
     tasks.into_report(&mut report);
+    report.survivors.sort_by_key(|survivor| survivor.kind);
+    finish(report)
+}
+
+/// Adds what a child-process check found to a verdict: running children fail it; zombies only
+/// add a note to a report that fails anyway.
+pub(crate) fn merge_children(
+    verdict: Result<(), LeakError>,
+    children: children::ChildFindings,
+    options: &Options,
+    settle: Duration,
+    test: &str,
+) -> Result<(), LeakError> {
+    if children.survivors.is_empty() && children.hidden.is_empty() {
+        return match verdict {
+            Err(LeakError {
+                kind: crate::error::ErrorKind::Leak(mut report),
+            }) => {
+                report.notes.extend(children::zombie_note(&children.zombies));
+                Err(LeakError::leak(*report))
+            }
+            other => other,
+        };
+    }
+    let mut report = match verdict {
+        Ok(()) => options.report(test, settle),
+        Err(LeakError {
+            kind: crate::error::ErrorKind::Leak(report),
+        }) => *report,
+        Err(other) => return Err(other),
+    };
+    report.survivors.extend(children.survivors);
+    report.hidden.extend(children.hidden);
+    report.notes.extend(children.notes);
+    report.notes.extend(children::zombie_note(&children.zombies));
     report.survivors.sort_by_key(|survivor| survivor.kind);
     finish(report)
 }

@@ -9,6 +9,7 @@
 //! | `LEAKCHECK_JSON` | a file path: each leak verdict is appended as one JSON line | unset |
 //! | `LEAKCHECK_LINEAGE` | `on`, `off` (force the process-diff fallback, as on platforms without lineage) | `on` |
 //! | `LEAKCHECK_VERBOSE` | `1`/`true`/`on`: reports also list what ignore rules hid | off |
+//! | `LEAKCHECK_KILL_CHILDREN` | `on`, `off` (kill and reap leaked child processes after reporting them) | `on` |
 //!
 //! A malformed value is an error that names the variable and the valid forms; it fails the check
 //! that reads it (never silently falls back).
@@ -31,6 +32,7 @@ pub(crate) struct Config {
     pub(crate) json: Option<PathBuf>,
     pub(crate) verbose: bool,
     pub(crate) lineage: bool,
+    pub(crate) kill_children: bool,
 }
 
 /// The process's configuration, or the first malformed variable.
@@ -63,6 +65,10 @@ fn read() -> Result<Config, String> {
             .unwrap_or(false),
         lineage: var("LEAKCHECK_LINEAGE")
             .map(|value| parse_switch("LEAKCHECK_LINEAGE", &value))
+            .transpose()?
+            .unwrap_or(true),
+        kill_children: var("LEAKCHECK_KILL_CHILDREN")
+            .map(|value| parse_switch("LEAKCHECK_KILL_CHILDREN", &value))
             .transpose()?
             .unwrap_or(true),
     })

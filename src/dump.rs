@@ -1,5 +1,10 @@
-//! [`dump`]: every thread of the process with its current stack and creator, for looking at a
-//! live process (the seed's "profile of all goroutines"), in or outside tests.
+//! [`dump`]: every thread of the process with its current stack and creator, and every child
+//! process with the thread that started it, for looking at a live process (the seed's "profile of
+//! all goroutines"), in or outside tests.
+
+mod children;
+
+pub use children::DumpedChild;
 
 use std::fmt;
 use std::time::Duration;
@@ -28,6 +33,7 @@ use crate::report::render_frames;
 pub struct Dump {
     threads: Vec<DumpedThread>,
     tasks: Option<usize>,
+    children: Vec<DumpedChild>,
 }
 
 /// One thread of a [`Dump`].
@@ -123,6 +129,19 @@ impl Dump {
         self.threads.iter()
     }
 
+    /// The process's child processes not reaped yet, in pid order.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// for child in leakcheck::dump().children() {
+    ///     println!("{} {}", child.pid(), child.command());
+    /// }
+    /// ```
+    pub fn children(&self) -> impl Iterator<Item = &DumpedChild> {
+        self.children.iter()
+    }
+
     /// The current runtime's live task count, if the dump was taken inside a runtime.
     ///
     /// # Examples
@@ -200,6 +219,7 @@ pub fn dump() -> Dump {
         tasks: tasks::current_task_count(),
         #[cfg(not(feature = "tokio"))]
         tasks: None,
+        children: children::children(),
     }
 }
 
@@ -235,6 +255,13 @@ impl fmt::Display for Dump {
             match &thread.stack {
                 Stack::Frames(frames) => render_frames(f, frames, frame::first_user_frame(frames), false)?,
                 Stack::Missing(why) => writeln!(f, "     (no stack: {why})")?,
+            }
+        }
+        if !self.children.is_empty() {
+            writeln!(f)?;
+            writeln!(f, "{} child processes", self.children.len())?;
+            for child in &self.children {
+                children::render(f, child)?;
             }
         }
         Ok(())

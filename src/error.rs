@@ -5,7 +5,7 @@ use std::fmt;
 use crate::model::Kind;
 use crate::report::Report;
 
-/// Threads or tasks that outlived their test, or a check that could not run.
+/// Threads, tasks or child processes that outlived their test, or a check that could not run.
 ///
 /// Its `Display` is the full report: a summary line, one block per group of identical survivors,
 /// then the likely cause and fix.
@@ -68,6 +68,19 @@ impl LeakError {
             }
             ErrorKind::Config(_) => 0,
         }
+    }
+
+    /// How many child processes the check found still running (0 for a configuration error).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut child = std::process::Command::new("true").spawn().unwrap();
+    /// child.wait().unwrap();
+    /// assert!(leakcheck::Options::new().find().is_ok());
+    /// ```
+    pub fn processes(&self) -> usize {
+        self.count(Kind::Process)
     }
 
     fn count(&self, kind: Kind) -> usize {

@@ -1,4 +1,5 @@
-//! Fail tests that leak OS threads or tokio tasks, with a report that points at the line to fix.
+//! Fail tests that leak OS threads, tokio tasks or child processes, with a report that points at
+//! the line to fix.
 //!
 //! leakcheck is the Rust counterpart of Go's [goleak]: a thread or task that a test starts and
 //! that is still alive when the test ends fails the test, with one block per group of identical
@@ -52,6 +53,10 @@
 //!   before shutting it down (tokio's runtime metrics; spawn sites with `--cfg tokio_unstable`;
 //!   async stacks with the `taskdump` feature too), shuts it down with a bounded wait, then checks
 //!   threads.
+//! - **Child processes.** leakcheck also interposes `posix_spawn`, `posix_spawnp`, `fork` and
+//!   `vfork`: a test owns the child processes its threads started, and one still running at the end
+//!   fails it (a child that exited unwaited, a zombie, does not). Leaked children are killed and
+//!   reaped after the report (`LEAKCHECK_KILL_CHILDREN=off` keeps them).
 //! - **Settle.** Work that is finishing gets time to finish: a check retries with backoff up to a
 //!   deadline (2 s by default; `#[leak_test(settle = "5s")]`, [`Options::settle`] or
 //!   `LEAKCHECK_SETTLE`). A clean pass never waits.
@@ -66,10 +71,10 @@
 //! |---|---|---|
 //! | front ends | `lib.rs`, `attribute`, `verify`, `binary`, `dump`, `private` | the public API: the attribute runtime, `verify_none*`, `check_binary!`, `dump()` |
 //! | per-test context | `context` | what a running `#[leak_test]` knows on its thread (options, baseline, name) |
-//! | check | `check` (verdict), `check/settle`, `check/threads`, `check/tasks` | settle-and-retry, find candidates, describe them once, apply the rules |
+//! | check | `check` (verdict), `check/settle`, `check/threads`, `check/tasks`, `check/children` | settle-and-retry, find candidates, describe them once, apply the rules |
 //! | rules | `options`, `rules` | the `Options` builder and the ignore rules, built-in ones included |
-//! | report | `report` (text), `report/json`, `report/hints`, `error` | rendering and cause-and-fix hints, reading the model only |
-//! | probes | `probe/lineage` (+ `interpose`), `probe/procfs`, `probe/stack` (`protocol`, `handler`, `slots`, `unwinder`), `probe/symbols`, `probe/tasks`, `probe/startup` | what the OS and tokio tell; nothing of options or reports |
+//! | report | `report` (text), `report/json`, `report/hints`, `report/children`, `error` | rendering and cause-and-fix hints, reading the model only |
+//! | probes | `probe/lineage` (+ `interpose`), `probe/children` (+ `interpose`, `proc`), `probe/procfs`, `probe/stack` (`protocol`, `handler`, `slots`, `unwinder`), `probe/symbols`, `probe/tasks`, `probe/startup` | what the OS and tokio tell; nothing of options or reports |
 //! | model | `model`, `model/frame`, `config` | plain data every layer shares; the environment's settings |
 //!
 //! The path of one check, from attribute to verdict: the expansion of `#[leak_test]` calls
@@ -81,7 +86,8 @@
 //! (`probe::procfs` kernel state, `probe::stack` capture, `probe::symbols`), applies `rules`, and
 //! builds a `report::Report`, which `error::LeakError` carries back to the attribute, whose
 //! verdict fails the test. An async test does the same for tasks first (`check::tasks`), inside
-//! its runtime.
+//! its runtime. Child processes come last (`check::children::find`, settling on one lookup in
+//! `probe::children`), and `check::merge_children` adds them to the same report.
 //!
 //! [goleak]: https://github.com/uber-go/goleak
 
@@ -113,7 +119,7 @@ mod model;
 #[path = "private.rs"]
 pub mod __private;
 
-pub use dump::{dump, Dump, DumpedThread};
+pub use dump::{dump, Dump, DumpedChild, DumpedThread};
 pub use error::LeakError;
 pub use leakcheck_macros::leak_test;
 pub use options::Options;

@@ -6,11 +6,12 @@ pub(crate) mod frame;
 
 pub(crate) use frame::Frame;
 
-/// Threads or tasks.
+/// Threads, tasks or child processes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Kind {
     Thread,
     Task,
+    Process,
 }
 
 impl Kind {
@@ -20,6 +21,8 @@ impl Kind {
             (Kind::Thread, _) => "threads",
             (Kind::Task, 1) => "task",
             (Kind::Task, _) => "tasks",
+            (Kind::Process, 1) => "child process",
+            (Kind::Process, _) => "child processes",
         }
     }
 }
@@ -49,6 +52,34 @@ pub(crate) struct Survivor {
     /// `file:line` of the `tokio::spawn` call (tasks, `--cfg tokio_unstable`).
     pub(crate) spawn_site: Option<String>,
     pub(crate) hint: Option<Hint>,
+    /// What `/proc` says of a child process (`Kind::Process` only; its pid is `id`).
+    pub(crate) process: Option<ProcessInfo>,
+}
+
+/// A surviving child process, as `/proc/<pid>` and the spawn record describe it.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ProcessInfo {
+    /// Its arguments, `argv[0]` first (copied at spawn time, else from `/proc/<pid>/cmdline`).
+    pub(crate) argv: Vec<String>,
+    /// `/proc/<pid>/stat` state: `R` running, `S` sleeping, `Z` exited but never waited, ...
+    pub(crate) state: Option<char>,
+    /// Time since it was started.
+    pub(crate) age: Option<std::time::Duration>,
+    /// The entry point that started it (`posix_spawnp`, `fork`), where recorded.
+    pub(crate) via: Option<&'static str>,
+}
+
+impl ProcessInfo {
+    /// The command line, arguments joined by spaces.
+    pub(crate) fn command(&self) -> String {
+        self.argv.join(" ")
+    }
+
+    /// The program's name: the last path segment of `argv[0]`.
+    pub(crate) fn program(&self) -> Option<&str> {
+        let first = self.argv.first()?;
+        Some(first.rsplit('/').next().unwrap_or(first))
+    }
 }
 
 impl Survivor {

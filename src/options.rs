@@ -6,7 +6,7 @@ use std::time::Duration;
 
 #[cfg(feature = "tokio")]
 use crate::probe::tasks;
-use crate::probe::{lineage, procfs};
+use crate::probe::{children, lineage, procfs};
 use crate::rules::Rule;
 
 /// How a check behaves: settle deadline, ignore rules, report detail.
@@ -35,6 +35,7 @@ pub struct Options {
     pub(crate) capture_stacks: Option<bool>,
     pub(crate) full_stacks: Option<bool>,
     pub(crate) verbose: Option<bool>,
+    pub(crate) kill_children: Option<bool>,
 }
 
 impl Default for Options {
@@ -47,6 +48,7 @@ impl Default for Options {
             capture_stacks: None,
             full_stacks: None,
             verbose: None,
+            kill_children: None,
         }
     }
 }
@@ -149,6 +151,35 @@ impl Options {
         self
     }
 
+    /// Ignores child processes whose program name (`sleep`), `argv[0]` (`/usr/bin/sleep`) or whole
+    /// command line (`sleep 30`) is `pattern` or matches it as a glob (`*` any run of characters,
+    /// `?` one).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let options = leakcheck::Options::new().ignore_process("my-test-server*");
+    /// # options.verify_none();
+    /// ```
+    pub fn ignore_process(mut self, pattern: &str) -> Self {
+        self.rules.push(Rule::ProcessName(pattern.into()));
+        self
+    }
+
+    /// Whether a check kills (`SIGKILL`) and reaps the leaked child processes it reported, so a
+    /// failing run leaves no process behind (default: on, unless `LEAKCHECK_KILL_CHILDREN=off`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let options = leakcheck::Options::new().kill_children(false);
+    /// # options.verify_none();
+    /// ```
+    pub fn kill_children(mut self, on: bool) -> Self {
+        self.kill_children = Some(on);
+        self
+    }
+
     /// Takes everything alive now as the baseline: threads (and, in [`Options::find_async`], the
     /// current runtime's tasks) that exist when this is called are never reported.
     ///
@@ -234,6 +265,8 @@ pub(crate) struct Baseline {
     /// The current runtime's live task count, for builds without task ids.
     #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(crate) task_count: Option<usize>,
+    /// Pids of the process's child processes not reaped yet.
+    pub(crate) children: HashSet<i32>,
 }
 
 impl Baseline {
@@ -249,6 +282,7 @@ impl Baseline {
             task_count: tasks::current_task_count(),
             #[cfg(not(feature = "tokio"))]
             task_count: None,
+            children: children::all().iter().map(|(child, _)| child.pid).collect(),
         }
     }
 }

@@ -3,6 +3,8 @@
 //!
 //! - [`lineage`]: which thread created which (the interposed `pthread_create`, in
 //!   `lineage/interpose.rs`), with each thread's raw creation backtrace;
+//! - [`children`]: which thread started which child process (the interposed `posix_spawn`,
+//!   `posix_spawnp`, `fork`, in `children/interpose.rs`), and what `/proc/<pid>` says of it;
 //! - [`procfs`]: the process's threads, their names and kernel state, from `/proc/self`;
 //! - [`stack`]: other threads' current stacks (signal protocol, handler, unwinder ranges);
 //! - [`symbols`]: raw addresses to [`Frame`](crate::model::Frame)s, cached;
@@ -10,6 +12,7 @@
 //! - [`startup`]: what must be read before `main`;
 //! - [`unwind`]: the calling thread's own backtrace, fast (for creation sites on hot paths).
 
+pub(crate) mod children;
 pub(crate) mod lineage;
 pub(crate) mod procfs;
 pub(crate) mod stack;

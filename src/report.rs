@@ -2,6 +2,7 @@
 //! like a compiler error (this file), as one JSON line ([`json`]), with cause-and-fix hints
 //! ([`hints`]). Reads the model only.
 
+pub(crate) mod children;
 pub(crate) mod hints;
 mod json;
 
@@ -48,15 +49,19 @@ impl Report {
         (threads, tasks)
     }
 
-    /// `3 threads`, `1 thread and 2 tasks`.
+    /// `3 threads`, `1 thread and 2 tasks`, `1 child process`.
     pub(crate) fn summary(&self) -> String {
         let (threads, tasks) = self.counts();
+        let processes = self.survivors.iter().filter(|s| s.kind == Kind::Process).count();
         let mut parts = Vec::new();
         if threads > 0 {
             parts.push(format!("{threads} {}", Kind::Thread.noun(threads)));
         }
         if tasks > 0 {
             parts.push(format!("{tasks} {}", Kind::Task.noun(tasks)));
+        }
+        if processes > 0 {
+            parts.push(format!("{processes} {}", Kind::Process.noun(processes)));
         }
         parts.join(" and ")
     }
@@ -100,13 +105,17 @@ fn group_key(
 }
 
 /// How many ids a group lists before it says "and N more".
-const IDS_SHOWN: usize = 8;
+pub(crate) const IDS_SHOWN: usize = 8;
 
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "leakcheck: {} leaked by `{}`", self.summary(), self.test)?;
         for group in self.groups() {
             writeln!(f)?;
+            if group[0].kind == Kind::Process {
+                children::render_group(f, &group, self.name_tests)?;
+                continue;
+            }
             render_group(f, &group, self.full_stacks, self.name_tests)?;
         }
         if let Some(count) = &self.task_count {
@@ -170,6 +179,7 @@ fn render_group(
     let id_label = match first.kind {
         Kind::Thread => "tid",
         Kind::Task => "id",
+        Kind::Process => "pid",
     };
     let mut ids: Vec<String> = group
         .iter()
@@ -233,7 +243,7 @@ fn render_group(
                 (Kind::Thread, false) => "stack (library frames folded; LEAKCHECK_FULL_STACKS=1 shows all):",
                 (Kind::Thread, true) => "stack:",
                 (Kind::Task, false) => "async trace (library frames folded):",
-                (Kind::Task, true) => "async trace:",
+                (Kind::Task, true) | (Kind::Process, _) => "async trace:",
             };
             writeln!(f, "   {label}")?;
             render_frames(f, frames, first.stuck_frame(), full_stacks)?;

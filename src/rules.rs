@@ -12,6 +12,8 @@ pub(crate) enum Rule {
     AnyFunction(Box<str>),
     Creator(Box<str>),
     SpawnSite(Box<str>),
+    /// Child processes by program name or command line (never matches a thread or task).
+    ProcessName(Box<str>),
 }
 
 /// What a rule can look at.
@@ -37,6 +39,7 @@ impl Rule {
             Rule::AnyFunction(p) => format!("ignore_any_function({p:?})"),
             Rule::Creator(p) => format!("ignore_creator({p:?})"),
             Rule::SpawnSite(p) => format!("ignore_spawn_site({p:?})"),
+            Rule::ProcessName(p) => format!("ignore_process({p:?})"),
         }
     }
 
@@ -64,6 +67,7 @@ impl Rule {
                     || frame::short_location(frame).is_some_and(|site| site_matches(pattern, &site))
             }),
             Rule::SpawnSite(pattern) => subject.spawn_site.is_some_and(|site| site_matches(pattern, site)),
+            Rule::ProcessName(_) => false,
         }
     }
 }
@@ -99,6 +103,18 @@ fn tokio_idle_blocking_thread(subject: &Subject<'_>) -> bool {
         });
         in_pool && !running_work
     })
+}
+
+/// `pattern` matches a child process: its program's name (`sleep`), `argv[0]` (`/bin/sleep`) or
+/// its whole command line (`sleep 30`), exactly or as a glob.
+pub(crate) fn process_matches(pattern: &str, argv: &[String]) -> bool {
+    let Some(first) = argv.first() else {
+        return false;
+    };
+    let program = first.rsplit('/').next().unwrap_or(first);
+    [program, first.as_str(), argv.join(" ").as_str()]
+        .iter()
+        .any(|candidate| glob(pattern, candidate))
 }
 
 /// `pattern` matches `name` exactly or as a glob with `*` and `?`.

@@ -3,9 +3,10 @@
 //!
 //! `find*` return `Result<(), LeakError>`; only `verify_*` (and the attribute) panic.
 
-use crate::check::check_threads;
+use crate::check::children::{self, ChildScope};
 #[cfg(feature = "tokio")]
 use crate::check::tasks::TaskFindings;
+use crate::check::{check_threads, merge_children};
 #[cfg(feature = "tokio")]
 use crate::check::{check_threads_async, merge};
 use crate::context;
@@ -14,7 +15,8 @@ use crate::options::Options;
 
 impl Options {
     /// Checks that every thread the calling thread started (directly or through threads it
-    /// started) has finished, waiting up to the settle deadline for those still finishing.
+    /// started) has finished, and that no child process it (or those threads) started still
+    /// runs, waiting up to the settle deadline for those still finishing.
     ///
     /// Inside a `#[leak_test]`, threads alive at the test's entry are not counted.
     ///
@@ -35,7 +37,11 @@ impl Options {
             return Ok(());
         };
         let scope = context::thread_scope();
-        check_threads(&scope, self, settle, &context::current_test_name())
+        let test = context::current_test_name();
+        let checked = std::time::Instant::now();
+        let threads = check_threads(&scope, self, settle, &test);
+        let found = children::find(&ChildScope::unentered(), self, settle, checked);
+        merge_children(threads, found, self, settle, &test)
     }
 
     /// [`Options::find`] plus the current tokio runtime's tasks (not counting the calling task),
@@ -62,13 +68,16 @@ impl Options {
             return Ok(());
         };
         let test = context::current_test_name();
+        let checked = std::time::Instant::now();
         let tasks = match context::task_scope() {
             Some(scope) => crate::check::tasks::find(&scope, self, settle).await,
             None => TaskFindings::default(),
         };
         let scope = context::thread_scope();
         let threads = check_threads_async(&scope, self, settle, &test).await;
-        merge(threads, tasks, self, settle, &test)
+        let verdict = merge(threads, tasks, self, settle, &test);
+        let found = children::find_async(&ChildScope::unentered(), self, settle, checked).await;
+        merge_children(verdict, found, self, settle, &test)
     }
 
     /// Like [`Options::find`], but panics with the report.

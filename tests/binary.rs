@@ -57,6 +57,35 @@ fn leaking_binary_fails_and_names_the_test() {
     );
 }
 
+/// Fixture: a plain test that leaves a child process running (and passes).
+#[test]
+#[ignore = "fixture, run by binary_names_the_test_that_left_a_child"]
+#[allow(clippy::zombie_processes)]
+fn fixture_leaves_a_child() {
+    std::process::Command::new("sleep").arg("36").spawn().unwrap();
+}
+
+/// A run whose test leaves a child process running fails, naming the child and the test, and the
+/// child is killed afterwards.
+#[test]
+fn binary_names_the_test_that_left_a_child() {
+    let run = run_ignored("fixture_leaves_a_child", &[("LEAKCHECK_SETTLE", "200ms")]);
+    assert!(!run.success, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr
+            .contains("leakcheck: 1 child process leaked by `the test binary`"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("`sleep 36`"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("started by test `fixture_leaves_a_child`"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("killed (SIGKILL)"), "{}", run.stderr);
+}
+
 /// A clean run passes, with nothing printed by leakcheck.
 #[test]
 fn clean_binary_passes() {

@@ -17,6 +17,7 @@ const KEYS: &[&str] = &[
     "ignore_any_function",
     "ignore_creator",
     "ignore_spawn_site",
+    "ignore_process",
     "ignore_current",
 ];
 
@@ -71,6 +72,7 @@ pub(crate) enum IgnoreKind {
     AnyFunction,
     Creator,
     SpawnSite,
+    Process,
 }
 
 impl IgnoreKind {
@@ -81,6 +83,7 @@ impl IgnoreKind {
             "ignore_any_function" => Self::AnyFunction,
             "ignore_creator" => Self::Creator,
             "ignore_spawn_site" => Self::SpawnSite,
+            "ignore_process" => Self::Process,
             _ => return None,
         })
     }
@@ -93,6 +96,7 @@ impl IgnoreKind {
             Self::AnyFunction => "ignore_any_function",
             Self::Creator => "ignore_creator",
             Self::SpawnSite => "ignore_spawn_site",
+            Self::Process => "ignore_process",
         }
     }
 }
@@ -275,6 +279,7 @@ fn example(key: &str) -> &'static str {
         "ignore_any_function" => "ignore_any_function = [\"my_crate::serve\"]",
         "ignore_creator" => "ignore_creator = [\"my_crate::start_pool\"]",
         "ignore_spawn_site" => "ignore_spawn_site = [\"src/pool.rs\"]",
+        "ignore_process" => "ignore_process = [\"my-server*\"]",
         _ => "ignore_current = true",
     }
 }

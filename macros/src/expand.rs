@@ -667,7 +667,7 @@ mod tests {
             error("setle = \"2s\"", "fn t() {}"),
             "unknown argument `setle`: expected one of `settle`, `flavor`, `worker_threads`, \
              `start_paused`, `ignore_thread`, `ignore_top_function`, `ignore_any_function`, \
-             `ignore_creator`, `ignore_spawn_site` or `ignore_current`"
+             `ignore_creator`, `ignore_spawn_site`, `ignore_process` or `ignore_current`"
         );
         assert_eq!(
             errors("settle = \"1s\", settle = \"2s\", nope", "fn t() {}").len(),

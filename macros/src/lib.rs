@@ -57,6 +57,7 @@ use proc_macro::TokenStream;
 /// | `ignore_any_function` | a string or an array of strings | `Options::ignore_any_function` |
 /// | `ignore_creator` | a string or an array of strings | `Options::ignore_creator` |
 /// | `ignore_spawn_site` | a string or an array of strings | `Options::ignore_spawn_site` |
+/// | `ignore_process` | a string or an array of strings | `Options::ignore_process` |
 /// | `ignore_current` | no value, or `true`/`false` | `Options::ignore_current` |
 ///
 /// The options start from `Options::new()`, so `LEAKCHECK_*` environment variables apply too.

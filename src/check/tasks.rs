@@ -181,6 +181,7 @@ async fn describe(scope: &TaskScope, options: &Options, ids: Vec<u64>) -> TaskFi
             test: None,
             spawn_site: site,
             hint: None,
+            process: None,
         };
         let subject = crate::rules::Subject {
             name: None,

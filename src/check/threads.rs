@@ -221,6 +221,7 @@ pub(crate) fn describe(candidates: &[Candidate], options: &Options) -> (Vec<Surv
             spawn_site: None,
             stack,
             hint: None,
+            process: None,
         };
         match rule {
             Some(rule) => hidden.push(Hidden { survivor, rule }),

@@ -1,4 +1,5 @@
-//! What must be ready before `main`: the real `pthread_create` and the thread-exit key, and the threads the process
+//! What must be ready before `main`: the real `pthread_create` and the thread-exit key, the real
+//! process-creating functions, and the threads the process
 //! started with (the process-diff fallback's baseline for checks without an entry snapshot).
 
 use std::collections::HashSet;
@@ -13,6 +14,8 @@ fn init() {
         let _ = super::lineage::interpose::real();
         let _ = super::lineage::interpose::exit_key();
     }
+    #[cfg(all(target_os = "linux", target_env = "gnu", not(target_feature = "crt-static")))]
+    super::children::interpose::resolve_all();
     let _ = STARTUP_TIDS.set(super::procfs::process_tids().into_iter().collect());
 }
 

@@ -39,6 +39,7 @@ impl Report {
             let kind = match survivor.kind {
                 Kind::Thread => "thread",
                 Kind::Task => "task",
+                Kind::Process => "process",
             };
             let _ = write!(out, "\"kind\":\"{kind}\",\"id\":{}", survivor.id);
             let _ = write!(out, ",\"name\":{}", json_opt(survivor.name.as_deref()));
@@ -68,6 +69,7 @@ impl Report {
                 json_opt(state.as_deref()),
                 json_opt(wchan.as_deref())
             );
+            super::children::json_fields(survivor, &mut out, json_str);
             match &survivor.hint {
                 Some(hint) => {
                     let _ = write!(
