@@ -20,6 +20,7 @@ use crate::probe;
 /// `#[leak_test]` on a sync fn.
 #[track_caller]
 pub(crate) fn run_sync<R>(test: &'static str, options: Options, body: impl FnOnce() -> R) -> R {
+    let options = options.at(panic::Location::caller());
     let settle = match options.settle_or_off() {
         Ok(Some(settle)) => settle,
         Ok(None) => return body(),
@@ -50,6 +51,7 @@ pub(crate) fn run_async<F: Future>(
     config: Runtime,
     body: F,
 ) -> F::Output {
+    let options = options.at(panic::Location::caller());
     let settle = match options.settle_or_off() {
         Ok(settle) => settle,
         Err(error) => panic!("{error}"),

@@ -33,6 +33,9 @@ pub struct Options {
     pub(crate) capture_stacks: Option<bool>,
     pub(crate) full_stacks: Option<bool>,
     pub(crate) verbose: Option<bool>,
+    /// Where the check was asked for (the test's `#[leak_test]` line, or the `verify_none` call):
+    /// the report's JSON line and GitHub annotation point there.
+    pub(crate) location: Option<&'static std::panic::Location<'static>>,
 }
 
 impl Default for Options {
@@ -45,6 +48,7 @@ impl Default for Options {
             capture_stacks: None,
             full_stacks: None,
             verbose: None,
+            location: None,
         }
     }
 }

@@ -2,6 +2,7 @@
 //! like a compiler error (this file), as one JSON line ([`json`]), with cause-and-fix hints
 //! ([`hints`]). Reads the model only.
 
+mod github;
 pub(crate) mod hints;
 mod json;
 
@@ -33,6 +34,8 @@ pub(crate) struct Report {
     pub(crate) verbose: bool,
     /// Whether each group names the test that started it (whole-binary check).
     pub(crate) name_tests: bool,
+    /// `file`, `line` of the test (its `#[leak_test]`) or of the `verify_none` call.
+    pub(crate) location: Option<(String, u32)>,
 }
 
 impl Report {

@@ -7,6 +7,7 @@
 //! `proc_macro2`); `source.rs` finds a `#[test]` written above the attribute.
 
 mod args;
+mod compose;
 mod expand;
 mod source;
 
