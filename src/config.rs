@@ -40,6 +40,7 @@ pub(crate) fn get() -> Result<&'static Config, String> {
 }
 
 fn read() -> Result<Config, String> {
+    let project = crate::project::get()?;
     Ok(Config {
         enabled: var("LEAKCHECK")
             .map(|value| parse_switch("LEAKCHECK", &value))
@@ -51,6 +52,7 @@ fn read() -> Result<Config, String> {
                     .map_err(|why| format!("leakcheck: invalid `LEAKCHECK_SETTLE={value}`: {why}"))
             })
             .transpose()?
+            .or(project.and_then(|project| project.settle))
             .unwrap_or(DEFAULT_SETTLE),
         full_stacks: var("LEAKCHECK_FULL_STACKS")
             .map(|value| parse_switch("LEAKCHECK_FULL_STACKS", &value))

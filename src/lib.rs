@@ -108,6 +108,7 @@ mod probe;
 // The shared model, and the environment
 mod config;
 mod model;
+mod project;
 
 #[doc(hidden)]
 #[path = "private.rs"]

@@ -135,7 +135,7 @@ impl fmt::Display for Report {
         writeln!(
             f,
             "note: waited {:?} for them to finish (settle deadline: `#[leak_test(settle = \"5s\")]`, \
-             `Options::settle` or `LEAKCHECK_SETTLE`)",
+             `Options::settle`, `LEAKCHECK_SETTLE` or `settle` in `[package.metadata.leakcheck]`)",
             self.settle
         )?;
         for note in &self.notes {
