@@ -29,13 +29,15 @@ impl Report {
             let message = format!("{} leaked by `{}`", self.summary(), self.test);
             return vec![annotation(self.location.as_ref(), &message)];
         }
-        let mut tests: Vec<(String, Option<(String, u32)>, usize)> = Vec::new();
+        // (test, where its first survivor was created, how many survivors it left)
+        let mut tests: Vec<(String, Option<Location>, usize)> = Vec::new();
         for survivor in &self.survivors {
             let test = survivor.test.clone().unwrap_or_else(|| self.test.clone());
             match tests.iter_mut().find(|(name, _, _)| *name == test) {
                 Some(entry) => entry.2 += 1,
                 None => {
-                    let site = survivor.origin().and_then(|origin| file_line(&origin));
+                    let site = test_frame(survivor, &test)
+                        .or_else(|| survivor.origin().and_then(|origin| file_line(&origin)));
                     tests.push((test, site, 1));
                 }
             }
@@ -51,6 +53,9 @@ impl Report {
     }
 }
 
+/// A `file`, `line` pair.
+type Location = (String, u32);
+
 fn survivor_noun(report: &Report, count: usize) -> &'static str {
     let all_threads = report
         .survivors
@@ -65,7 +70,7 @@ fn survivor_noun(report: &Report, count: usize) -> &'static str {
 }
 
 /// One workflow command; `file` and `line` are escaped as GitHub's properties require.
-fn annotation(location: Option<&(String, u32)>, message: &str) -> String {
+fn annotation(location: Option<&Location>, message: &str) -> String {
     let properties = match location {
         Some((file, line)) => format!(" file={},line={line},", escape_property(file)),
         None => " ".to_string(),
@@ -73,8 +78,19 @@ fn annotation(location: Option<&(String, u32)>, message: &str) -> String {
     format!("::error{properties}title=leakcheck::{}", escape_data(message))
 }
 
+/// The test function's own frame in the survivor's creation backtrace: where the test called
+/// what started the thread.
+fn test_frame(survivor: &crate::model::Survivor, test: &str) -> Option<Location> {
+    let name = test.rsplit("::").next()?;
+    let frame = survivor
+        .created_at
+        .iter()
+        .find(|frame| frame.function == name || frame.function.ends_with(&format!("::{name}")))?;
+    file_line(&crate::model::frame::short_location(frame)?)
+}
+
 /// `tests/x.rs:12 in f` or `tests/x.rs:12` into (`tests/x.rs`, 12).
-fn file_line(origin: &str) -> Option<(String, u32)> {
+fn file_line(origin: &str) -> Option<Location> {
     let location = origin.split(" in ").next()?;
     let (file, line) = location.rsplit_once(':')?;
     Some((file.to_string(), line.parse().ok()?))

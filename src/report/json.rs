@@ -14,6 +14,9 @@ impl Report {
         };
         let line = self.to_json();
         use std::io::Write as _;
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            let _ = std::fs::create_dir_all(parent);
+        }
         std::fs::OpenOptions::new()
             .create(true)
             .append(true)
