@@ -1,6 +1,7 @@
 //! CI output: under GitHub Actions (`GITHUB_ACTIONS=true`) a leak prints one `::error` annotation
 //! at the test's own line; the JSON line carries the test's file and line, the binary and each
-//! survivor's kind; a relative `LEAKCHECK_JSON` lands at the workspace root.
+//! survivor's kind; a relative `LEAKCHECK_JSON` lands at the workspace root. Also: the
+//! `LEAKCHECK=off` notice is seen past libtest's output capture.
 
 mod common;
 
@@ -73,4 +74,18 @@ fn json_line_has_file_line_binary_and_kinds() {
     assert_eq!(line["binary"], "github");
     assert_eq!(line["survivors"][0]["kind"], "thread");
     assert_eq!(line["survivors"][0]["name"], "ci-leak");
+}
+
+/// The `LEAKCHECK=off` notice shows in a run whose output libtest captures (a passing test's
+/// `eprintln!` would be swallowed).
+#[test]
+fn opt_out_notice_survives_capture() {
+    let run = run_ignored("fixture_leaks_for_ci", &[("LEAKCHECK", "off")]);
+    assert!(run.success, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr
+            .contains("leakcheck: LEAKCHECK=off: leak checks are disabled in this process"),
+        "{}",
+        run.stderr
+    );
 }
