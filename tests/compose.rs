@@ -92,6 +92,15 @@ async fn test_log_bare_async_clean() {
     tokio::spawn(async {}).await.unwrap();
 }
 
+/// `#[tokio::test]` beside `#[test_log::test]` (test-log's other documented form).
+#[leak_test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[test_log::test]
+async fn tokio_test_beside_test_log_clean() {
+    assert!(logging_initialised());
+    tokio::spawn(async {}).await.unwrap();
+}
+
 /// Fixture: a task leaked under `#[test_log::test(tokio::test(...))]`.
 #[leak_test]
 #[test_log::test(tokio::test(flavor = "multi_thread", worker_threads = 2))]

@@ -64,6 +64,13 @@ pub(crate) fn rewrite(attrs: &mut [Attribute], runtime: &mut RuntimeArgs, is_asy
     errors.finish()
 }
 
+/// Whether `a` and `b` are a bare `#[test_log::test]` and a `#[tokio::test]`, in either order.
+pub(crate) fn is_test_log_and_tokio(a: &Attribute, b: &Attribute) -> bool {
+    let bare_test_log =
+        |attr: &Attribute| matches!(attr.meta, Meta::Path(_)) && path_string(attr.path()) == "test_log::test";
+    (bare_test_log(a) && is_tokio_test(b.path())) || (bare_test_log(b) && is_tokio_test(a.path()))
+}
+
 /// `test`, `::core::prelude::v1::test`, `std::prelude::rust_2021::test` and the like: rustc's.
 fn is_plain_test(path: &syn::Path) -> bool {
     let first = path.segments.first().map(|s| s.ident.to_string());
@@ -91,6 +98,7 @@ fn cannot_compose(attr: &Attribute, name: &str) -> syn::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proc_macro2::TokenStream;
     use syn::ItemFn;
 
     fn rewritten(item: &str) -> (String, syn::Result<()>, RuntimeArgs) {
@@ -112,6 +120,21 @@ mod tests {
         let (out, result, _) = rewritten("#[test_log::test(tokio::test)] async fn t() {}");
         assert!(result.is_ok());
         assert!(out.starts_with("# [test_log :: test] async fn t"), "{out}");
+    }
+
+    /// `#[test_log::test]` beside `#[tokio::test]`, either order: tokio taken over, test-log
+    /// kept and registering the test.
+    #[test]
+    fn test_log_beside_tokio_test() {
+        for item in [
+            "#[test_log::test] #[tokio::test(flavor = \"multi_thread\")] async fn t() {}",
+            "#[tokio::test(flavor = \"multi_thread\")] #[test_log::test] async fn t() {}",
+        ] {
+            let out = crate::expand::leak_test(TokenStream::new(), item.parse().unwrap()).to_string();
+            assert!(out.starts_with("# [test_log :: test] fn t ()"), "{out}");
+            assert!(!out.contains("tokio :: test"), "{out}");
+            assert!(out.contains("Flavor :: MultiThread"), "{out}");
+        }
     }
 
     /// A runtime-building attribute leakcheck does not know is an error naming it.

@@ -68,6 +68,7 @@ pub(crate) fn expand(mut args: Args, mut item: ItemFn) -> syn::Result<TokenStrea
     let mut registering: Option<&Attribute> = None;
     let mut tokio_test = None;
     let mut provides_params = false;
+    let mut test_log_registers = false;
     for (index, attr) in item.attrs.iter().enumerate() {
         match TestAttr::of(attr) {
             Some(TestAttr::LeakTest) => errors.push(syn::Error::new_spanned(
@@ -76,6 +77,17 @@ pub(crate) fn expand(mut args: Args, mut item: ItemFn) -> syn::Result<TokenStrea
             )),
             Some(kind @ (TestAttr::Test | TestAttr::TokioTest)) => {
                 if let Some(first) = registering {
+                    // `#[test_log::test]` with `#[tokio::test]`, in either order: tokio's runtime
+                    // is taken over and test-log registers the test.
+                    if is_async && compose::is_test_log_and_tokio(first, attr) {
+                        if kind == TestAttr::TokioTest {
+                            tokio_test = Some(index);
+                        } else {
+                            registering = Some(attr);
+                        }
+                        test_log_registers = true;
+                        continue;
+                    }
                     let msg = format!(
                         "`#[leak_test]` found two test attributes, `#[{}]` and `#[{}]`: each \
                          registers the test; keep one",
@@ -99,7 +111,7 @@ pub(crate) fn expand(mut args: Args, mut item: ItemFn) -> syn::Result<TokenStrea
     let mut registered = registering.is_some() || provides_params;
     if let Some(index) = tokio_test {
         let attr = item.attrs.remove(index);
-        registered = provides_params;
+        registered = provides_params || test_log_registers;
         errors.extend(tokio_runtime_args(&attr).and_then(|tokio| args.runtime.merge(tokio)));
     }
 
