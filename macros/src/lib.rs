@@ -82,7 +82,8 @@ use proc_macro::TokenStream;
 ///   parameters, which must be plain names (`x: u32`).
 /// - `#[test_log::test]` keeps initialising logs. On an async fn,
 ///   `#[test_log::test(tokio::test(...))]` has its `tokio::test(...)` taken over as above and is
-///   left as `#[test_log::test]`; bare `#[test_log::test]` runs on leakcheck's runtime.
+///   left as `#[test_log::test]`; so is a `#[tokio::test]` beside a bare `#[test_log::test]`
+///   (either order); bare `#[test_log::test]` alone runs on leakcheck's runtime.
 /// - An async test attribute that builds another runtime (`#[async_std::test]`,
 ///   `#[test_log::test(actix_rt::test)]`, ...) is a compile error naming it: leakcheck must run
 ///   the test on its own tokio runtime to check its tasks.
