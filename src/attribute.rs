@@ -62,6 +62,7 @@ pub(crate) fn run_sync_should_panic(test: &'static str, options: Options, body: 
 #[track_caller]
 fn checked_sync<R>(test: &'static str, options: Options, body: impl FnOnce() -> R) -> Ran<R> {
     once::record(test);
+    let options = options.at(panic::Location::caller());
     let settle = match options.settle_or_off() {
         Ok(Some(settle)) => settle,
         Ok(None) => return Ran::Unchecked(body()),
@@ -126,6 +127,7 @@ fn checked_async<F: Future>(
     body: F,
 ) -> Ran<F::Output> {
     once::record(test);
+    let options = options.at(panic::Location::caller());
     let settle = match options.settle_or_off() {
         Ok(settle) => settle,
         Err(error) => panic!("{error}"),

@@ -52,6 +52,8 @@ extern "C" fn at_exit(status: libc::c_int, _: *mut libc::c_void) {
         use std::io::Write as _;
         let _ = std::io::stdout().flush();
         eprintln!("{report}");
+        eprintln!("{}", summary(&report));
+        report.annotate();
         let _ = std::io::stderr().flush();
         // SAFETY: ends the process with a failing status; the report is flushed.
         unsafe { libc::_exit(101) }
@@ -104,6 +106,31 @@ pub(crate) fn check(options: &Options) -> Result<Option<Report>, String> {
     );
     let _ = report.write_json();
     Ok(Some(report))
+}
+
+/// The last words of a failed whole-binary check: which tests leaked, that the run failed, and
+/// why the exit code is 101 after libtest's `test result: ok`.
+pub(crate) fn summary(report: &Report) -> String {
+    let mut tests: Vec<&str> = Vec::new();
+    for survivor in &report.survivors {
+        let test = survivor.test.as_deref().unwrap_or("(a test that has finished)");
+        if !tests.contains(&test) {
+            tests.push(test);
+        }
+    }
+    let names: Vec<String> = tests.iter().map(|test| format!("`{test}`")).collect();
+    let plural = if tests.len() == 1 { "" } else { "s" };
+    format!(
+        "leakcheck: FAILED: {} leaked by {} test{plural}: {}\n\
+         leakcheck: the run failed (exit code 101) although libtest printed `test result: ok`: \
+         each test passed on its own, and `check_binary!` found their threads still alive at \
+         process exit, after the last test.\n\
+         leakcheck: to fail each leaking test by itself, run under `cargo nextest run` (one \
+         process per test, so this check gives a per-test verdict) or add `#[leak_test]` to it.",
+        report.summary(),
+        tests.len(),
+        names.join(", ")
+    )
 }
 
 /// A thread whose creator is itself a created thread: libtest's test threads are created by the

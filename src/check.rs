@@ -52,10 +52,17 @@ impl Options {
             .unwrap_or(false)
     }
 
+    /// These options, remembering where the check was asked for.
+    pub(crate) fn at(mut self, location: &'static std::panic::Location<'static>) -> Self {
+        self.location = Some(location);
+        self
+    }
+
     pub(crate) fn report(&self, test: &str, settle: Duration) -> Report {
         let config = config::get().ok();
         Report {
             test: test.to_string(),
+            location: self.location.map(|l| (l.file().to_string(), l.line())),
             settle,
             full_stacks: self
                 .full_stacks
@@ -198,5 +205,6 @@ fn finish(report: Report) -> Result<(), LeakError> {
     if let Err(message) = report.write_json() {
         eprintln!("{message}");
     }
+    report.annotate();
     Err(LeakError::leak(report))
 }

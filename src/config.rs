@@ -3,7 +3,7 @@
 //! | variable | values | default |
 //! |---|---|---|
 //! | `LEAKCHECK` | `on`, `off` | `on` |
-//! | `LEAKCHECK_SETTLE` | a duration: `500ms`, `2s`, `1.5s` (units `us`, `ms`, `s`) | `2s` |
+//! | `LEAKCHECK_SETTLE` | a duration: `500ms`, `2s`, `1.5s`, `2 seconds`, `1m` (humantime's format) | `2s` |
 //! | `LEAKCHECK_FULL_STACKS` | `1`/`true`/`on`, `0`/`false`/`off` | off |
 //! | `LEAKCHECK_STACKS` | `on`, `off` (capture of surviving threads' current stacks) | on |
 //! | `LEAKCHECK_JSON` | a file path: each leak verdict is appended as one JSON line | unset |
@@ -42,6 +42,7 @@ pub(crate) fn get() -> Result<&'static Config, String> {
 }
 
 fn read() -> Result<Config, String> {
+    let project = crate::project::get()?;
     Ok(Config {
         enabled: var("LEAKCHECK")
             .map(|value| parse_switch("LEAKCHECK", &value))
@@ -53,12 +54,13 @@ fn read() -> Result<Config, String> {
                     .map_err(|why| format!("leakcheck: invalid `LEAKCHECK_SETTLE={value}`: {why}"))
             })
             .transpose()?
+            .or(project.and_then(|project| project.settle))
             .unwrap_or(DEFAULT_SETTLE),
         full_stacks: var("LEAKCHECK_FULL_STACKS")
             .map(|value| parse_switch("LEAKCHECK_FULL_STACKS", &value))
             .transpose()?
             .unwrap_or(false),
-        json: var("LEAKCHECK_JSON").map(PathBuf::from),
+        json: var("LEAKCHECK_JSON").map(|path| resolve_json_path(PathBuf::from(path))),
         verbose: var("LEAKCHECK_VERBOSE")
             .map(|value| parse_switch("LEAKCHECK_VERBOSE", &value))
             .transpose()?
@@ -74,11 +76,65 @@ fn read() -> Result<Config, String> {
     })
 }
 
+/// A relative `LEAKCHECK_JSON` is resolved against the workspace root, so that every package's
+/// test binaries (cargo runs each in its own package directory) append to one file.
+fn resolve_json_path(path: PathBuf) -> PathBuf {
+    if path.is_absolute() {
+        return path;
+    }
+    match var("CARGO_MANIFEST_DIR") {
+        Some(dir) => workspace_root(std::path::Path::new(&dir)).join(path),
+        None => path,
+    }
+}
+
+/// The workspace root above a package directory: the nearest ancestor (or itself) holding a
+/// `Cargo.lock`, else the nearest whose `Cargo.toml` has a `[workspace]` table, else the package
+/// directory itself.
+pub(crate) fn workspace_root(package: &std::path::Path) -> PathBuf {
+    let ancestors = || package.ancestors();
+    if let Some(dir) = ancestors().find(|dir| dir.join("Cargo.lock").is_file()) {
+        return dir.to_path_buf();
+    }
+    let declares_workspace = |dir: &std::path::Path| {
+        std::fs::read_to_string(dir.join("Cargo.toml"))
+            .is_ok_and(|text| text.lines().any(|line| line.trim() == "[workspace]"))
+    };
+    ancestors()
+        .find(|dir| declares_workspace(dir))
+        .unwrap_or(package)
+        .to_path_buf()
+}
+
+/// The test binary's name without cargo's hash suffix (`compose` for `compose-0123abcd...`).
+pub(crate) fn binary_name() -> Option<String> {
+    let exe = std::env::current_exe().ok()?;
+    let stem = exe.file_stem()?.to_string_lossy().into_owned();
+    Some(match stem.rsplit_once('-') {
+        Some((name, hash)) if hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            name.to_string()
+        }
+        _ => stem,
+    })
+}
+
+/// Whether the process runs under GitHub Actions (`GITHUB_ACTIONS=true`), where a leak also
+/// prints a workflow-command annotation.
+pub(crate) fn github_actions() -> bool {
+    var("GITHUB_ACTIONS").is_some_and(|value| value == "true")
+}
+
 /// Says once per process that `LEAKCHECK=off` disabled the checks.
 pub(crate) fn say_disabled_once() {
     static SAID: AtomicBool = AtomicBool::new(false);
     if !SAID.swap(true, Ordering::Relaxed) {
-        eprintln!("leakcheck: LEAKCHECK=off: leak checks are disabled in this process");
+        // Written to the process's stderr directly: libtest captures `eprintln!` of a passing
+        // test, and this notice must be seen in a captured run.
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr(),
+            "leakcheck: LEAKCHECK=off: leak checks are disabled in this process"
+        );
     }
 }
 
@@ -136,39 +192,46 @@ pub(crate) fn parse_switch(name: &str, value: &str) -> Result<bool, String> {
     }
 }
 
-/// Parses `500ms`, `2s`, `1.5s`, `250us`.
+/// Parses a duration in humantime's format: `500ms`, `2s`, `1.5s`, `2 seconds`, `1m`, `1m 30s`.
+/// The `#[leak_test(settle = "...")]` attribute parses with the same crate, so both accept the
+/// same strings.
 pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
-    const EXPECTED: &str = "expected a duration like `500ms`, `2s` or `1.5s` (units: `us`, `ms`, `s`)";
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .ok_or_else(|| EXPECTED.to_string())?;
-    let (number, unit) = text.split_at(split);
-    let number: f64 = number.parse().map_err(|_| EXPECTED.to_string())?;
-    let scale = match unit {
-        "us" => 1e-6,
-        "ms" => 1e-3,
-        "s" => 1.0,
-        _ => return Err(EXPECTED.to_string()),
-    };
-    Duration::try_from_secs_f64(number * scale).map_err(|_| EXPECTED.to_string())
+    humantime::parse_duration(text.trim()).map_err(|error| format!("{DURATION_FORMS} ({error})"))
 }
+
+/// What a valid duration looks like, for error messages.
+pub(crate) const DURATION_FORMS: &str = "expected a duration like `500ms`, `2s`, `1.5s`, `2 seconds` or `1m`";
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Durations parse in every documented unit and reject the rest with the valid forms.
+    /// Durations parse in humantime's forms and reject the rest with the valid forms.
     #[test]
     fn durations() {
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
         assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
         assert_eq!(parse_duration("250us"), Ok(Duration::from_micros(250)));
-        for bad in ["", "2", "2 sec", "s", "-1s", "1h"] {
+        assert_eq!(parse_duration("2 seconds"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration(" 1m 30s "), Ok(Duration::from_secs(90)));
+        for bad in ["", "2", "s", "-1s", "soon", "1e3ms"] {
             let error = parse_duration(bad).unwrap_err();
             assert!(error.contains("`500ms`"), "{bad}: {error}");
         }
+    }
+
+    /// A relative JSON path lands at the workspace root: the directory with the `Cargo.lock`.
+    #[test]
+    fn workspace_root_has_the_lockfile() {
+        let package = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let root = workspace_root(&package.join("macros"));
+        assert_eq!(root, package);
+        assert_eq!(
+            binary_name().as_deref().map(|n| n.starts_with("leakcheck")),
+            Some(true)
+        );
     }
 
     /// Switches accept the usual spellings and name the variable when they do not.

@@ -59,7 +59,8 @@
 //!   reaped after the report (`LEAKCHECK_KILL_CHILDREN=off` keeps them).
 //! - **Settle.** Work that is finishing gets time to finish: a check retries with backoff up to a
 //!   deadline (2 s by default; `#[leak_test(settle = "5s")]`, [`Options::settle`] or
-//!   `LEAKCHECK_SETTLE`). A clean pass never waits.
+//!   `LEAKCHECK_SETTLE`, or `settle` in the package's `[package.metadata.leakcheck]`). A clean pass
+//!   never waits.
 //! - **Reports.** Each surviving thread's current stack is captured with a signal (Linux), library
 //!   frames are folded, identical survivors are grouped, and a hint names the likely cause.
 //!
@@ -75,7 +76,7 @@
 //! | rules | `options`, `rules` | the `Options` builder and the ignore rules, built-in ones included |
 //! | report | `report` (text), `report/json`, `report/hints`, `report/children`, `error` | rendering and cause-and-fix hints, reading the model only |
 //! | probes | `probe/lineage` (+ `interpose`), `probe/children` (+ `interpose`, `proc`), `probe/procfs`, `probe/stack` (`protocol`, `handler`, `slots`, `unwinder`), `probe/symbols`, `probe/tasks`, `probe/startup` | what the OS and tokio tell; nothing of options or reports |
-//! | model | `model`, `model/frame`, `config` | plain data every layer shares; the environment's settings |
+//! | model | `model`, `model/frame`, `config`, `project` | plain data every layer shares; the environment's settings and the package's `[package.metadata.leakcheck]` |
 //!
 //! The path of one check, from attribute to verdict: the expansion of `#[leak_test]` calls
 //! `__private::run_sync` (`attribute::run_sync`), which takes a `check::threads::Scope` (the
@@ -92,6 +93,8 @@
 //! [goleak]: https://github.com/uber-go/goleak
 
 #![warn(missing_docs)]
+// docs.rs: badges naming the feature or cfg an item needs.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 // How the crate is built: see the "How the crate is built" section of the crate docs above.
 // Front ends
@@ -114,6 +117,7 @@ mod probe;
 // The shared model, and the environment
 mod config;
 mod model;
+mod project;
 
 #[doc(hidden)]
 #[path = "private.rs"]

@@ -36,10 +36,14 @@ pub struct Options {
     pub(crate) full_stacks: Option<bool>,
     pub(crate) verbose: Option<bool>,
     pub(crate) kill_children: Option<bool>,
+    /// Where the check was asked for (the test's `#[leak_test]` line, or the `verify_none` call):
+    /// the report's JSON line and GitHub annotation point there.
+    pub(crate) location: Option<&'static std::panic::Location<'static>>,
 }
 
-impl Default for Options {
-    fn default() -> Self {
+impl Options {
+    /// No settings at all: not even the project's.
+    fn empty() -> Self {
         Options {
             settle: None,
             rules: Vec::new(),
@@ -49,13 +53,23 @@ impl Default for Options {
             full_stacks: None,
             verbose: None,
             kill_children: None,
+            location: None,
         }
     }
 }
 
+impl Default for Options {
+    /// The same as [`Options::new`].
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Options {
-    /// Options with the defaults: settle deadline from `LEAKCHECK_SETTLE` (else 2 s), no ignore
-    /// rules but the built-in ones, folded stacks.
+    /// Options with the defaults: the package's `[package.metadata.leakcheck]` settings (ignore
+    /// rules, `builtin_rules`, `settle`; see the README), the settle deadline from
+    /// `LEAKCHECK_SETTLE` (else the package's `settle`, else 2 s), the built-in ignore rules,
+    /// folded stacks. Builder calls add rules to the package's and override its settings.
     ///
     /// # Examples
     ///
@@ -63,7 +77,24 @@ impl Options {
     /// leakcheck::Options::new().verify_none();
     /// ```
     pub fn new() -> Self {
-        Self::default()
+        let mut options = Self::empty();
+        // The package's `[package.metadata.leakcheck]` table; a malformed one fails the check
+        // (through `config::get`), so it is skipped here.
+        if let Ok(Some(project)) = crate::project::get() {
+            for (method, pattern) in &project.ignores {
+                options = match *method {
+                    "ignore_thread" => options.ignore_thread(pattern),
+                    "ignore_top_function" => options.ignore_top_function(pattern),
+                    "ignore_any_function" => options.ignore_any_function(pattern),
+                    "ignore_creator" => options.ignore_creator(pattern),
+                    _ => options.ignore_spawn_site(pattern),
+                };
+            }
+            if let Some(on) = project.builtin_rules {
+                options.builtin_rules = on;
+            }
+        }
+        options
     }
 
     /// How long a check waits for survivors to finish before it reports them (the settle

@@ -3,6 +3,7 @@
 //! ([`hints`]). Reads the model only.
 
 pub(crate) mod children;
+mod github;
 pub(crate) mod hints;
 mod json;
 
@@ -34,6 +35,8 @@ pub(crate) struct Report {
     pub(crate) verbose: bool,
     /// Whether each group names the test that started it (whole-binary check).
     pub(crate) name_tests: bool,
+    /// `file`, `line` of the test (its `#[leak_test]`) or of the `verify_none` call.
+    pub(crate) location: Option<(String, u32)>,
 }
 
 impl Report {
@@ -141,7 +144,7 @@ impl fmt::Display for Report {
         writeln!(
             f,
             "note: waited {:?} for them to finish (settle deadline: `#[leak_test(settle = \"5s\")]`, \
-             `Options::settle` or `LEAKCHECK_SETTLE`)",
+             `Options::settle`, `LEAKCHECK_SETTLE` or `settle` in `[package.metadata.leakcheck]`)",
             self.settle
         )?;
         for note in &self.notes {

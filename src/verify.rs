@@ -97,7 +97,7 @@ impl Options {
     /// is malformed.
     #[track_caller]
     pub fn verify_none(&self) {
-        if let Err(error) = self.find() {
+        if let Err(error) = self.clone().at(std::panic::Location::caller()).find() {
             panic!("{error}");
         }
     }
@@ -123,7 +123,7 @@ impl Options {
     pub fn verify_none_async(&self) -> impl std::future::Future<Output = ()> + '_ {
         let location = std::panic::Location::caller();
         async move {
-            if let Err(error) = self.find_async().await {
+            if let Err(error) = self.clone().at(location).find_async().await {
                 panic!("{error}\n(leakcheck check at {location})");
             }
         }

@@ -243,8 +243,40 @@ fn key_of(meta: &Meta, valid: &[&str], unknown: fn(&Ident) -> syn::Error) -> syn
 }
 
 fn unknown_key(key: &Ident) -> syn::Error {
-    let msg = format!("unknown argument `{key}`: expected one of {}", list(KEYS, "or"));
+    let mut msg = format!("unknown argument `{key}`");
+    if let Some(near) = did_you_mean(&key.to_string(), KEYS) {
+        msg.push_str(&format!(": did you mean `{near}`?"));
+    }
+    msg.push_str(&format!(" expected one of {}", list(KEYS, "or")));
     syn::Error::new(key.span(), msg)
+}
+
+/// The valid key closest to `key` by edit distance, if it is close enough to be a typo (at most
+/// a third of its length, at least one edit).
+pub(crate) fn did_you_mean<'a>(key: &str, valid: &[&'a str]) -> Option<&'a str> {
+    let limit = (key.chars().count() / 3).max(1);
+    valid
+        .iter()
+        .map(|name| (edit_distance(key, name), *name))
+        .filter(|(distance, _)| *distance <= limit)
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, name)| name)
+}
+
+/// Levenshtein distance (insertions, deletions, substitutions), over chars.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1).min(row[j] + 1).min(diagonal + usize::from(ca != *cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
 }
 
 fn unsupported_tokio_key(key: &Ident) -> syn::Error {
@@ -376,67 +408,20 @@ fn parse_settle(value: &Expr) -> syn::Result<u64> {
         return Err(syn::Error::new_spanned(value, msg));
     };
     let text = s.value();
-    parse_duration(&text).map_err(|why| {
-        let msg = match why {
-            DurationError::Syntax => format!(
-                "invalid `settle` value `{text}`: expected a duration like `500ms`, `2s` or \
-                 `1.5s` (units: `us`, `ms`, `s`)"
-            ),
-            DurationError::TooLarge => format!("invalid `settle` value `{text}`: too large"),
-            DurationError::TooPrecise => {
-                format!("invalid `settle` value `{text}`: finer than a nanosecond")
-            }
-        };
-        syn::Error::new(s.span(), msg)
-    })
+    parse_duration(&text)
+        .map_err(|why| syn::Error::new(s.span(), format!("invalid `settle` value `{text}`: {why}")))
 }
 
-/// Why a `settle` string is not a duration.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum DurationError {
-    /// Not `<number><unit>`.
-    Syntax,
-    /// More nanoseconds than a `u64` holds.
-    TooLarge,
-    /// A fraction of a nanosecond.
-    TooPrecise,
-}
+/// What a valid duration looks like, for error messages (the same words as leakcheck's
+/// `LEAKCHECK_SETTLE` error).
+pub(crate) const DURATION_FORMS: &str = "expected a duration like `500ms`, `2s`, `1.5s`, `2 seconds` or `1m`";
 
-/// Parses `<integer or decimal><us|ms|s>` into nanoseconds, exactly (no floating point).
-pub(crate) fn parse_duration(text: &str) -> Result<u64, DurationError> {
-    let split = text
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let scale: u64 = match unit {
-        "us" => 1_000,
-        "ms" => 1_000_000,
-        "s" => 1_000_000_000,
-        _ => return Err(DurationError::Syntax),
-    };
-    let (int, frac) = number.split_once('.').unwrap_or((number, ""));
-    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    if !digits(int) || (number.contains('.') && !digits(frac)) {
-        return Err(DurationError::Syntax);
-    }
-    let int: u64 = int.parse().map_err(|_| DurationError::TooLarge)?;
-    let mut nanos = int.checked_mul(scale).ok_or(DurationError::TooLarge)?;
-    // Trailing zeros carry no precision; 9 digits are the most a nanosecond count can use.
-    let frac = frac.trim_end_matches('0');
-    if !frac.is_empty() {
-        if frac.len() > 9 {
-            return Err(DurationError::TooPrecise);
-        }
-        let numerator =
-            u128::from(frac.parse::<u64>().map_err(|_| DurationError::Syntax)?) * u128::from(scale);
-        let denominator = 10u128.pow(frac.len() as u32);
-        if numerator % denominator != 0 {
-            return Err(DurationError::TooPrecise);
-        }
-        let part = u64::try_from(numerator / denominator).map_err(|_| DurationError::TooLarge)?;
-        nanos = nanos.checked_add(part).ok_or(DurationError::TooLarge)?;
-    }
-    Ok(nanos)
+/// Parses a duration in humantime's format (`500ms`, `1.5s`, `2 seconds`, `1m 30s`) into
+/// nanoseconds: the same parser (the `humantime` crate) leakcheck uses for `LEAKCHECK_SETTLE`.
+pub(crate) fn parse_duration(text: &str) -> Result<u64, String> {
+    let duration =
+        humantime::parse_duration(text.trim()).map_err(|error| format!("{DURATION_FORMS} ({error})"))?;
+    u64::try_from(duration.as_nanos()).map_err(|_| "too large".to_string())
 }
 
 /// "`a`, `b` or `c`" (`conjunction` = "or").

@@ -23,7 +23,7 @@ use syn::parse::Parser;
 use syn::{AttrStyle, Attribute, FnArg, Item, ItemFn, LitStr, Meta, Pat, ReturnType};
 
 use crate::args::{Args, Errors, Flavor, RuntimeArgs};
-use crate::source;
+use crate::{compose, source};
 
 const WRONG_ORDER_TOKIO: &str = "`#[leak_test]` must be placed above `#[tokio::test]`: below it, \
      tokio's runtime is dropped before leakcheck can check its tasks";
@@ -62,12 +62,14 @@ pub(crate) fn expand(mut args: Args, mut item: ItemFn) -> syn::Result<TokenStrea
     }
     let is_async = item.sig.asyncness.is_some();
     let mut errors = Errors::default();
+    errors.extend(compose::rewrite(&mut item.attrs, &mut args.runtime, is_async));
 
     // Test attributes: at most one that registers the test; `#[tokio::test]` on an async fn is
     // taken over (its runtime becomes ours); parameter-providing macros allow parameters.
     let mut registering: Option<&Attribute> = None;
     let mut tokio_test = None;
     let mut provides_params = false;
+    let mut test_log_registers = false;
     for (index, attr) in item.attrs.iter().enumerate() {
         match TestAttr::of(attr) {
             Some(TestAttr::LeakTest) => errors.push(syn::Error::new_spanned(
@@ -76,6 +78,17 @@ pub(crate) fn expand(mut args: Args, mut item: ItemFn) -> syn::Result<TokenStrea
             )),
             Some(kind @ (TestAttr::Test | TestAttr::TokioTest)) => {
                 if let Some(first) = registering {
+                    // `#[test_log::test]` with `#[tokio::test]`, in either order: tokio's runtime
+                    // is taken over and test-log registers the test.
+                    if is_async && compose::is_test_log_and_tokio(first, attr) {
+                        if kind == TestAttr::TokioTest {
+                            tokio_test = Some(index);
+                        } else {
+                            registering = Some(attr);
+                        }
+                        test_log_registers = true;
+                        continue;
+                    }
                     let msg = format!(
                         "`#[leak_test]` found two test attributes, `#[{}]` and `#[{}]`: each \
                          registers the test; keep one",
@@ -99,7 +112,7 @@ pub(crate) fn expand(mut args: Args, mut item: ItemFn) -> syn::Result<TokenStrea
     let mut registered = registering.is_some() || provides_params;
     if let Some(index) = tokio_test {
         let attr = item.attrs.remove(index);
-        registered = provides_params;
+        registered = provides_params || test_log_registers;
         errors.extend(tokio_runtime_args(&attr).and_then(|tokio| args.runtime.merge(tokio)));
     }
 
@@ -665,7 +678,7 @@ mod tests {
     fn argument_errors() {
         assert_eq!(
             error("setle = \"2s\"", "fn t() {}"),
-            "unknown argument `setle`: expected one of `settle`, `flavor`, `worker_threads`, \
+            "unknown argument `setle`: did you mean `settle`? expected one of `settle`, `flavor`, `worker_threads`, \
              `start_paused`, `ignore_thread`, `ignore_top_function`, `ignore_any_function`, \
              `ignore_creator`, `ignore_spawn_site`, `ignore_process` or `ignore_current`"
         );
@@ -680,11 +693,10 @@ mod tests {
         );
         assert!(error("ignore_thread = \"a\", ignore_thread = \"b\"", "fn t() {}")
             .starts_with("`ignore_thread` set multiple times; list several patterns in one array"));
-        assert_eq!(
-            error("settle = \"2 sec\"", "fn t() {}"),
-            "invalid `settle` value `2 sec`: expected a duration like `500ms`, `2s` or `1.5s` \
-             (units: `us`, `ms`, `s`)"
-        );
+        assert!(error("settle = \"2 weeks ago\"", "fn t() {}").starts_with(
+            "invalid `settle` value `2 weeks ago`: expected a duration like `500ms`, `2s`, `1.5s`, \
+             `2 seconds` or `1m`"
+        ));
         assert!(error("settle = 2", "fn t() {}").starts_with("expected a string literal for `settle`"));
         assert!(error("worker_threads = \"2\"", "async fn t() {}").starts_with("expected an integer"));
         assert_eq!(
@@ -794,23 +806,34 @@ mod tests {
         assert!(out.contains("only applies to functions"), "{out}");
     }
 
-    /// `settle` strings: integer or decimal, `us`/`ms`/`s`, exact to the nanosecond.
+    /// `settle` strings: humantime's forms, exact to the nanosecond; the rest refused.
     #[test]
     fn settle_durations() {
-        use crate::args::{parse_duration, DurationError::*};
+        use crate::args::parse_duration;
         assert_eq!(parse_duration("2s"), Ok(2_000_000_000));
         assert_eq!(parse_duration("1.5s"), Ok(1_500_000_000));
         assert_eq!(parse_duration("500ms"), Ok(500_000_000));
-        assert_eq!(parse_duration("0.25ms"), Ok(250_000));
-        assert_eq!(parse_duration("1.500us"), Ok(1_500));
+        assert_eq!(parse_duration("250us"), Ok(250_000));
+        assert_eq!(parse_duration("2 seconds"), Ok(2_000_000_000));
+        assert_eq!(parse_duration("1m"), Ok(60_000_000_000));
+        assert_eq!(parse_duration("1m 30s"), Ok(90_000_000_000));
         assert_eq!(parse_duration("0s"), Ok(0));
-        for bad in [
-            "", "2", "s", "2 s", "2sec", "1.s", ".5s", "1.2.3s", "-1s", "2S", "1e3ms",
-        ] {
-            assert_eq!(parse_duration(bad), Err(Syntax), "{bad}");
+        for bad in ["", "2", "s", "2sec2", "-1s", "1e3ms", "soon"] {
+            let error = parse_duration(bad).unwrap_err();
+            assert!(error.contains("`2 seconds`"), "{bad}: {error}");
         }
-        assert_eq!(parse_duration("0.1us.").ok(), None);
-        assert_eq!(parse_duration("0.0001us"), Err(TooPrecise));
-        assert_eq!(parse_duration("99999999999999999999s"), Err(TooLarge));
+        assert!(parse_duration("99999999999999999999s").is_err());
+    }
+
+    /// A misspelled key gets the nearest valid one; a far-off one does not.
+    #[test]
+    fn did_you_mean() {
+        use crate::args::did_you_mean;
+        let keys = &["settle", "ignore_thread", "ignore_current"];
+        assert_eq!(did_you_mean("setle", keys), Some("settle"));
+        assert_eq!(did_you_mean("ignore_threads", keys), Some("ignore_thread"));
+        assert_eq!(did_you_mean("ignore_curent", keys), Some("ignore_current"));
+        assert_eq!(did_you_mean("flavour", keys), None);
+        assert_eq!(did_you_mean("x", keys), None);
     }
 }

@@ -7,6 +7,7 @@
 //! `proc_macro2`); `source.rs` finds a `#[test]` written above the attribute.
 
 mod args;
+mod compose;
 mod expand;
 mod source;
 
@@ -48,7 +49,7 @@ use proc_macro::TokenStream;
 ///
 /// | argument | value | builder call |
 /// |---|---|---|
-/// | `settle` | `"<n>us"`, `"<n>ms"` or `"<n>s"`; `n` may be decimal (`"1.5s"`) | `Options::settle` |
+/// | `settle` | a duration in humantime's format: `"500ms"`, `"1.5s"`, `"2 seconds"`, `"1m"` | `Options::settle` |
 /// | `flavor` | `"current_thread"` (default) or `"multi_thread"`; async only | |
 /// | `worker_threads` | an integer ≥ 1; async, `multi_thread` only | |
 /// | `start_paused` | `true` or `false`: tokio's clock starts paused; async, `current_thread` only | |
@@ -60,9 +61,11 @@ use proc_macro::TokenStream;
 /// | `ignore_process` | a string or an array of strings | `Options::ignore_process` |
 /// | `ignore_current` | no value, or `true`/`false` | `Options::ignore_current` |
 ///
-/// The options start from `Options::new()`, so `LEAKCHECK_*` environment variables apply too.
-/// Mistakes are compile errors: an unknown or repeated key, a malformed duration, runtime
-/// settings on a sync fn, `worker_threads` without `flavor = "multi_thread"`.
+/// The options start from `Options::new()`, so the package's `[package.metadata.leakcheck]`
+/// settings and `LEAKCHECK_*` environment variables apply too; arguments add to them and
+/// override them. Mistakes are compile errors: an unknown key (with the nearest valid one), a
+/// repeated key, a malformed duration, runtime settings on a sync fn, `worker_threads` without
+/// `flavor = "multi_thread"`.
 ///
 /// # With other test attributes
 ///
@@ -80,7 +83,14 @@ use proc_macro::TokenStream;
 ///   which libtest reports as "did not panic as expected") with the report, whether or not its
 ///   body panicked; a test that returns `Err` and leaks fails with both the report and its `Err`.
 /// - `#[rstest]`, `#[test_case]`, `#[test_matrix]`: they register the test and supply its
-///   parameters, which must be plain names (`x: u32`). `#[test_log::test]` works too.
+///   parameters, which must be plain names (`x: u32`).
+/// - `#[test_log::test]` keeps initialising logs. On an async fn,
+///   `#[test_log::test(tokio::test(...))]` has its `tokio::test(...)` taken over as above and is
+///   left as `#[test_log::test]`; so is a `#[tokio::test]` beside a bare `#[test_log::test]`
+///   (either order); bare `#[test_log::test]` alone runs on leakcheck's runtime.
+/// - An async test attribute that builds another runtime (`#[async_std::test]`,
+///   `#[test_log::test(actix_rt::test)]`, ...) is a compile error naming it: leakcheck must run
+///   the test on its own tokio runtime to check its tasks.
 ///
 /// The wrong order is a compile error where it can be detected: `#[tokio::test]` above
 /// `#[leak_test]` (tokio's runtime would be dropped before leakcheck could see its tasks), and

@@ -14,6 +14,9 @@ impl Report {
         };
         let line = self.to_json();
         use std::io::Write as _;
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            let _ = std::fs::create_dir_all(parent);
+        }
         std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -30,7 +33,17 @@ impl Report {
     /// The report as one JSON object and a newline.
     pub(crate) fn to_json(&self) -> String {
         let mut out = String::from("{");
-        let _ = write!(out, "\"test\":{},\"survivors\":[", json_str(&self.test));
+        let _ = write!(out, "\"test\":{}", json_str(&self.test));
+        let (file, line) = match &self.location {
+            Some((file, line)) => (json_str(file), line.to_string()),
+            None => ("null".to_string(), "null".to_string()),
+        };
+        let binary = crate::config::binary_name();
+        let _ = write!(
+            out,
+            ",\"file\":{file},\"line\":{line},\"binary\":{},\"survivors\":[",
+            json_opt(binary.as_deref())
+        );
         for (i, survivor) in self.survivors.iter().enumerate() {
             if i > 0 {
                 out.push(',');

@@ -1,0 +1,233 @@
+//! Project-wide settings: the `[package.metadata.leakcheck]` table of the tested package's
+//! `Cargo.toml`, read once per process at run time.
+//!
+//! ```toml
+//! [package.metadata.leakcheck]
+//! settle = "1s"                          # humantime, as `#[leak_test(settle)]`
+//! ignore_thread = ["pool-*"]             # each `ignore_*` key: a string or an array of them
+//! ignore_top_function = ["my_crate::metrics::run"]
+//! ignore_any_function = []
+//! ignore_creator = ["my_crate::pool::start"]
+//! ignore_spawn_site = ["src/pool.rs"]
+//! builtin_rules = true                   # `Options::builtin_rules`
+//! ```
+//!
+//! Cargo (and cargo-nextest) set `CARGO_MANIFEST_DIR` to the package's directory when they run
+//! its test binaries, so every `#[leak_test]`, `verify_none*` and `check_binary!` in the package's
+//! tests starts from these settings through [`crate::Options::new`]. A test binary run by hand
+//! without that variable has no project settings. A malformed table is an error naming the file
+//! and the key; it fails every check in the process (never silently ignored).
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// The keys of the table, in the order the docs list them.
+pub(crate) const KEYS: &[&str] = &[
+    "settle",
+    "ignore_thread",
+    "ignore_top_function",
+    "ignore_any_function",
+    "ignore_creator",
+    "ignore_spawn_site",
+    "builtin_rules",
+];
+
+/// The parsed table.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub(crate) struct Project {
+    /// The `Cargo.toml` it came from.
+    pub(crate) file: PathBuf,
+    pub(crate) settle: Option<Duration>,
+    /// `(key, pattern)`, the key being the `Options` method of the same name.
+    pub(crate) ignores: Vec<(&'static str, String)>,
+    pub(crate) builtin_rules: Option<bool>,
+}
+
+/// The settings of the package under test, `None` without `CARGO_MANIFEST_DIR` or table; an
+/// error message naming the file and key if the table is malformed.
+pub(crate) fn get() -> Result<Option<&'static Project>, String> {
+    static PROJECT: OnceLock<Result<Option<Project>, String>> = OnceLock::new();
+    PROJECT
+        .get_or_init(|| match std::env::var_os("CARGO_MANIFEST_DIR") {
+            Some(dir) => read(&Path::new(&dir).join("Cargo.toml")),
+            None => Ok(None),
+        })
+        .as_ref()
+        .map(Option::as_ref)
+        .map_err(Clone::clone)
+}
+
+/// Reads and parses `file`; a missing file means no settings.
+pub(crate) fn read(file: &Path) -> Result<Option<Project>, String> {
+    match std::fs::read_to_string(file) {
+        Ok(text) => parse(file, &text),
+        Err(_) => Ok(None),
+    }
+}
+
+/// Parses a `Cargo.toml`'s text; `file` names it in errors.
+pub(crate) fn parse(file: &Path, text: &str) -> Result<Option<Project>, String> {
+    let shown = file.display();
+    let manifest: toml::Table = text
+        .parse()
+        .map_err(|error| format!("leakcheck: cannot parse `{shown}`: {error}"))?;
+    let Some(table) = manifest
+        .get("package")
+        .and_then(|package| package.get("metadata"))
+        .and_then(|metadata| metadata.get("leakcheck"))
+    else {
+        return Ok(None);
+    };
+    let error = |key: &str, why: &str| {
+        format!("leakcheck: invalid `{key}` in `[package.metadata.leakcheck]` of `{shown}`: {why}")
+    };
+    let Some(table) = table.as_table() else {
+        return Err(format!(
+            "leakcheck: `package.metadata.leakcheck` in `{shown}` must be a table"
+        ));
+    };
+    let mut project = Project {
+        file: file.to_path_buf(),
+        ..Project::default()
+    };
+    for (key, value) in table {
+        match key.as_str() {
+            "settle" => {
+                let text = value
+                    .as_str()
+                    .ok_or_else(|| error(key, "expected a string like `settle = \"2s\"`"))?;
+                let settle = crate::config::parse_duration(text)
+                    .map_err(|why| error(key, &format!("`{text}`: {why}")))?;
+                project.settle = Some(settle);
+            }
+            "builtin_rules" => {
+                let on = value
+                    .as_bool()
+                    .ok_or_else(|| error(key, "expected `true` or `false`"))?;
+                project.builtin_rules = Some(on);
+            }
+            name => {
+                let Some(method) = KEYS.iter().find(|k| **k == name && k.starts_with("ignore_")) else {
+                    let mut why = String::from("unknown key");
+                    if let Some(near) = did_you_mean(name, KEYS) {
+                        why.push_str(&format!("; did you mean `{near}`?"));
+                    }
+                    why.push_str(&format!(" valid keys: {}", list(KEYS)));
+                    return Err(error(key, &why));
+                };
+                let expected = "expected a string or an array of strings, like `[\"pool-*\"]`";
+                let patterns: Vec<String> = match value {
+                    toml::Value::String(pattern) => vec![pattern.clone()],
+                    toml::Value::Array(items) => items
+                        .iter()
+                        .map(|item| item.as_str().map(String::from))
+                        .collect::<Option<_>>()
+                        .ok_or_else(|| error(key, expected))?,
+                    _ => return Err(error(key, expected)),
+                };
+                project
+                    .ignores
+                    .extend(patterns.into_iter().map(|pattern| (*method, pattern)));
+            }
+        }
+    }
+    Ok(Some(project))
+}
+
+/// The valid key closest to `key` by edit distance, if close enough to be a typo.
+fn did_you_mean<'a>(key: &str, valid: &[&'a str]) -> Option<&'a str> {
+    let limit = (key.chars().count() / 3).max(1);
+    valid
+        .iter()
+        .map(|name| (edit_distance(key, name), *name))
+        .filter(|(distance, _)| *distance <= limit)
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, name)| name)
+}
+
+/// Levenshtein distance over chars.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1).min(row[j] + 1).min(diagonal + usize::from(ca != *cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
+}
+
+fn list(keys: &[&str]) -> String {
+    keys.iter()
+        .map(|key| format!("`{key}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(table: &str) -> Result<Option<Project>, String> {
+        parse(
+            Path::new("/app/Cargo.toml"),
+            &format!("[package]\nname = \"app\"\n{table}"),
+        )
+    }
+
+    /// Every key is read; a string and an array both give patterns.
+    #[test]
+    fn reads_every_key() {
+        let project = parsed(
+            "[package.metadata.leakcheck]\nsettle = \"1.5s\"\nignore_thread = [\"pool-*\", \"x\"]\n\
+             ignore_creator = \"app::start\"\nbuiltin_rules = false\n",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(project.settle, Some(Duration::from_millis(1500)));
+        assert_eq!(
+            project.ignores,
+            vec![
+                ("ignore_creator", "app::start".to_string()),
+                ("ignore_thread", "pool-*".to_string()),
+                ("ignore_thread", "x".to_string()),
+            ]
+        );
+        assert_eq!(project.builtin_rules, Some(false));
+        assert_eq!(parsed("").unwrap(), None);
+        assert_eq!(parsed("[package.metadata.other]\nx = 1\n").unwrap(), None);
+    }
+
+    /// A malformed setting names the file and the key, and says what is valid.
+    #[test]
+    fn malformed_settings_name_file_and_key() {
+        let error = parsed("[package.metadata.leakcheck]\nsettle = \"soon\"\n").unwrap_err();
+        assert!(
+            error.starts_with(
+                "leakcheck: invalid `settle` in `[package.metadata.leakcheck]` of `/app/Cargo.toml`"
+            ),
+            "{error}"
+        );
+        assert!(error.contains("`2 seconds`"), "{error}");
+        let error = parsed("[package.metadata.leakcheck]\nignore_threads = [\"a\"]\n").unwrap_err();
+        assert!(error.contains("invalid `ignore_threads`"), "{error}");
+        assert!(error.contains("did you mean `ignore_thread`?"), "{error}");
+        let error = parsed("[package.metadata.leakcheck]\nignore_thread = [1]\n").unwrap_err();
+        assert!(
+            error.contains("expected a string or an array of strings"),
+            "{error}"
+        );
+        let error = parsed("[package.metadata.leakcheck]\nbuiltin_rules = \"no\"\n").unwrap_err();
+        assert!(
+            error.contains("`builtin_rules`") && error.contains("`true`"),
+            "{error}"
+        );
+        let error = parse(Path::new("/app/Cargo.toml"), "[package\n").unwrap_err();
+        assert!(error.contains("cannot parse `/app/Cargo.toml`"), "{error}");
+    }
+}
