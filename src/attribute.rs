@@ -93,10 +93,14 @@ pub(crate) fn run_async<F: Future>(
     conclude(outcome, merge(threads, tasks, &options, settle, &name))
 }
 
-/// libtest's full name for the running test (its thread's name), else the function's name.
+/// libtest's full name for the running test (its thread's name), else the function's name. A
+/// test generated from the function (an rstest case `my_test::case_1`) has the function's name as
+/// a path segment of its own.
 fn test_name(test: &'static str) -> String {
     match std::thread::current().name() {
-        Some(name) if name.ends_with(test) => name.to_string(),
+        Some(name) if name.ends_with(test) || name.split("::").any(|segment| segment == test) => {
+            name.to_string()
+        }
         _ => test.to_string(),
     }
 }
@@ -106,7 +110,7 @@ fn test_name(test: &'static str) -> String {
 fn conclude<R>(outcome: std::thread::Result<R>, verdict: Result<(), LeakError>) -> R {
     match (outcome, verdict) {
         (Ok(value), Ok(())) => value,
-        (Ok(_), Err(error)) => panic!("{error}"),
+        (Ok(_), Err(error)) => error.raise(panic::Location::caller()),
         (Err(payload), verdict) => {
             if let Err(error) = verdict {
                 eprintln!("note: the test panicked (its panic is reported above) and also leaked:\n{error}");

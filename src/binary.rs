@@ -81,7 +81,7 @@ pub(crate) fn check(options: &Options) -> Result<Option<Report>, String> {
     if candidates.is_empty() {
         return Ok(None);
     }
-    let (mut survivors, hidden) = threads::describe(&candidates, options);
+    let (mut survivors, hidden) = threads::describe(&candidates, options, &Default::default());
     let still_alive = look();
     survivors.retain(|survivor| still_alive.iter().any(|c| c.tid() == Some(survivor.id as i32)));
     if survivors.is_empty() {

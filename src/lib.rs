@@ -138,7 +138,7 @@ pub use options::Options;
 #[track_caller]
 pub fn verify_none() {
     if let Err(error) = context::current_options().find() {
-        panic!("{error}");
+        error.raise(std::panic::Location::caller());
     }
 }
 
@@ -164,7 +164,7 @@ pub fn verify_none_async() -> impl std::future::Future<Output = ()> {
     let location = std::panic::Location::caller();
     async move {
         if let Err(error) = context::current_options().find_async().await {
-            panic!("{error}\n(leakcheck check at {location})");
+            error.raise(location);
         }
     }
 }

@@ -4,6 +4,8 @@
 
 pub(crate) mod hints;
 mod json;
+mod names;
+mod wait_text;
 
 use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
@@ -83,16 +85,19 @@ fn group_key(
     Option<String>,
     Option<String>,
 ) {
-    let stuck = survivor.stuck_frame().map(|frame| {
-        format!(
+    // Internals-only stacks group by their function alone: the line varies with the path taken
+    // into the runtime's parking.
+    let stuck = survivor.stuck_frame().map(|frame| match frame::tier(frame) {
+        frame::Tier::Internal => frame.function.clone(),
+        _ => format!(
             "{}@{}",
             frame.function,
             frame::short_location(frame).unwrap_or_default()
-        )
+        ),
     });
     (
         survivor.kind,
-        survivor.name.clone(),
+        survivor.name.as_deref().map(names::template),
         stuck,
         survivor.origin(),
         survivor.test.clone(),
@@ -162,11 +167,13 @@ fn render_group(
     let first = group[0];
     let count = group.len();
     let noun = first.kind.noun(count);
-    let name = first
-        .name
-        .as_ref()
-        .map(|name| format!(" {name:?}"))
-        .unwrap_or_default();
+    let all_names: Vec<&str> = group.iter().filter_map(|s| s.name.as_deref()).collect();
+    let name = if all_names.is_empty() {
+        String::new()
+    } else {
+        // Not `{:?}`: a folded pattern's braces are shown as they are.
+        format!(" \"{}\"", names::fold(&all_names).escape_debug())
+    };
     let id_label = match first.kind {
         Kind::Thread => "tid",
         Kind::Task => "id",
@@ -203,11 +210,15 @@ fn render_group(
             "   stuck in   nothing: its async trace is empty, so no resource can ever wake it \
              (e.g. `std::future::pending()`)"
         )?,
-        (Stack::Frames(_), None) => writeln!(f, "   stuck in   library code only (see the stack)")?,
+        (Stack::Frames(frames), None) => writeln!(
+            f,
+            "   stuck in   {} (the standard library or system code)",
+            frames.first().map(frame_text).unwrap_or_default()
+        )?,
         (Stack::Missing(why), None) => writeln!(f, "   stuck in   unknown: {why}")?,
     }
     if let Some(origin) = first.origin() {
-        let verb = if first.spawn_site.is_some() {
+        let verb = if first.kind == Kind::Task {
             "spawned at"
         } else {
             "created at"
@@ -239,11 +250,20 @@ fn render_group(
             render_frames(f, frames, first.stuck_frame(), full_stacks)?;
         }
     }
+    if let Some(rule) = names::hiding_rule(group) {
+        writeln!(
+            f,
+            "   if intended (e.g. a pool meant to live for the process): #[leak_test({rule})]"
+        )?;
+    }
     Ok(())
 }
 
 /// `, sleeping in futex_wait_queue (syscall futex)`.
 fn kernel_text(kernel: &KernelWait) -> String {
+    if let Some(wait) = &kernel.wait {
+        return format!(", {}", wait_text::describe(wait));
+    }
     let state = match kernel.state {
         Some('S') => "sleeping",
         Some('D') => "in uninterruptible wait",
@@ -264,10 +284,7 @@ fn kernel_text(kernel: &KernelWait) -> String {
 }
 
 fn frame_text(frame: &Frame) -> String {
-    match frame::short_location(frame) {
-        Some(location) => format!("{} at {location}", frame.function),
-        None => frame.function.clone(),
-    }
+    frame::frame_text(frame)
 }
 
 /// Writes `frames` one a line, folding runs of library frames unless `full`, marking `stuck`.
@@ -290,8 +307,27 @@ pub(crate) fn render_frames(
         }
         Ok(())
     };
+    let mut previous: Option<frame::Crate> = None;
     for frame in frames {
-        if frame.library && !full {
+        // Of each run of one dependency's frames, the innermost (its boundary with the internals
+        // it waits in) is shown.
+        let shown = match frame::tier(frame) {
+            frame::Tier::User => true,
+            frame::Tier::Dependency => {
+                let krate = frame::dependency_crate(frame);
+                let boundary = krate != previous;
+                previous = krate;
+                boundary
+            }
+            frame::Tier::Internal => {
+                previous = None;
+                false
+            }
+        };
+        if frame::tier(frame) == frame::Tier::User {
+            previous = None;
+        }
+        if !shown && !full {
             folded += 1;
             continue;
         }

@@ -84,7 +84,7 @@ impl Options {
     #[track_caller]
     pub fn verify_none(&self) {
         if let Err(error) = self.find() {
-            panic!("{error}");
+            error.raise(std::panic::Location::caller());
         }
     }
 
@@ -108,7 +108,7 @@ impl Options {
         let location = std::panic::Location::caller();
         async move {
             if let Err(error) = self.find_async().await {
-                panic!("{error}\n(leakcheck check at {location})");
+                error.raise(location);
             }
         }
     }

@@ -62,7 +62,8 @@ fn dependency_pool_names_the_library_frame() {
     assert!(report.contains("wakes by itself"), "{report}");
     assert!(!report.contains("notifier never came"), "{report}");
     assert!(
-        report.contains("called from tests/real_world.rs:") && report.contains("in fixture_dependency_pool"),
+        report.contains("called from tests/real_world.rs:")
+            && report.contains("real_world::fixture_dependency_pool"),
         "{report}"
     );
     assert!(
@@ -216,10 +217,17 @@ fn forgotten_runtime_is_named() {
     let report = &run.stdout;
     assert!(!report.contains("library code only"), "{report}");
     assert!(!report.contains("notifier never came"), "{report}");
+    assert_eq!(report.matches('×').count(), 1, "one group:\n{report}");
+    assert!(report.contains("×2 threads \"tokio-rt-worker\""), "{report}");
+    assert!(
+        report.contains("stuck in   tokio::runtime::scheduler::multi_thread::worker::Context::park"),
+        "{report}"
+    );
     assert!(report.contains("tokio runtime"), "{report}");
     assert!(report.contains("shut"), "{report}");
     assert!(
-        report.contains("created at") && report.contains("in fixture_forgotten_runtime"),
+        report.contains("created at tests/real_world.rs:")
+            && report.contains("in real_world::fixture_forgotten_runtime"),
         "{report}"
     );
 }
@@ -293,10 +301,7 @@ fn counter_named_workers_are_grouped() {
     let report = &run.stdout;
     assert_eq!(report.matches('×').count(), 1, "one group:\n{report}");
     assert!(report.contains("×2 threads \"pool-worker-{0,1}\""), "{report}");
-    assert!(
-        report.contains("ignore_thread = \"pool-worker-*\""),
-        "{report}"
-    );
+    assert!(report.contains("ignore_thread = \"pool-worker-*\""), "{report}");
 }
 
 // ---------------------------------------------------------------- a creation chain
