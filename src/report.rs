@@ -14,11 +14,18 @@ use std::time::Duration;
 use crate::model::frame;
 use crate::model::{Frame, Hidden, KernelWait, Kind, Stack, Survivor, TaskCount};
 
-/// What a stable build's report says about getting more detail.
-pub(crate) const MORE_DETAIL: &str = "for spawn sites, build with `--cfg tokio_unstable` \
+/// What a stable build's report says about getting more detail: with leakcheck's `taskdump`
+/// feature already on, only the cfg is missing.
+pub(crate) const MORE_DETAIL: &str = if cfg!(feature = "taskdump") {
+    "for spawn sites and async stacks, build with `--cfg tokio_unstable` (leakcheck's `taskdump` \
+feature is already on): `RUSTFLAGS=\"--cfg tokio_unstable\" cargo test`, or in `.cargo/config.toml`: \
+`[build] rustflags = [\"--cfg\", \"tokio_unstable\"]`"
+} else {
+    "for spawn sites, build with `--cfg tokio_unstable` \
 (`RUSTFLAGS=\"--cfg tokio_unstable\" cargo test`, or in `.cargo/config.toml`: \
 `[build] rustflags = [\"--cfg\", \"tokio_unstable\"]`); for async stacks, also enable leakcheck's \
-`taskdump` feature";
+`taskdump` feature"
+};
 
 /// Everything one failed check found.
 #[derive(Clone, Debug, Default)]
@@ -205,17 +212,29 @@ fn render_group(
 
     match (&first.stack, first.stuck_frame()) {
         (_, Some(frame)) => writeln!(f, "   stuck in   {}", frame_text(frame))?,
-        (Stack::Frames(frames), None) if frames.is_empty() && first.kind == Kind::Task => writeln!(
-            f,
-            "   stuck in   nothing: its async trace is empty, so no resource can ever wake it \
-             (e.g. `std::future::pending()`)"
-        )?,
+        (Stack::Frames(frames), None) if frames.is_empty() && first.kind == Kind::Task => {
+            match spawner_text(first) {
+                Some(spawner) => writeln!(
+                    f,
+                    "   stuck in   the future spawned in {spawner}: its async trace is empty, so no \
+                     resource can ever wake it (e.g. `std::future::pending()`)"
+                )?,
+                None => writeln!(
+                    f,
+                    "   stuck in   nothing: its async trace is empty, so no resource can ever wake it \
+                     (e.g. `std::future::pending()`)"
+                )?,
+            }
+        }
         (Stack::Frames(frames), None) => writeln!(
             f,
             "   stuck in   {} (the standard library or system code)",
             frames.first().map(frame_text).unwrap_or_default()
         )?,
-        (Stack::Missing(why), None) => writeln!(f, "   stuck in   unknown: {why}")?,
+        (Stack::Missing(why), None) => match spawner_text(first).filter(|_| first.kind == Kind::Task) {
+            Some(spawner) => writeln!(f, "   stuck in   the future spawned in {spawner} ({why})")?,
+            None => writeln!(f, "   stuck in   unknown: {why}")?,
+        },
     }
     if let Some(origin) = first.origin() {
         let verb = if first.kind == Kind::Task {
@@ -281,6 +300,16 @@ fn kernel_text(kernel: &KernelWait) -> String {
         let _ = write!(text, " in {}", detail.join(", syscall "));
     }
     text
+}
+
+/// `real_world::start_background at tests/app.rs:12`: the function that spawned a task, from
+/// its spawn backtrace.
+fn spawner_text(survivor: &Survivor) -> Option<String> {
+    let spawner = survivor
+        .created_at
+        .iter()
+        .find(|frame| frame::tier(frame) != frame::Tier::Internal)?;
+    Some(frame_text(spawner))
 }
 
 fn frame_text(frame: &Frame) -> String {

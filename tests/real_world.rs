@@ -280,6 +280,29 @@ fn select_names_every_resource() {
     assert!(report.contains("waits on several resources"), "{report}");
 }
 
+/// Fixture: a task serving a listener until ctrl-c, left running.
+#[leak_test(settle = "300ms")]
+#[ignore = "fixture, run by select_task_names_every_resource"]
+async fn fixture_select_task() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    tokio::spawn(serve(listener));
+}
+
+/// A task in a `select!` over `accept()` and `ctrl_c()` is diagnosed from both branches (with
+/// async traces); other builds still report the task.
+#[test]
+fn select_task_names_every_resource() {
+    let run = run_ignored("fixture_select_task", &[]);
+    assert!(!run.success);
+    let report = &run.stdout;
+    assert!(report.contains("1 task"), "{report}");
+    if cfg!(all(tokio_unstable, feature = "taskdump")) {
+        assert!(report.contains("waits on several resources"), "{report}");
+        assert!(report.contains("accept"), "{report}");
+        assert!(report.contains("ctrl_c"), "{report}");
+    }
+}
+
 // ---------------------------------------------------------------- counter-named workers
 
 /// Fixture: a scheduled pool of two counter-named workers, never shut down.

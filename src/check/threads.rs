@@ -283,7 +283,7 @@ pub(crate) fn hidden_without_stack(candidate: &Candidate, options: &Options) -> 
 
 /// Drops the frames of thread creation itself (std's `spawn`, the interposer) from a creation
 /// backtrace, so its first frame is the caller.
-fn strip_creation_frames(frames: Vec<Frame>) -> Vec<Frame> {
+pub(crate) fn strip_creation_frames(frames: Vec<Frame>) -> Vec<Frame> {
     use crate::model::frame::{tier, Tier};
     let first = frames
         .iter()

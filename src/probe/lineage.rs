@@ -241,7 +241,8 @@ pub(crate) fn interposer_active() -> bool {
     })
 }
 
-fn creation_backtrace() -> Box<[usize]> {
+/// The caller's raw return addresses, innermost first (resolved only for a report).
+pub(crate) fn creation_backtrace() -> Box<[usize]> {
     let mut frames = Vec::with_capacity(CREATION_FRAMES);
     // SAFETY: on Linux the unwinder behind `trace_unsynchronized` is thread-safe; the lock that
     // `trace` would take exists for other platforms and would make thread creation wait behind a

@@ -5,7 +5,8 @@
 
 mod idioms;
 
-pub(crate) use idioms::for_group;
+#[cfg_attr(not(all(tokio_unstable, feature = "taskdump")), allow(unused_imports))]
+pub(crate) use idioms::{for_group, for_leaves};
 
 use crate::model::frame;
 use crate::model::{Frame, Hint, Kind, Stack, Survivor};

@@ -128,3 +128,100 @@ pub(crate) fn for_group(survivors: &mut [Survivor]) {
         }
     }
 }
+
+/// A task whose async trace has several leaves (a `select!` or `join!`) waits on each of them:
+/// the hint names them all, rather than diagnosing one at random.
+#[cfg_attr(not(all(tokio_unstable, feature = "taskdump")), allow(dead_code))]
+pub(crate) fn for_leaves(leaves: &[Vec<Frame>]) -> Option<Hint> {
+    let mut waits: Vec<String> = Vec::new();
+    for leaf in leaves {
+        if let Some(api) = awaited_api(leaf) {
+            if !waits.contains(&api) {
+                waits.push(api);
+            }
+        }
+    }
+    if waits.len() < 2 {
+        return None;
+    }
+    let user = leaves
+        .iter()
+        .find_map(|leaf| frame::first_user_frame(leaf))
+        .map(|frame| format!(" in `{}`", frame.function))
+        .unwrap_or_default();
+    Some(Hint {
+        cause: format!(
+            "waits on several resources at once (a `select!`) and none of them becomes ready: {}",
+            waits.join(", ")
+        ),
+        fix: "make one of them end the wait (close the listener or the peer, send the shutdown \
+              signal), or add a cancellation branch, and trigger it when the owner is done"
+            .into(),
+        evidence: format!("{} leaves in the task's async trace{user}", leaves.len()),
+    })
+}
+
+/// What one leaf of an async trace awaits: the API the user's frame called (`TcpListener::accept`,
+/// `tokio::signal::ctrl_c`), skipping combinators such as `poll_fn`.
+#[cfg_attr(not(all(tokio_unstable, feature = "taskdump")), allow(dead_code))]
+fn awaited_api(leaf: &[Frame]) -> Option<String> {
+    let user = leaf.iter().position(|frame| !frame.library).unwrap_or(leaf.len());
+    let combinator = |function: &str| {
+        function.starts_with('<')
+            || function.contains("poll_fn")
+            || function.contains("PollFn")
+            || function.contains("::macros::")
+    };
+    let api = leaf[..user]
+        .iter()
+        .rev()
+        .find(|frame| !combinator(&frame.function))?;
+    let mut name = api.function.as_str();
+    while let Some(outer) = name.strip_suffix("::{{closure}}") {
+        name = outer;
+    }
+    Some(format!("`{name}`"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(function: &str, library: bool) -> Frame {
+        Frame {
+            function: function.into(),
+            file: None,
+            line: None,
+            library,
+        }
+    }
+
+    /// Two leaves of a `select!` are both named; one leaf is no `select!`.
+    #[test]
+    fn select_names_every_leaf() {
+        let accept = vec![
+            frame("tokio::runtime::io::registration::Registration::poll_ready", true),
+            frame(
+                "tokio::net::tcp::listener::TcpListener::accept::{{closure}}",
+                true,
+            ),
+            frame("tokio::future::poll_fn::PollFn<F>::poll", true),
+            frame("app::serve::{{closure}}", false),
+        ];
+        let ctrl_c = vec![
+            frame("tokio::sync::watch::Receiver<T>::changed::{{closure}}", true),
+            frame("tokio::signal::ctrl_c::{{closure}}", true),
+            frame("tokio::future::poll_fn::PollFn<F>::poll", true),
+            frame("app::serve::{{closure}}", false),
+        ];
+        let hint = for_leaves(&[accept.clone(), ctrl_c]).unwrap();
+        assert!(
+            hint.cause
+                .contains("`tokio::net::tcp::listener::TcpListener::accept`"),
+            "{hint:?}"
+        );
+        assert!(hint.cause.contains("`tokio::signal::ctrl_c`"), "{hint:?}");
+        assert!(hint.evidence.contains("app::serve"), "{hint:?}");
+        assert_eq!(for_leaves(&[accept]), None);
+    }
+}
