@@ -536,4 +536,59 @@ mod tests {
         assert_eq!(first_user_frame(&frames).unwrap().function, "app::worker");
         assert_eq!(first_user_frame(&frames[..2]), None);
     }
+
+    /// Dependency frames are told from internals by their source path and crate, with crate name
+    /// and version parsed from cargo's layout; a stack of library code only is stuck at the
+    /// dependency's boundary frame.
+    #[test]
+    fn dependency_tier_and_boundary() {
+        let registry = "/home/u/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f";
+        let pool = frame(
+            "scheduled_thread_pool::Worker::get_job",
+            Some(&format!("{registry}/scheduled-thread-pool-0.2.8/src/lib.rs")),
+            Some(412),
+        );
+        let parking = frame(
+            "parking_lot::condvar::Condvar::wait_until_internal",
+            Some(&format!("{registry}/parking_lot-0.12.5/src/condvar.rs")),
+            Some(300),
+        );
+        assert_eq!(tier(&pool), Tier::Dependency);
+        assert_eq!(tier(&parking), Tier::Internal);
+        let krate = dependency_crate(&pool).unwrap();
+        assert_eq!(krate.to_string(), "scheduled-thread-pool 0.2.8");
+        let git = frame(
+            "dep::f",
+            Some("/h/.cargo/git/checkouts/dep-0123abcd/5e6f7a8/src/lib.rs"),
+            Some(3),
+        );
+        assert_eq!(dependency_crate(&git).unwrap().to_string(), "dep git 5e6f7a8");
+        let stack = [frame("syscall", None, None), parking, pool.clone()];
+        assert_eq!(stuck_frame(&stack), Some(&pool));
+        assert_eq!(
+            frame_text(&pool),
+            "scheduled_thread_pool::Worker::get_job (scheduled-thread-pool 0.2.8) at src/lib.rs:412"
+        );
+    }
+
+    /// A creation chain starts at the spawn and lists each user function once, out to the test.
+    #[test]
+    fn creation_chain_lists_user_frames() {
+        let frames = [
+            frame("app::Worker::start", Some("/work/app/src/worker.rs"), Some(17)),
+            frame("std::thread::Builder::spawn", None, None),
+            frame(
+                "app::leaky_worker::{{closure}}",
+                Some("/work/app/tests/app.rs"),
+                Some(12),
+            ),
+            frame("app::leaky_worker", Some("/work/app/tests/app.rs"), Some(10)),
+        ];
+        assert_eq!(
+            creation_chain(&frames).unwrap(),
+            "/work/app/src/worker.rs:17 in app::Worker::start, called from /work/app/tests/app.rs:12 in \
+             app::leaky_worker::{{closure}}"
+        );
+        assert_eq!(clean_name("t::__leakcheck_body::{{closure}}"), "t::{{closure}}");
+    }
 }
