@@ -11,6 +11,7 @@
 
 pub(crate) mod lineage;
 pub(crate) mod procfs;
+pub(crate) mod source;
 pub(crate) mod stack;
 pub(crate) mod startup;
 pub(crate) mod symbols;

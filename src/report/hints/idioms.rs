@@ -133,8 +133,12 @@ pub(crate) fn for_group(survivors: &mut [Survivor]) {
 /// the hint names them all, rather than diagnosing one at random.
 #[cfg_attr(not(all(tokio_unstable, feature = "taskdump")), allow(dead_code))]
 pub(crate) fn for_leaves(leaves: &[Vec<Frame>]) -> Option<Hint> {
-    let mut waits: Vec<String> = Vec::new();
-    for leaf in leaves {
+    let mut waits: Vec<String> = select_in_source(leaves)
+        .into_iter()
+        .map(|branch| format!("`{branch}`"))
+        .collect();
+    let from_source = waits.len() >= 2;
+    for leaf in leaves.iter().filter(|_| !from_source) {
         if let Some(api) = awaited_api(leaf) {
             if !waits.contains(&api) {
                 waits.push(api);
@@ -159,6 +163,32 @@ pub(crate) fn for_leaves(leaves: &[Vec<Frame>]) -> Option<Hint> {
             .into(),
         evidence: format!("{} leaves in the task's async trace{user}", leaves.len()),
     })
+}
+
+/// The branches of the `select!` a trace passes through, read from the user's source: tokio's
+/// dumps leave some branches (IO such as `accept()`) without a leaf of their own.
+#[cfg_attr(not(all(tokio_unstable, feature = "taskdump")), allow(dead_code))]
+fn select_in_source(leaves: &[Vec<Frame>]) -> Vec<String> {
+    for leaf in leaves {
+        let Some(at) = leaf.iter().position(|frame| {
+            frame
+                .file
+                .as_deref()
+                .is_some_and(|file| file.ends_with("macros/select.rs"))
+        }) else {
+            continue;
+        };
+        let Some(user) = leaf[at + 1..].iter().find(|frame| !frame.library) else {
+            continue;
+        };
+        if let (Some(file), Some(line)) = (user.file.as_deref(), user.line) {
+            let branches = crate::probe::source::select_branches(file, line);
+            if branches.len() >= 2 {
+                return branches;
+            }
+        }
+    }
+    Vec::new()
 }
 
 /// What one leaf of an async trace awaits: the API the user's frame called (`TcpListener::accept`,
