@@ -27,7 +27,16 @@ impl WaitSamples {
 
     /// Samples `tid` again and classifies its wait across the window.
     pub(crate) fn classify(&self, tid: i32) -> Wait {
-        let end = procfs::sample(tid);
+        // A thread caught between two waits (a sleep loop's brief work) reads as running: look
+        // again a few times before calling it that.
+        let mut end = procfs::sample(tid);
+        for _ in 0..RUNNING_RETRIES {
+            if end.syscall.is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+            end = procfs::sample(tid);
+        }
         classify(self.first.get(&tid), Instant::now(), &end)
     }
 }
@@ -38,6 +47,9 @@ const FUTEX_WAIT_BITSET: u64 = 9;
 const FUTEX_LOCK_PI: u64 = 6;
 const FUTEX_WAIT_REQUEUE_PI: u64 = 11;
 const FUTEX_CMD_MASK: u64 = 0x7f;
+
+/// How often a thread that reads as running is sampled again.
+const RUNNING_RETRIES: usize = 4;
 
 /// Wake-ups in the window from which an untimed wait is a loop.
 const LOOP_WAKEUPS: u64 = 3;
@@ -60,7 +72,17 @@ fn classify(first: Option<&(Instant, Sample)>, now: Instant, end: &Sample) -> Wa
         resources: Vec::new(),
     };
     let Some((nr, args)) = end.syscall else {
-        wait.kind = WaitKind::Running;
+        // Between two waits: a loop if it woke again and again and mostly slept.
+        let mostly_asleep = match (cpu, window) {
+            (Some(cpu), Some(window)) => cpu * 2 < window,
+            _ => false,
+        };
+        let looping = wakeups.is_some_and(|n| n >= LOOP_WAKEUPS) && mostly_asleep;
+        wait.kind = if looping {
+            WaitKind::SleepLoop
+        } else {
+            WaitKind::Running
+        };
         return wait;
     };
     let call = procfs::call_name(nr);
@@ -140,5 +162,11 @@ mod tests {
             ..Sample::default()
         };
         assert_eq!(classify(None, later, &running).kind, WaitKind::Running);
+        let between = Sample {
+            voluntary_switches: Some(20),
+            cpu_ticks: Some(0),
+            ..running
+        };
+        assert_eq!(classify(Some(&first), later, &between).kind, WaitKind::SleepLoop);
     }
 }

@@ -18,7 +18,10 @@ pub(crate) fn describe(wait: &Wait) -> String {
     match wait.kind {
         WaitKind::Untimed => format!("untimed wait ({call} with no timeout{woke})"),
         WaitKind::Timed => format!("timed wait ({call} with a timeout{woke})"),
-        WaitKind::SleepLoop => format!("sleep loop ({call}{woke})"),
+        WaitKind::SleepLoop => match &wait.call {
+            Some(call) => format!("sleep loop ({call}{woke})"),
+            None => format!("sleep loop ({})", woke.trim_start_matches(", ")),
+        },
         WaitKind::Io => {
             let call = io_call(call);
             match wait.resources.as_slice() {
