@@ -285,9 +285,10 @@ pub(crate) fn frame_text(frame: &Frame) -> String {
     text
 }
 
-/// The crate of a dependency-tier frame.
+/// The crate a library frame's source comes from, when cargo fetched it (a dependency, or a
+/// runtime's internals such as tokio's): shown with its version, its path relative to the crate.
 fn dependency_of_tier(frame: &Frame) -> Option<Crate> {
-    (tier(frame) == Tier::Dependency)
+    (tier(frame) != Tier::User)
         .then(|| dependency_crate(frame))
         .flatten()
 }
