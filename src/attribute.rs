@@ -175,10 +175,14 @@ fn checked_async<F: Future>(
     Ran::Checked(outcome, merge_children(verdict, found, &options, settle, &name))
 }
 
-/// libtest's full name for the running test (its thread's name), else the function's name.
+/// libtest's full name for the running test (its thread's name), else the function's name. A
+/// test generated from the function (an rstest case `my_test::case_1`) has the function's name as
+/// a path segment of its own.
 fn test_name(test: &'static str) -> String {
     match std::thread::current().name() {
-        Some(name) if name.ends_with(test) => name.to_string(),
+        Some(name) if name.ends_with(test) || name.split("::").any(|segment| segment == test) => {
+            name.to_string()
+        }
         _ => test.to_string(),
     }
 }
@@ -190,7 +194,7 @@ fn conclude<R>(outcome: std::thread::Result<R>, verdict: Result<(), LeakError>, 
     match (outcome, verdict) {
         (Ok(value), Ok(())) => value,
         (Ok(value), Err(error)) if is_err(&value) => returned_err_and_leaked(value, &error),
-        (Ok(_), Err(error)) => panic!("{error}"),
+        (Ok(_), Err(error)) => error.raise(panic::Location::caller()),
         (Err(payload), verdict) => {
             if let Err(error) = verdict {
                 eprintln!("note: the test panicked (its panic is reported above) and also leaked:\n{error}");

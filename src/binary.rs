@@ -80,11 +80,16 @@ pub(crate) fn check(options: &Options) -> Result<Option<Report>, String> {
             .map(Candidate::Node)
             .collect()
     };
-    let candidates = settle::settle(settle, look);
+    let mut samples = crate::check::wait::WaitSamples::default();
+    let candidates = settle::settle(settle, || {
+        let candidates = look();
+        samples.record(candidates.iter().filter_map(Candidate::tid));
+        candidates
+    });
     let (mut survivors, hidden) = if candidates.is_empty() {
         Default::default()
     } else {
-        threads::describe(&candidates, options)
+        threads::describe(&candidates, options, &samples)
     };
     let still_alive = look();
     survivors.retain(|survivor| still_alive.iter().any(|c| c.tid() == Some(survivor.id as i32)));

@@ -13,6 +13,7 @@ pub(crate) mod settle;
 #[cfg(feature = "tokio")]
 pub(crate) mod tasks;
 pub(crate) mod threads;
+pub(crate) mod wait;
 
 use std::time::Duration;
 
@@ -23,6 +24,7 @@ use crate::report::Report;
 #[cfg(feature = "tokio")]
 use tasks::TaskFindings;
 use threads::Scope;
+use wait::WaitSamples;
 
 impl Options {
     /// The settle deadline, or `None` when `LEAKCHECK=off`.
@@ -82,12 +84,21 @@ pub(crate) fn check_threads(
     settle: Duration,
     test: &str,
 ) -> Result<(), LeakError> {
-    let candidates = settle::settle(settle, || unhidden_candidates(scope, options));
+    let mut samples = WaitSamples::default();
+    let candidates = settle::settle(settle, || {
+        sampled(unhidden_candidates(scope, options), &mut samples)
+    });
     if candidates.is_empty() && !options.is_verbose() {
         return Ok(());
     }
     // Describe everything still alive, so a verbose report can list what the rules hid.
-    report_threads(scope, options, threads::candidates(scope, options), test)
+    report_threads(
+        scope,
+        options,
+        threads::candidates(scope, options),
+        test,
+        &samples,
+    )
 }
 
 /// [`check_threads`] for async code: settles without blocking the runtime.
@@ -98,11 +109,28 @@ pub(crate) async fn check_threads_async(
     settle: Duration,
     test: &str,
 ) -> Result<(), LeakError> {
-    let candidates = settle::settle_async(settle, || unhidden_candidates(scope, options)).await;
+    let mut samples = WaitSamples::default();
+    let candidates = settle::settle_async(settle, || {
+        sampled(unhidden_candidates(scope, options), &mut samples)
+    })
+    .await;
     if candidates.is_empty() && !options.is_verbose() {
         return Ok(());
     }
-    report_threads(scope, options, threads::candidates(scope, options), test)
+    report_threads(
+        scope,
+        options,
+        threads::candidates(scope, options),
+        test,
+        &samples,
+    )
+}
+
+/// Takes the first kernel reading of candidates not seen before (the start of their settle
+/// window); a look that found nothing reads nothing.
+fn sampled(candidates: Vec<threads::Candidate>, samples: &mut WaitSamples) -> Vec<threads::Candidate> {
+    samples.record(candidates.iter().filter_map(threads::Candidate::tid));
+    candidates
 }
 
 /// The candidates, or none if rules that need no stack hide all of them.
@@ -123,11 +151,12 @@ pub(crate) fn report_threads(
     options: &Options,
     candidates: Vec<threads::Candidate>,
     test: &str,
+    samples: &WaitSamples,
 ) -> Result<(), LeakError> {
     if candidates.is_empty() {
         return Ok(());
     }
-    let (mut survivors, hidden) = threads::describe(&candidates, options);
+    let (mut survivors, hidden) = threads::describe(&candidates, options, samples);
     let still_alive = threads::candidates(scope, options);
     survivors.retain(|survivor| still_alive.iter().any(|c| c.tid() == Some(survivor.id as i32)));
     let mut report = options.report(test, options.settle_or_default());

@@ -37,6 +37,19 @@ impl LeakError {
         }
     }
 
+    /// Fails the calling test at `location` (the user's line) with this error as the panic
+    /// message, without a Rust backtrace of leakcheck's internals: the message is printed as the
+    /// panic hook would print it, then the unwind starts with `resume_unwind` (which skips the
+    /// hook). The payload is the message as a `String`, so `#[should_panic(expected = "...")]`
+    /// still matches it.
+    pub(crate) fn raise(self, location: &std::panic::Location<'_>) -> ! {
+        let message = self.to_string();
+        let thread = std::thread::current();
+        let name = thread.name().unwrap_or("<unnamed>");
+        eprintln!("\nthread '{name}' panicked at {location}:\n{message}");
+        std::panic::resume_unwind(Box::new(message))
+    }
+
     pub(crate) fn config(message: String) -> LeakError {
         LeakError {
             kind: ErrorKind::Config(message),

@@ -72,10 +72,10 @@
 //! |---|---|---|
 //! | front ends | `lib.rs`, `attribute`, `verify`, `binary`, `dump`, `private` | the public API: the attribute runtime, `verify_none*`, `check_binary!`, `dump()` |
 //! | per-test context | `context` | what a running `#[leak_test]` knows on its thread (options, baseline, name) |
-//! | check | `check` (verdict), `check/settle`, `check/threads`, `check/tasks`, `check/children` | settle-and-retry, find candidates, describe them once, apply the rules |
+//! | check | `check` (verdict), `check/settle`, `check/threads`, `check/tasks`, `check/children`, `check/wait` | settle-and-retry, find candidates, classify their waits across the settle window, describe them once, apply the rules |
 //! | rules | `options`, `rules` | the `Options` builder and the ignore rules, built-in ones included |
-//! | report | `report` (text), `report/json`, `report/hints`, `report/children`, `error` | rendering and cause-and-fix hints, reading the model only |
-//! | probes | `probe/lineage` (+ `interpose`), `probe/children` (+ `interpose`, `proc`), `probe/procfs`, `probe/stack` (`protocol`, `handler`, `slots`, `unwinder`), `probe/symbols`, `probe/tasks`, `probe/startup` | what the OS and tokio tell; nothing of options or reports |
+//! | report | `report` (text), `report/json`, `report/names`, `report/wait_text`, `report/hints` (+ `idioms`), `report/children`, `report/github`, `error` | rendering, grouping, rules to paste, CI annotations and cause-and-fix hints, reading the model (and a `select!`'s source via `probe/source`) |
+//! | probes | `probe/lineage` (+ `interpose`), `probe/children` (+ `interpose`, `proc`), `probe/procfs`, `probe/stack` (`protocol`, `handler`, `slots`, `unwinder`), `probe/symbols`, `probe/unwind`, `probe/tasks`, `probe/startup`, `probe/source` | what the OS, tokio and the user's source tell; nothing of options or reports |
 //! | model | `model`, `model/frame`, `config`, `project` | plain data every layer shares; the environment's settings and the package's `[package.metadata.leakcheck]` |
 //!
 //! The path of one check, from attribute to verdict: the expansion of `#[leak_test]` calls
@@ -83,8 +83,10 @@
 //! test thread's lineage node and what it already started), installs a `context::Context`, runs
 //! the body under `catch_unwind`, then calls `check::check_threads`. That settles on
 //! `check::threads::candidates` (one registry lookup in `probe::lineage`; a clean pass ends here,
-//! without sleeping), and only for what survives the deadline describes each thread
-//! (`probe::procfs` kernel state, `probe::stack` capture, `probe::symbols`), applies `rules`, and
+//! without sleeping; a look that finds candidates takes the first kernel reading of their wait,
+//! `check::wait`), and only for what survives the deadline describes each thread
+//! (`probe::procfs` kernel state and the second reading, `probe::stack` capture,
+//! `probe::symbols`), applies `rules`, and
 //! builds a `report::Report`, which `error::LeakError` carries back to the attribute, whose
 //! verdict fails the test. An async test does the same for tasks first (`check::tasks`), inside
 //! its runtime. Child processes come last (`check::children::find`, settling on one lookup in
@@ -148,7 +150,7 @@ pub use options::Options;
 #[track_caller]
 pub fn verify_none() {
     if let Err(error) = context::current_options().find() {
-        panic!("{error}");
+        error.raise(std::panic::Location::caller());
     }
 }
 
@@ -176,7 +178,7 @@ pub fn verify_none_async() -> impl std::future::Future<Output = ()> {
     let location = std::panic::Location::caller();
     async move {
         if let Err(error) = context::current_options().find_async().await {
-            panic!("{error}\n(leakcheck check at {location})");
+            error.raise(location);
         }
     }
 }

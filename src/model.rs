@@ -83,25 +83,19 @@ impl ProcessInfo {
 }
 
 impl Survivor {
-    /// The frame where it is stuck: the first frame in the user's code.
+    /// The frame where it is stuck: the innermost user frame, else the boundary frame of a
+    /// dependency (see [`frame::stuck_frame`]).
     pub(crate) fn stuck_frame(&self) -> Option<&Frame> {
         match &self.stack {
-            Stack::Frames(frames) => frame::first_user_frame(frames),
+            Stack::Frames(frames) => frame::stuck_frame(frames),
             Stack::Missing(_) => None,
         }
     }
 
-    /// Where it was created: the first user frame of the creation backtrace, or the spawn site.
+    /// Where it was created: the creation chain (the spawn, then the user's frames up to the
+    /// test), or the spawn site.
     pub(crate) fn origin(&self) -> Option<String> {
-        if let Some(site) = &self.spawn_site {
-            return Some(site.clone());
-        }
-        let frame = frame::first_user_frame(&self.created_at)?;
-        let location = frame::short_location(frame);
-        Some(match location {
-            Some(location) => format!("{location} in {}", frame.function),
-            None => frame.function.clone(),
-        })
+        frame::creation_chain(&self.created_at).or_else(|| self.spawn_site.clone())
     }
 }
 
@@ -128,6 +122,42 @@ pub(crate) struct KernelWait {
     /// The system call it is blocked in (`futex`, `clock_nanosleep`, `syscall 42`, ...),
     /// `running` if it is not blocked.
     pub(crate) syscall: Option<String>,
+    /// How it waits, classified across the settle window.
+    pub(crate) wait: Option<Wait>,
+}
+
+/// How a thread waits, classified from what the kernel said at the start and the end of the
+/// settle window (system call and arguments, context switches, CPU time).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Wait {
+    pub(crate) kind: WaitKind,
+    /// The system call it waits in (`futex`, `accept4`, `epoll_wait`, ...).
+    pub(crate) call: Option<String>,
+    /// Voluntary wake-ups between the two samples, when both were taken.
+    pub(crate) wakeups: Option<u64>,
+    /// Time between the two samples.
+    pub(crate) window: Option<std::time::Duration>,
+    /// CPU time used between the two samples.
+    pub(crate) cpu: Option<std::time::Duration>,
+    /// What an IO wait waits on: `127.0.0.1:40123 (tcp, listening)`, `a unix socket`, ...
+    pub(crate) resources: Vec<String>,
+}
+
+/// The kinds of wait a report tells apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WaitKind {
+    /// Blocked with no timeout, and not woken during the window: only a notification ends it.
+    Untimed,
+    /// Blocked with a timeout: it wakes by itself.
+    Timed,
+    /// Sleeping, or woken again and again: a loop.
+    SleepLoop,
+    /// Blocked reading, accepting or polling file descriptors.
+    Io,
+    /// On a CPU, or runnable.
+    Running,
+    /// Blocked in another system call.
+    Other,
 }
 
 /// A likely cause, its fix, and what it is based on.

@@ -15,6 +15,7 @@
 pub(crate) mod children;
 pub(crate) mod lineage;
 pub(crate) mod procfs;
+pub(crate) mod source;
 pub(crate) mod stack;
 pub(crate) mod startup;
 pub(crate) mod symbols;

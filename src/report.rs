@@ -6,6 +6,8 @@ pub(crate) mod children;
 mod github;
 pub(crate) mod hints;
 mod json;
+mod names;
+mod wait_text;
 
 use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
@@ -14,11 +16,18 @@ use std::time::Duration;
 use crate::model::frame;
 use crate::model::{Frame, Hidden, KernelWait, Kind, Stack, Survivor, TaskCount};
 
-/// What a stable build's report says about getting more detail.
-pub(crate) const MORE_DETAIL: &str = "for spawn sites, build with `--cfg tokio_unstable` \
+/// What a stable build's report says about getting more detail: with leakcheck's `taskdump`
+/// feature already on, only the cfg is missing.
+pub(crate) const MORE_DETAIL: &str = if cfg!(feature = "taskdump") {
+    "for spawn sites and async stacks, build with `--cfg tokio_unstable` (leakcheck's `taskdump` \
+feature is already on): `RUSTFLAGS=\"--cfg tokio_unstable\" cargo test`, or in `.cargo/config.toml`: \
+`[build] rustflags = [\"--cfg\", \"tokio_unstable\"]`"
+} else {
+    "for spawn sites, build with `--cfg tokio_unstable` \
 (`RUSTFLAGS=\"--cfg tokio_unstable\" cargo test`, or in `.cargo/config.toml`: \
 `[build] rustflags = [\"--cfg\", \"tokio_unstable\"]`); for async stacks, also enable leakcheck's \
-`taskdump` feature";
+`taskdump` feature"
+};
 
 /// Everything one failed check found.
 #[derive(Clone, Debug, Default)]
@@ -91,16 +100,19 @@ fn group_key(
     Option<String>,
     Option<String>,
 ) {
-    let stuck = survivor.stuck_frame().map(|frame| {
-        format!(
+    // Internals-only stacks group by their function alone: the line varies with the path taken
+    // into the runtime's parking.
+    let stuck = survivor.stuck_frame().map(|frame| match frame::tier(frame) {
+        frame::Tier::Internal => frame.function.clone(),
+        _ => format!(
             "{}@{}",
             frame.function,
             frame::short_location(frame).unwrap_or_default()
-        )
+        ),
     });
     (
         survivor.kind,
-        survivor.name.clone(),
+        survivor.name.as_deref().map(names::template),
         stuck,
         survivor.origin(),
         survivor.test.clone(),
@@ -174,11 +186,13 @@ fn render_group(
     let first = group[0];
     let count = group.len();
     let noun = first.kind.noun(count);
-    let name = first
-        .name
-        .as_ref()
-        .map(|name| format!(" {name:?}"))
-        .unwrap_or_default();
+    let all_names: Vec<&str> = group.iter().filter_map(|s| s.name.as_deref()).collect();
+    let name = if all_names.is_empty() {
+        String::new()
+    } else {
+        // Not `{:?}`: a folded pattern's braces are shown as they are.
+        format!(" \"{}\"", names::fold(&all_names).escape_debug())
+    };
     let id_label = match first.kind {
         Kind::Thread => "tid",
         Kind::Task => "id",
@@ -211,16 +225,32 @@ fn render_group(
 
     match (&first.stack, first.stuck_frame()) {
         (_, Some(frame)) => writeln!(f, "   stuck in   {}", frame_text(frame))?,
-        (Stack::Frames(frames), None) if frames.is_empty() && first.kind == Kind::Task => writeln!(
+        (Stack::Frames(frames), None) if frames.is_empty() && first.kind == Kind::Task => {
+            match spawner_text(first) {
+                Some(spawner) => writeln!(
+                    f,
+                    "   stuck in   the future spawned in {spawner}: its async trace is empty, so no \
+                     resource can ever wake it (e.g. `std::future::pending()`)"
+                )?,
+                None => writeln!(
+                    f,
+                    "   stuck in   nothing: its async trace is empty, so no resource can ever wake it \
+                     (e.g. `std::future::pending()`)"
+                )?,
+            }
+        }
+        (Stack::Frames(frames), None) => writeln!(
             f,
-            "   stuck in   nothing: its async trace is empty, so no resource can ever wake it \
-             (e.g. `std::future::pending()`)"
+            "   stuck in   {} (the standard library or system code)",
+            frames.first().map(frame_text).unwrap_or_default()
         )?,
-        (Stack::Frames(_), None) => writeln!(f, "   stuck in   library code only (see the stack)")?,
-        (Stack::Missing(why), None) => writeln!(f, "   stuck in   unknown: {why}")?,
+        (Stack::Missing(why), None) => match spawner_text(first).filter(|_| first.kind == Kind::Task) {
+            Some(spawner) => writeln!(f, "   stuck in   the future spawned in {spawner} ({why})")?,
+            None => writeln!(f, "   stuck in   unknown: {why}")?,
+        },
     }
     if let Some(origin) = first.origin() {
-        let verb = if first.spawn_site.is_some() {
+        let verb = if first.kind == Kind::Task {
             "spawned at"
         } else {
             "created at"
@@ -252,11 +282,20 @@ fn render_group(
             render_frames(f, frames, first.stuck_frame(), full_stacks)?;
         }
     }
+    if let Some(rule) = names::hiding_rule(group) {
+        writeln!(
+            f,
+            "   if intended (e.g. a pool meant to live for the process): #[leak_test({rule})]"
+        )?;
+    }
     Ok(())
 }
 
 /// `, sleeping in futex_wait_queue (syscall futex)`.
 fn kernel_text(kernel: &KernelWait) -> String {
+    if let Some(wait) = &kernel.wait {
+        return format!(", {}", wait_text::describe(wait));
+    }
     let state = match kernel.state {
         Some('S') => "sleeping",
         Some('D') => "in uninterruptible wait",
@@ -276,11 +315,18 @@ fn kernel_text(kernel: &KernelWait) -> String {
     text
 }
 
+/// `real_world::start_background at tests/app.rs:12`: the function that spawned a task, from
+/// its spawn backtrace.
+fn spawner_text(survivor: &Survivor) -> Option<String> {
+    let spawner = survivor
+        .created_at
+        .iter()
+        .find(|frame| frame::tier(frame) != frame::Tier::Internal)?;
+    Some(frame_text(spawner))
+}
+
 fn frame_text(frame: &Frame) -> String {
-    match frame::short_location(frame) {
-        Some(location) => format!("{} at {location}", frame.function),
-        None => frame.function.clone(),
-    }
+    frame::frame_text(frame)
 }
 
 /// Writes `frames` one a line, folding runs of library frames unless `full`, marking `stuck`.
@@ -303,8 +349,27 @@ pub(crate) fn render_frames(
         }
         Ok(())
     };
+    let mut previous: Option<frame::Crate> = None;
     for frame in frames {
-        if frame.library && !full {
+        // Of each run of one dependency's frames, the innermost (its boundary with the internals
+        // it waits in) is shown.
+        let shown = match frame::tier(frame) {
+            frame::Tier::User => true,
+            frame::Tier::Dependency => {
+                let krate = frame::dependency_crate(frame);
+                let boundary = krate != previous;
+                previous = krate;
+                boundary
+            }
+            frame::Tier::Internal => {
+                previous = None;
+                false
+            }
+        };
+        if frame::tier(frame) == frame::Tier::User {
+            previous = None;
+        }
+        if !shown && !full {
             folded += 1;
             continue;
         }

@@ -98,7 +98,7 @@ impl Options {
     #[track_caller]
     pub fn verify_none(&self) {
         if let Err(error) = self.clone().at(std::panic::Location::caller()).find() {
-            panic!("{error}");
+            error.raise(std::panic::Location::caller());
         }
     }
 
@@ -124,7 +124,7 @@ impl Options {
         let location = std::panic::Location::caller();
         async move {
             if let Err(error) = self.clone().at(location).find_async().await {
-                panic!("{error}\n(leakcheck check at {location})");
+                error.raise(location);
             }
         }
     }

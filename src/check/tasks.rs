@@ -142,25 +142,28 @@ async fn describe(scope: &TaskScope, options: &Options, ids: Vec<u64>) -> TaskFi
             ..TaskFindings::default()
         };
     };
-    let sites: Vec<Option<String>> = {
+    let spawned: Vec<(Option<String>, Box<[usize]>)> = {
         let live = probe.live.lock().unwrap_or_else(|e| e.into_inner());
         ids.iter()
-            .map(|id| {
-                live.get(id).map(|loc| {
-                    format!(
+            .map(|id| match live.get(id) {
+                Some(spawned) => (
+                    Some(format!(
                         "{}:{}",
-                        crate::model::frame::relative_path(loc.file()),
-                        loc.line()
-                    )
-                })
+                        crate::model::frame::relative_path(spawned.location.file()),
+                        spawned.location.line()
+                    )),
+                    spawned.backtrace.clone(),
+                ),
+                None => (None, Box::default()),
             })
             .collect()
     };
     let (mut traces, mut notes) = dump(scope, &ids).await;
     let mut findings = TaskFindings::default();
-    for (id, site) in ids.iter().zip(sites) {
-        let stack = match traces.remove(id) {
-            Some(frames) => Stack::Frames(frames),
+    for (id, (site, backtrace)) in ids.iter().zip(spawned) {
+        let leaves = traces.remove(id);
+        let stack = match &leaves {
+            Some(leaves) => Stack::Frames(leaves.concat()),
             None if cfg!(feature = "taskdump") => Stack::Missing(
                 "not in the task dump (a multi_thread dump can miss a task that is being woken: \
                  tokio issue #7478)"
@@ -176,7 +179,7 @@ async fn describe(scope: &TaskScope, options: &Options, ids: Vec<u64>) -> TaskFi
             id: *id,
             kernel: None,
             stack,
-            created_at: Vec::new(),
+            created_at: super::threads::strip_creation_frames(crate::probe::symbols::resolve(&backtrace)),
             creator: None,
             test: None,
             spawn_site: site,
@@ -190,7 +193,7 @@ async fn describe(scope: &TaskScope, options: &Options, ids: Vec<u64>) -> TaskFi
                 Stack::Frames(frames) => Some(frames),
                 Stack::Missing(_) => None,
             },
-            created_at: &[],
+            created_at: &survivor.created_at,
             spawn_site: survivor.spawn_site.as_deref(),
         };
         if let Some(rule) = options.rules.iter().find(|rule| rule.matches(&subject)) {
@@ -200,7 +203,10 @@ async fn describe(scope: &TaskScope, options: &Options, ids: Vec<u64>) -> TaskFi
             });
             continue;
         }
-        survivor.hint = crate::report::hints::for_survivor(&survivor);
+        survivor.hint = leaves
+            .as_deref()
+            .and_then(crate::report::hints::for_leaves)
+            .or_else(|| crate::report::hints::for_survivor(&survivor));
         findings.survivors.push(survivor);
     }
     findings.notes.append(&mut notes);
@@ -213,7 +219,7 @@ async fn dump(
     scope: &TaskScope,
     ids: &[u64],
 ) -> (
-    std::collections::HashMap<u64, Vec<crate::model::Frame>>,
+    std::collections::HashMap<u64, Vec<Vec<crate::model::Frame>>>,
     Vec<String>,
 ) {
     use futures::future::{select, Either};
@@ -236,7 +242,7 @@ async fn dump(
         for task in dump.tasks().iter() {
             let id = task_id(task.id());
             if ids.contains(&id) && !traces.contains_key(&id) {
-                traces.insert(id, crate::probe::tasks::trace_frames(task.trace()));
+                traces.insert(id, crate::probe::tasks::trace_leaves(task.trace()));
             }
         }
         if ids.iter().all(|id| traces.contains_key(id)) {
@@ -251,7 +257,7 @@ async fn dump(
     _scope: &TaskScope,
     _ids: &[u64],
 ) -> (
-    std::collections::HashMap<u64, Vec<crate::model::Frame>>,
+    std::collections::HashMap<u64, Vec<Vec<crate::model::Frame>>>,
     Vec<String>,
 ) {
     (Default::default(), Vec::new())

@@ -13,7 +13,8 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::model::{Frame, Hidden, Kind, Stack, Survivor};
+use super::wait::WaitSamples;
+use crate::model::{Frame, Hidden, KernelWait, Kind, Stack, Survivor};
 use crate::options::Options;
 use crate::probe::lineage::{self, Node};
 use crate::probe::procfs::{self, process_tids, thread_name, truncate_comm};
@@ -144,13 +145,22 @@ pub(crate) fn candidates(scope: &Scope, options: &Options) -> Vec<Candidate> {
 
 /// Describes candidates (name, kernel state, current stack, creation site) and applies the
 /// ignore rules. Returns the survivors and what the rules hid.
-pub(crate) fn describe(candidates: &[Candidate], options: &Options) -> (Vec<Survivor>, Vec<Hidden>) {
+pub(crate) fn describe(
+    candidates: &[Candidate],
+    options: &Options,
+    samples: &WaitSamples,
+) -> (Vec<Survivor>, Vec<Hidden>) {
     let capture = options.capture_stacks.unwrap_or(true) && crate::config::stacks_enabled();
     let tids: Vec<i32> = candidates.iter().map(|c| c.tid().unwrap_or(0)).collect();
     // Read the kernel's view first: a thread answering the capture signal shows as running.
     let kernels: Vec<_> = tids
         .iter()
-        .map(|&tid| (tid != 0).then(|| procfs::kernel_wait(tid)))
+        .map(|&tid| {
+            (tid != 0).then(|| KernelWait {
+                wait: Some(samples.classify(tid)),
+                ..procfs::kernel_wait(tid)
+            })
+        })
         .collect();
     let captured = if capture {
         stack::capture(&tids, CAPTURE_TIMEOUT)
@@ -231,6 +241,7 @@ pub(crate) fn describe(candidates: &[Candidate], options: &Options) -> (Vec<Surv
     for survivor in &mut survivors {
         survivor.hint = crate::report::hints::for_survivor(survivor);
     }
+    crate::report::hints::for_group(&mut survivors);
     (survivors, hidden)
 }
 
@@ -298,9 +309,13 @@ pub(crate) fn hidden_without_stack(candidate: &Candidate, options: &Options) -> 
 
 /// Drops the frames of thread creation itself (std's `spawn`, the interposer) from a creation
 /// backtrace, so its first frame is the caller.
-fn strip_creation_frames(frames: Vec<Frame>) -> Vec<Frame> {
-    let first_user = frames.iter().position(|frame| !frame.library).unwrap_or(0);
-    frames.into_iter().skip(first_user).collect()
+pub(crate) fn strip_creation_frames(frames: Vec<Frame>) -> Vec<Frame> {
+    use crate::model::frame::{tier, Tier};
+    let first = frames
+        .iter()
+        .position(|frame| tier(frame) != Tier::Internal)
+        .unwrap_or(0);
+    frames.into_iter().skip(first).collect()
 }
 
 /// tokio's default thread names: `tokio-rt-worker` in current tokio, `tokio-runtime-worker`

@@ -24,7 +24,7 @@ impl Frame {
     /// A frame from parts symbolized elsewhere (tokio's task dumps): drops a hash suffix from the
     /// name and classifies it like [`resolve`] does.
     pub(crate) fn new(function: String, file: Option<String>, line: Option<u32>) -> Frame {
-        let function = strip_hash(&function).to_owned();
+        let function = clean_name(strip_hash(&function));
         let library = is_library(&function, file.as_deref());
         Frame {
             function,
@@ -89,6 +89,229 @@ const OWN_ROOT: &str = env!("CARGO_MANIFEST_DIR");
 /// The innermost frame that is not library code: where the user's code is stuck.
 pub(crate) fn first_user_frame(frames: &[Frame]) -> Option<&Frame> {
     frames.iter().find(|frame| !frame.library)
+}
+
+/// The three tiers of frames a report tells apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Tier {
+    /// The standard library, runtimes' internals, leakcheck, C start-up code: folded.
+    Internal,
+    /// A dependency crate (cargo's registry or a git checkout): shown at its boundary.
+    Dependency,
+    /// The user's code: highlighted.
+    User,
+}
+
+/// A dependency crate as its source path names it: `scheduled-thread-pool 0.2.8`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Crate {
+    pub(crate) name: String,
+    /// The version (registry) or `git <rev>` (git checkout).
+    pub(crate) version: String,
+}
+
+impl std::fmt::Display for Crate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.name, self.version)
+    }
+}
+
+/// Which tier a frame belongs to: user code, a dependency crate that is not a runtime's internals,
+/// or internal.
+pub(crate) fn tier(frame: &Frame) -> Tier {
+    if !frame.library {
+        return Tier::User;
+    }
+    let internal_crate = subject_crate(&frame.function).is_some_and(is_internal_crate);
+    if !internal_crate && dependency_crate(frame).is_some() {
+        Tier::Dependency
+    } else {
+        Tier::Internal
+    }
+}
+
+/// Whether a crate's frames are internals (std, runtimes, leakcheck), folded in every report.
+fn is_internal_crate(krate: &str) -> bool {
+    LIBRARY_CRATES.contains(&krate)
+        || krate.starts_with("__")
+        || LIBRARY_CRATE_PREFIXES
+            .iter()
+            .any(|prefix| krate.starts_with(prefix))
+}
+
+/// The dependency crate a frame's source file belongs to, parsed from cargo's layout:
+/// `.../registry/src/<index>/<crate>-<version>/...` or `.../git/checkouts/<crate>-<hash>/<rev>/...`.
+pub(crate) fn dependency_crate(frame: &Frame) -> Option<Crate> {
+    let file = frame.file.as_deref()?;
+    if let Some(at) = file.find("/registry/src/") {
+        let rest = &file[at + "/registry/src/".len()..];
+        let dir = rest.split('/').nth(1)?;
+        let (name, version) = split_version(dir)?;
+        return Some(Crate {
+            name: name.to_owned(),
+            version: version.to_owned(),
+        });
+    }
+    if let Some(at) = file.find("/git/checkouts/") {
+        let mut parts = file[at + "/git/checkouts/".len()..].split('/');
+        let dir = parts.next()?;
+        let rev = parts.next()?;
+        let name = dir.rsplit_once('-').map_or(dir, |(name, _hash)| name);
+        return Some(Crate {
+            name: name.to_owned(),
+            version: format!("git {rev}"),
+        });
+    }
+    None
+}
+
+/// `scheduled-thread-pool-0.2.8` → (`scheduled-thread-pool`, `0.2.8`): the version starts at the
+/// first `-` followed by a digit.
+fn split_version(dir: &str) -> Option<(&str, &str)> {
+    let bytes = dir.as_bytes();
+    let at = (1..bytes.len()).find(|&i| bytes[i - 1] == b'-' && bytes[i].is_ascii_digit())?;
+    Some((&dir[..at - 1], &dir[at..]))
+}
+
+/// Where a stack is stuck: its innermost user frame, else its innermost dependency frame (the
+/// boundary between a dependency and the internals it waits in), else its innermost frame from a
+/// runtime or other non-std crate, else its innermost named frame.
+pub(crate) fn stuck_frame(frames: &[Frame]) -> Option<&Frame> {
+    first_user_frame(frames)
+        .or_else(|| frames.iter().find(|frame| tier(frame) == Tier::Dependency))
+        .or_else(|| {
+            frames
+                .iter()
+                .find(|frame| RUNTIME_WAITS.iter().any(|wait| frame.function.starts_with(wait)))
+        })
+        .or_else(|| {
+            frames.iter().find(|frame| {
+                subject_crate(&frame.function)
+                    .is_some_and(|krate| !STD_CRATES.contains(&krate) && !krate.starts_with("__"))
+            })
+        })
+}
+
+/// Where a runtime's own thread waits for work: the frame that names a stack with no user or
+/// dependency frame (deeper frames are the runtime's parking and IO driver, which vary).
+const RUNTIME_WAITS: &[&str] = &[
+    "tokio::runtime::scheduler::multi_thread::worker::Context::park",
+    "tokio::runtime::scheduler::current_thread::Context::park",
+    "tokio::runtime::blocking::pool::Inner::run",
+    "rayon_core::registry::WorkerThread::wait_until",
+];
+
+/// The standard library's crates: never the frame a report names as stuck.
+const STD_CRATES: &[&str] = &[
+    "std",
+    "core",
+    "alloc",
+    "test",
+    "panic_unwind",
+    "panic_abort",
+    "unwind",
+];
+
+/// Drops the macro's internal segments from a name (`my_test::__leakcheck_body::{{closure}}` →
+/// `my_test::{{closure}}`): the user wrote `my_test`, not leakcheck's inner function.
+pub(crate) fn clean_name(function: &str) -> String {
+    function.replace("::__leakcheck_body", "")
+}
+
+/// How many links a creation chain shows.
+const CHAIN_LINKS: usize = 4;
+
+/// `src/worker.rs:17 in app::Worker::start, called from tests/app.rs:12 in leaky_worker`: the
+/// spawn (the first frame of `frames`, caller first, that is not internal), then each user frame
+/// outward up to the test, one per function (a closure counts as its function).
+pub(crate) fn creation_chain(frames: &[Frame]) -> Option<String> {
+    let start = frames.iter().position(|frame| tier(frame) != Tier::Internal)?;
+    let mut links: Vec<&Frame> = vec![&frames[start]];
+    let mut seen: Vec<&str> = vec![base_name(&frames[start].function)];
+    let mut more = false;
+    for frame in &frames[start + 1..] {
+        if frame.library || seen.contains(&base_name(&frame.function)) {
+            continue;
+        }
+        if links.len() == CHAIN_LINKS {
+            more = true;
+            break;
+        }
+        seen.push(base_name(&frame.function));
+        links.push(frame);
+    }
+    let mut text = links
+        .iter()
+        .map(|frame| location_text(frame))
+        .collect::<Vec<_>>()
+        .join(", called from ");
+    if more {
+        text.push_str(", …");
+    }
+    Some(text)
+}
+
+/// A function's name without trailing `::{{closure}}` segments.
+fn base_name(function: &str) -> &str {
+    let mut name = function;
+    while let Some(outer) = name.strip_suffix("::{{closure}}") {
+        name = outer;
+    }
+    name
+}
+
+/// `tests/app.rs:12 in app::leaky_worker`, or for a dependency
+/// `src/lib.rs:375 in scheduled_thread_pool::Worker::start (scheduled-thread-pool 0.2.8)`.
+pub(crate) fn location_text(frame: &Frame) -> String {
+    let function = &frame.function;
+    match (shown_location(frame), dependency_of_tier(frame)) {
+        (Some(location), Some(krate)) => format!("{location} in {function} ({krate})"),
+        (None, Some(krate)) => format!("{function} ({krate})"),
+        (Some(location), None) => format!("{location} in {function}"),
+        (None, None) => function.clone(),
+    }
+}
+
+/// `app::Worker::start at src/worker.rs:17`, or for a dependency
+/// `scheduled_thread_pool::Worker::get_job (scheduled-thread-pool 0.2.8) at src/lib.rs:412`.
+pub(crate) fn frame_text(frame: &Frame) -> String {
+    let mut text = frame.function.clone();
+    if let Some(krate) = dependency_of_tier(frame) {
+        text = format!("{text} ({krate})");
+    }
+    if let Some(location) = shown_location(frame) {
+        text = format!("{text} at {location}");
+    }
+    text
+}
+
+/// The crate a library frame's source comes from, when cargo fetched it (a dependency, or a
+/// runtime's internals such as tokio's): shown with its version, its path relative to the crate.
+fn dependency_of_tier(frame: &Frame) -> Option<Crate> {
+    (tier(frame) != Tier::User)
+        .then(|| dependency_crate(frame))
+        .flatten()
+}
+
+/// A frame's location: relative to its crate's root for a dependency, else [`short_location`].
+fn shown_location(frame: &Frame) -> Option<String> {
+    if dependency_of_tier(frame).is_some() {
+        let file = frame.file.as_deref()?;
+        let root = file
+            .find("/registry/src/")
+            .map(|at| at + "/registry/src/".len())
+            .or_else(|| {
+                file.find("/git/checkouts/")
+                    .map(|at| at + "/git/checkouts/".len())
+            })?;
+        // `<index>/<crate>-<version>/src/lib.rs` or `<crate>-<hash>/<rev>/src/lib.rs`.
+        let inside = file[root..].splitn(3, '/').nth(2)?;
+        return Some(match frame.line {
+            Some(line) => format!("{inside}:{line}"),
+            None => inside.to_owned(),
+        });
+    }
+    short_location(frame)
 }
 
 /// `src/mailbox.rs:12`: the frame's file as [`relative_path`] shows it, and its line; `None`
@@ -313,5 +536,60 @@ mod tests {
         ];
         assert_eq!(first_user_frame(&frames).unwrap().function, "app::worker");
         assert_eq!(first_user_frame(&frames[..2]), None);
+    }
+
+    /// Dependency frames are told from internals by their source path and crate, with crate name
+    /// and version parsed from cargo's layout; a stack of library code only is stuck at the
+    /// dependency's boundary frame.
+    #[test]
+    fn dependency_tier_and_boundary() {
+        let registry = "/home/u/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f";
+        let pool = frame(
+            "scheduled_thread_pool::Worker::get_job",
+            Some(&format!("{registry}/scheduled-thread-pool-0.2.8/src/lib.rs")),
+            Some(412),
+        );
+        let parking = frame(
+            "parking_lot::condvar::Condvar::wait_until_internal",
+            Some(&format!("{registry}/parking_lot-0.12.5/src/condvar.rs")),
+            Some(300),
+        );
+        assert_eq!(tier(&pool), Tier::Dependency);
+        assert_eq!(tier(&parking), Tier::Internal);
+        let krate = dependency_crate(&pool).unwrap();
+        assert_eq!(krate.to_string(), "scheduled-thread-pool 0.2.8");
+        let git = frame(
+            "dep::f",
+            Some("/h/.cargo/git/checkouts/dep-0123abcd/5e6f7a8/src/lib.rs"),
+            Some(3),
+        );
+        assert_eq!(dependency_crate(&git).unwrap().to_string(), "dep git 5e6f7a8");
+        let stack = [frame("syscall", None, None), parking, pool.clone()];
+        assert_eq!(stuck_frame(&stack), Some(&pool));
+        assert_eq!(
+            frame_text(&pool),
+            "scheduled_thread_pool::Worker::get_job (scheduled-thread-pool 0.2.8) at src/lib.rs:412"
+        );
+    }
+
+    /// A creation chain starts at the spawn and lists each user function once, out to the test.
+    #[test]
+    fn creation_chain_lists_user_frames() {
+        let frames = [
+            frame("app::Worker::start", Some("/work/app/src/worker.rs"), Some(17)),
+            frame("std::thread::Builder::spawn", None, None),
+            frame(
+                "app::leaky_worker::{{closure}}",
+                Some("/work/app/tests/app.rs"),
+                Some(12),
+            ),
+            frame("app::leaky_worker", Some("/work/app/tests/app.rs"), Some(10)),
+        ];
+        assert_eq!(
+            creation_chain(&frames).unwrap(),
+            "/work/app/src/worker.rs:17 in app::Worker::start, called from /work/app/tests/app.rs:12 in \
+             app::leaky_worker::{{closure}}"
+        );
+        assert_eq!(clean_name("t::__leakcheck_body::{{closure}}"), "t::{{closure}}");
     }
 }

@@ -247,7 +247,8 @@ pub(crate) fn interposer_active() -> bool {
     })
 }
 
-fn creation_backtrace() -> Box<[usize]> {
+/// The caller's raw return addresses, innermost first (resolved only for a report).
+pub(crate) fn creation_backtrace() -> Box<[usize]> {
     let mut frames = [0usize; CREATION_FRAMES];
     let len = super::unwind::trace(&mut frames);
     frames[..len].into()

@@ -40,12 +40,159 @@ pub(crate) fn kernel_wait(tid: i32) -> KernelWait {
             state: read("stat").as_deref().and_then(parse_stat_state),
             wchan: read("wchan").as_deref().and_then(parse_wchan),
             syscall: read("syscall").as_deref().and_then(parse_syscall),
+            wait: None,
         }
     }
     #[cfg(not(target_os = "linux"))]
     {
         let _ = tid;
         KernelWait::default()
+    }
+}
+
+/// One raw reading of a thread's wait: what the classification across the settle window compares.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Sample {
+    /// Scheduler state letter.
+    pub(crate) state: Option<char>,
+    /// System call number and its six arguments, when blocked in one.
+    pub(crate) syscall: Option<(i64, [u64; 6])>,
+    /// `voluntary_ctxt_switches` from `status`: how often it went to sleep.
+    pub(crate) voluntary_switches: Option<u64>,
+    /// User plus system CPU time, in clock ticks (`stat` fields 14 and 15).
+    pub(crate) cpu_ticks: Option<u64>,
+}
+
+/// Reads `stat`, `syscall` and `status` of thread `tid` (nothing where `/proc` is missing).
+pub(crate) fn sample(tid: i32) -> Sample {
+    let read = |file: &str| std::fs::read_to_string(format!("/proc/self/task/{tid}/{file}")).ok();
+    let stat = read("stat");
+    Sample {
+        state: stat.as_deref().and_then(parse_stat_state),
+        syscall: read("syscall").as_deref().and_then(parse_syscall_args),
+        voluntary_switches: read("status").as_deref().and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("voluntary_ctxt_switches:"))
+                .and_then(|value| value.trim().parse().ok())
+        }),
+        cpu_ticks: stat.as_deref().and_then(parse_cpu_ticks),
+    }
+}
+
+/// Clock ticks per second, for [`Sample::cpu_ticks`].
+pub(crate) fn ticks_per_second() -> u64 {
+    // SAFETY: sysconf only reads a configuration value.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks > 0 {
+        ticks as u64
+    } else {
+        100
+    }
+}
+
+/// The name of system call `nr` (`futex`, `accept4`, ...), or `syscall N`.
+pub(crate) fn call_name(nr: i64) -> String {
+    syscall_name(nr).map_or_else(|| format!("syscall {nr}"), str::to_owned)
+}
+
+/// `utime + stime` (fields 14 and 15 of `stat`, counted after the command name).
+fn parse_cpu_ticks(stat: &str) -> Option<u64> {
+    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace();
+    // Field 3 (state) is the first after the name; utime is field 14.
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// `nr arg1 .. arg6 sp pc` of a thread blocked in a system call.
+fn parse_syscall_args(line: &str) -> Option<(i64, [u64; 6])> {
+    let mut fields = line.split_whitespace();
+    let nr: i64 = fields.next()?.parse().ok()?;
+    if nr < 0 {
+        return None;
+    }
+    let mut args = [0u64; 6];
+    for arg in &mut args {
+        let field = fields.next()?;
+        *arg = u64::from_str_radix(field.trim_start_matches("0x"), 16).ok()?;
+    }
+    Some((nr, args))
+}
+
+/// What file descriptor `fd` of this process is, for a report: a socket's local address
+/// (`127.0.0.1:40123 (tcp, listening)`), `a unix socket`, `a pipe`, `an eventfd`, a path.
+pub(crate) fn describe_fd(fd: u64) -> Option<String> {
+    let target = std::fs::read_link(format!("/proc/self/fd/{fd}")).ok()?;
+    let target = target.to_string_lossy();
+    if let Some(inode) = target
+        .strip_prefix("socket:[")
+        .and_then(|rest| rest.strip_suffix(']'))
+    {
+        return Some(socket_address(inode).unwrap_or_else(|| "a unix socket".to_owned()));
+    }
+    Some(match target.as_ref() {
+        t if t.starts_with("pipe:") => "a pipe".to_owned(),
+        "anon_inode:[eventfd]" => "an eventfd".to_owned(),
+        "anon_inode:[eventpoll]" => "an epoll set".to_owned(),
+        "anon_inode:[signalfd]" => "a signalfd".to_owned(),
+        "anon_inode:[timerfd]" => "a timerfd".to_owned(),
+        other => other.to_owned(),
+    })
+}
+
+/// The file descriptors an epoll set `epfd` watches, from `/proc/self/fdinfo/<epfd>`.
+pub(crate) fn epoll_targets(epfd: u64) -> Vec<u64> {
+    let Ok(info) = std::fs::read_to_string(format!("/proc/self/fdinfo/{epfd}")) else {
+        return Vec::new();
+    };
+    info.lines()
+        .filter_map(|line| line.strip_prefix("tfd:"))
+        .filter_map(|rest| rest.split_whitespace().next()?.parse().ok())
+        .collect()
+}
+
+/// The local address of the TCP or UDP socket with inode `inode`, from `/proc/net/*`.
+fn socket_address(inode: &str) -> Option<String> {
+    for (table, protocol) in [("tcp", "tcp"), ("tcp6", "tcp"), ("udp", "udp"), ("udp6", "udp")] {
+        let Ok(text) = std::fs::read_to_string(format!("/proc/self/net/{table}")) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.get(9) != Some(&inode) {
+                continue;
+            }
+            let address = parse_net_address(fields.get(1)?)?;
+            let state = match (protocol, fields.get(3).copied()) {
+                ("tcp", Some("0A")) => ", listening",
+                ("tcp", Some("01")) => ", connected",
+                _ => "",
+            };
+            return Some(format!("{address} ({protocol}{state})"));
+        }
+    }
+    None
+}
+
+/// `0100007F:9C7B` → `127.0.0.1:40059`; IPv6 as 4 little-endian words.
+fn parse_net_address(field: &str) -> Option<String> {
+    let (ip, port) = field.split_once(':')?;
+    let port = u16::from_str_radix(port, 16).ok()?;
+    match ip.len() {
+        8 => {
+            let word = u32::from_str_radix(ip, 16).ok()?;
+            Some(format!("{}:{port}", std::net::Ipv4Addr::from(word.to_le_bytes())))
+        }
+        32 => {
+            let mut bytes = [0u8; 16];
+            for (i, chunk) in bytes.chunks_mut(4).enumerate() {
+                let word = u32::from_str_radix(&ip[i * 8..i * 8 + 8], 16).ok()?;
+                chunk.copy_from_slice(&word.to_le_bytes());
+            }
+            Some(format!("[{}]:{port}", std::net::Ipv6Addr::from(bytes)))
+        }
+        _ => None,
     }
 }
 
@@ -143,5 +290,22 @@ mod tests {
         let futex = format!("{} 0x7f 0x80 0x2 0x0", libc::SYS_futex);
         assert_eq!(parse_syscall(&futex).as_deref(), Some("futex"));
         assert_eq!(parse_syscall("9999 0x1").as_deref(), Some("syscall 9999"));
+        assert_eq!(
+            parse_syscall_args("202 0x7f 0x89 0x0 0x7ffd 0x0 0xffffffff 0x7ff 0x7f1"),
+            Some((202, [0x7f, 0x89, 0, 0x7ffd, 0, 0xffffffff]))
+        );
+        assert_eq!(parse_syscall_args("running"), None);
+        assert_eq!(
+            parse_cpu_ticks("1 (a b) S 1 2 3 4 5 6 7 8 9 10 17 4 0 0"),
+            Some(21)
+        );
+        assert_eq!(
+            parse_net_address("0100007F:9C7B").as_deref(),
+            Some("127.0.0.1:40059")
+        );
+        assert_eq!(
+            parse_net_address("00000000000000000000000001000000:0050").as_deref(),
+            Some("[::1]:80")
+        );
     }
 }

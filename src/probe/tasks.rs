@@ -4,7 +4,7 @@
 //! - `--cfg tokio_unstable`: runtimes leakcheck builds register `on_task_spawn` /
 //!   `on_task_terminate` hooks (a [`Probe`] per runtime), so each live task has an id and a spawn
 //!   site;
-//! - that plus the `taskdump` feature: [`trace_frames`] turns a task dump's async trace into frames.
+//! - that plus the `taskdump` feature: [`trace_leaves`] turns a task dump's async trace into frames.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -15,7 +15,15 @@ use crate::model::{Flavor, Runtime};
 #[derive(Default)]
 pub(crate) struct Probe {
     #[cfg(tokio_unstable)]
-    pub(crate) live: Mutex<std::collections::HashMap<u64, &'static std::panic::Location<'static>>>,
+    pub(crate) live: Mutex<std::collections::HashMap<u64, Spawned>>,
+}
+
+/// How a live task was spawned: tokio's spawn location and the raw spawn backtrace (resolved
+/// only for a report).
+#[cfg(tokio_unstable)]
+pub(crate) struct Spawned {
+    pub(crate) location: &'static std::panic::Location<'static>,
+    pub(crate) backtrace: Box<[usize]>,
 }
 
 #[cfg(tokio_unstable)]
@@ -64,11 +72,13 @@ pub(crate) fn build_runtime(
     {
         let spawned = probe.clone();
         builder.on_task_spawn(move |meta| {
-            spawned
-                .live
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(task_id(meta.id()), meta.spawned_at());
+            spawned.live.lock().unwrap_or_else(|e| e.into_inner()).insert(
+                task_id(meta.id()),
+                Spawned {
+                    location: meta.spawned_at(),
+                    backtrace: crate::probe::lineage::creation_backtrace(),
+                },
+            );
         });
         let terminated = probe.clone();
         builder.on_task_terminate(move |meta| {
@@ -125,11 +135,12 @@ pub(crate) fn current_task_count() -> Option<usize> {
     Some(handle.metrics().num_alive_tasks())
 }
 
-/// A task's async trace as frames, innermost first.
+/// A task's async trace as frames, one list per leaf (each innermost first).
 #[cfg(all(tokio_unstable, feature = "taskdump"))]
-pub(crate) fn trace_frames(trace: &tokio::runtime::dump::Trace) -> Vec<crate::model::Frame> {
-    let mut frames = Vec::new();
+pub(crate) fn trace_leaves(trace: &tokio::runtime::dump::Trace) -> Vec<Vec<crate::model::Frame>> {
+    let mut leaves = Vec::new();
     for backtrace in trace.resolve_backtraces() {
+        let mut frames = Vec::new();
         for frame in backtrace.frames() {
             for symbol in frame.symbols() {
                 let function = symbol.name_demangled().unwrap_or("<unknown>").to_string();
@@ -137,6 +148,7 @@ pub(crate) fn trace_frames(trace: &tokio::runtime::dump::Trace) -> Vec<crate::mo
                 frames.push(crate::model::Frame::new(function, file, symbol.lineno()));
             }
         }
+        leaves.push(frames);
     }
-    frames
+    leaves
 }

@@ -3,6 +3,11 @@
 //! Each hint names the evidence it rests on (the frame that matched). Where no rule matches,
 //! there is no hint: saying nothing beats a guess.
 
+mod idioms;
+
+#[cfg_attr(not(all(tokio_unstable, feature = "taskdump")), allow(unused_imports))]
+pub(crate) use idioms::{for_group, for_leaves};
+
 use crate::model::frame;
 use crate::model::{Frame, Hint, Kind, Stack, Survivor};
 
@@ -107,7 +112,9 @@ const RULES: &[Rule] = &[
     },
 ];
 
-/// The hint for a survivor, if its stack shows a known symptom.
+/// The hint for a survivor, if its stack or its wait shows a known symptom. Idioms come first
+/// (a runtime's parked workers), then what the kernel says about the wait (a timed wait is no
+/// missing notification), then the checklist.
 pub(crate) fn for_survivor(survivor: &Survivor) -> Option<Hint> {
     let frames = match &survivor.stack {
         Stack::Frames(frames) => frames,
@@ -120,7 +127,9 @@ pub(crate) fn for_survivor(survivor: &Survivor) -> Option<Hint> {
             evidence: "empty async trace from tokio's task dump".into(),
         });
     }
-    for_frames(frames)
+    idioms::forgotten_runtime(frames)
+        .or_else(|| idioms::from_wait(survivor, frames))
+        .or_else(|| for_frames(frames))
 }
 
 /// The first checklist entry whose symptom appears in `frames`.

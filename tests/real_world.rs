@@ -1,0 +1,463 @@
+//! Reports on real-world stacks: dependency pools, Book-style pools, forgotten runtimes, waits the
+//! kernel classifies, `select!` over several resources, grouping, creation chains, names and
+//! locations. Each fixture is re-run with `common::run_ignored` and its report checked.
+
+mod common;
+
+use std::net::TcpListener;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread;
+use std::time::Duration;
+
+use common::run_ignored;
+use leakcheck::leak_test;
+
+// ---------------------------------------------------------------- a dependency pool (r2d2)
+
+/// A connection manager whose connections cost nothing (r2d2 needs one to build a pool).
+struct Dummy;
+
+impl r2d2::ManageConnection for Dummy {
+    type Connection = ();
+    type Error = std::io::Error;
+    fn connect(&self) -> Result<(), std::io::Error> {
+        Ok(())
+    }
+    fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> {
+        Ok(())
+    }
+    fn has_broken(&self, _: &mut ()) -> bool {
+        false
+    }
+}
+
+/// The process-wide pool, as applications keep it.
+static POOL: OnceLock<r2d2::Pool<Dummy>> = OnceLock::new();
+
+/// Fixture: an r2d2 pool kept in a static: its three workers (`r2d2-worker-{0..2}`) wait on the
+/// pool's scheduler, whose reaper runs every 30 s (a timed wait), in library code only.
+#[leak_test(settle = "300ms")]
+#[ignore = "fixture, run by dependency_pool_names_the_library_frame"]
+fn fixture_dependency_pool() {
+    let pool = POOL.get_or_init(|| r2d2::Pool::builder().max_size(2).build(Dummy).unwrap());
+    drop(pool.get().unwrap());
+}
+
+/// An all-library stack names the dependency frame where it waits (crate and version), the wait
+/// is timed, the three workers are one group with a folded name, and the hint is the periodic
+/// pool's, with a rule to paste.
+#[test]
+fn dependency_pool_names_the_library_frame() {
+    let run = run_ignored("fixture_dependency_pool", &[]);
+    assert!(!run.success);
+    let report = &run.stdout;
+    assert!(!report.contains("library code only"), "{report}");
+    assert!(report.contains("×3 threads \"r2d2-worker-{0..2}\""), "{report}");
+    assert!(report.contains("timed wait"), "{report}");
+    assert!(
+        report.contains("stuck in   scheduled_thread_pool::Worker::get_job (scheduled-thread-pool 0.2"),
+        "{report}"
+    );
+    assert!(report.contains("wakes by itself"), "{report}");
+    assert!(!report.contains("notifier never came"), "{report}");
+    assert!(
+        report.contains("called from tests/real_world.rs:")
+            && report.contains("real_world::fixture_dependency_pool"),
+        "{report}"
+    );
+    assert!(
+        report.contains("#[leak_test(ignore_thread = \"r2d2-worker-*\")]"),
+        "{report}"
+    );
+}
+
+// ---------------------------------------------------------------- kinds of waits
+
+/// Fixture: four threads, one per kind of wait: untimed (`recv`), timed (`recv_timeout` loop),
+/// sleep loop, and IO (`accept()` on a loopback listener).
+#[leak_test(settle = "400ms")]
+#[ignore = "fixture, run by waits_are_classified_from_the_kernel"]
+fn fixture_wait_kinds() {
+    let (keep, wait) = mpsc::channel::<()>();
+    thread::Builder::new()
+        .name("untimed".into())
+        .spawn(move || {
+            let _ = wait.recv();
+        })
+        .unwrap();
+    std::mem::forget(keep);
+    let (keep, wait) = mpsc::channel::<()>();
+    thread::Builder::new()
+        .name("timed".into())
+        .spawn(move || while wait.recv_timeout(Duration::from_secs(60)).is_err() {})
+        .unwrap();
+    std::mem::forget(keep);
+    thread::Builder::new()
+        .name("sleeper".into())
+        .spawn(|| loop {
+            thread::sleep(Duration::from_millis(20));
+        })
+        .unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    println!("listening on {}", listener.local_addr().unwrap());
+    thread::Builder::new()
+        .name("acceptor".into())
+        .spawn(move || {
+            let _ = listener.accept();
+        })
+        .unwrap();
+}
+
+/// Each thread's first line says how it waits, read from the kernel: untimed, timed, a sleep loop,
+/// and `accept()` with the listener's address.
+#[test]
+fn waits_are_classified_from_the_kernel() {
+    let run = run_ignored("fixture_wait_kinds", &[]);
+    assert!(!run.success);
+    let report = &run.stdout;
+    let line = |name: &str| {
+        report
+            .lines()
+            .find(|line| line.starts_with('×') && line.contains(&format!("\"{name}\"")))
+            .unwrap_or_else(|| panic!("no block for {name}:\n{report}"))
+            .to_string()
+    };
+    assert!(line("untimed").contains("untimed wait"), "{report}");
+    assert!(line("timed").contains("timed wait"), "{report}");
+    assert!(!line("timed").contains("untimed"), "{report}");
+    assert!(line("sleeper").contains("sleep loop"), "{report}");
+    let address = report
+        .lines()
+        .find_map(|line| line.strip_prefix("listening on "))
+        .expect("the fixture prints its address");
+    assert!(
+        line("acceptor").contains(&format!("accept() on {address}")),
+        "{address}:\n{report}"
+    );
+}
+
+// ---------------------------------------------------------------- a Book-style pool
+
+type Job = Box<dyn FnOnce() + Send + 'static>;
+
+/// The Rust Book's worker pool: workers share the receiver behind a mutex.
+struct ThreadPool {
+    _workers: Vec<thread::JoinHandle<()>>,
+    sender: mpsc::Sender<Job>,
+}
+
+impl ThreadPool {
+    fn new(size: usize) -> ThreadPool {
+        let (sender, receiver) = mpsc::channel::<Job>();
+        let receiver = Arc::new(Mutex::new(receiver));
+        let workers = (0..size)
+            .map(|_| {
+                let receiver = Arc::clone(&receiver);
+                thread::spawn(move || loop {
+                    let message = receiver.lock().unwrap().recv();
+                    match message {
+                        Ok(job) => job(),
+                        Err(_) => break,
+                    }
+                })
+            })
+            .collect();
+        ThreadPool {
+            _workers: workers,
+            sender,
+        }
+    }
+
+    fn execute(&self, job: impl FnOnce() + Send + 'static) {
+        self.sender.send(Box::new(job)).unwrap();
+    }
+}
+
+/// Fixture: a Book-style pool that is never shut down (its sender is never dropped).
+#[leak_test(settle = "300ms")]
+#[ignore = "fixture, run by book_pool_blames_the_open_channel"]
+fn fixture_book_pool() {
+    let pool = ThreadPool::new(3);
+    pool.execute(|| ());
+    std::mem::forget(pool);
+}
+
+/// Workers in the lock and in `recv` are one diagnosis: the channel's sender was never dropped.
+#[test]
+fn book_pool_blames_the_open_channel() {
+    let run = run_ignored("fixture_book_pool", &[]);
+    assert!(!run.success);
+    let report = &run.stdout;
+    assert!(report.contains("worker pool"), "{report}");
+    assert!(report.contains("sender"), "{report}");
+    assert!(!report.contains("lock-order deadlock"), "{report}");
+}
+
+// ---------------------------------------------------------------- a forgotten runtime
+
+/// Fixture: a multi_thread tokio runtime that is never dropped nor shut down.
+#[leak_test(settle = "300ms")]
+#[ignore = "fixture, run by forgotten_runtime_is_named"]
+fn fixture_forgotten_runtime() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {});
+    std::mem::forget(runtime);
+}
+
+/// Workers parked in tokio's scheduler are a runtime that was never shut down.
+#[test]
+fn forgotten_runtime_is_named() {
+    let run = run_ignored("fixture_forgotten_runtime", &[]);
+    assert!(!run.success);
+    let report = &run.stdout;
+    assert!(!report.contains("library code only"), "{report}");
+    assert!(!report.contains("notifier never came"), "{report}");
+    assert_eq!(report.matches('×').count(), 1, "one group:\n{report}");
+    assert!(report.contains("×2 threads \"tokio-rt-worker\""), "{report}");
+    assert!(
+        report.contains("stuck in   tokio::runtime::scheduler::multi_thread::worker::Context::park"),
+        "{report}"
+    );
+    assert!(report.contains("tokio runtime"), "{report}");
+    assert!(report.contains("shut"), "{report}");
+    assert!(
+        report.contains("created at tests/real_world.rs:")
+            && report.contains("in real_world::fixture_forgotten_runtime"),
+        "{report}"
+    );
+}
+
+// ---------------------------------------------------------------- select! over two resources
+
+/// A server loop as applications write it: accept connections until ctrl-c.
+async fn serve(listener: tokio::net::TcpListener) {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => drop(accepted),
+            _ = tokio::signal::ctrl_c() => return,
+        }
+    }
+}
+
+/// Fixture: a thread running a server that `select!`s over `accept()` and `ctrl_c()`.
+#[leak_test(settle = "300ms")]
+#[ignore = "fixture, run by select_names_every_resource"]
+fn fixture_select_two_resources() {
+    let (ready, started) = mpsc::channel();
+    thread::Builder::new()
+        .name("server".into())
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                ready.send(listener.local_addr().unwrap()).unwrap();
+                serve(listener).await
+            })
+        })
+        .unwrap();
+    println!("listening on {}", started.recv().unwrap());
+}
+
+/// A thread waiting on several resources at once is reported waiting on all of them.
+#[test]
+fn select_names_every_resource() {
+    let run = run_ignored("fixture_select_two_resources", &[]);
+    assert!(!run.success);
+    let report = &run.stdout;
+    let address = report
+        .lines()
+        .find_map(|line| line.strip_prefix("listening on "))
+        .expect("the fixture prints its address");
+    assert!(report.contains(address), "{address}:\n{report}");
+    assert!(report.contains("waits on several resources"), "{report}");
+}
+
+/// Fixture: a task serving a listener until ctrl-c, left running.
+#[leak_test(settle = "300ms")]
+#[ignore = "fixture, run by select_task_names_every_resource"]
+async fn fixture_select_task() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    tokio::spawn(serve(listener));
+}
+
+/// A task in a `select!` over `accept()` and `ctrl_c()` is diagnosed from both branches (with
+/// async traces); other builds still report the task.
+#[test]
+fn select_task_names_every_resource() {
+    let run = run_ignored("fixture_select_task", &[]);
+    assert!(!run.success);
+    let report = &run.stdout;
+    assert!(report.contains("1 task"), "{report}");
+    if cfg!(all(tokio_unstable, feature = "taskdump")) {
+        assert!(report.contains("waits on several resources"), "{report}");
+        assert!(report.contains("`listener.accept()`"), "{report}");
+        assert!(report.contains("`tokio::signal::ctrl_c()`"), "{report}");
+    }
+}
+
+// ---------------------------------------------------------------- counter-named workers
+
+/// Fixture: a scheduled pool of two counter-named workers, never shut down.
+#[leak_test(settle = "300ms")]
+#[ignore = "fixture, run by counter_named_workers_are_grouped"]
+fn fixture_counter_named_workers() {
+    let pool = scheduled_thread_pool::ScheduledThreadPool::builder()
+        .num_threads(2)
+        .thread_name_pattern("pool-worker-{}")
+        .build();
+    std::mem::forget(pool);
+}
+
+/// Workers whose names differ by a counter are one group with the name folded into a pattern.
+#[test]
+fn counter_named_workers_are_grouped() {
+    let run = run_ignored("fixture_counter_named_workers", &[]);
+    assert!(!run.success);
+    let report = &run.stdout;
+    assert_eq!(report.matches('×').count(), 1, "one group:\n{report}");
+    assert!(report.contains("×2 threads \"pool-worker-{0,1}\""), "{report}");
+    assert!(report.contains("ignore_thread = \"pool-worker-*\""), "{report}");
+}
+
+// ---------------------------------------------------------------- a creation chain
+
+/// A worker started by a helper, as applications do.
+struct Worker;
+
+impl Worker {
+    #[inline(never)]
+    fn start() -> Worker {
+        let (keep, wait) = mpsc::channel::<()>();
+        thread::Builder::new()
+            .name("app-worker".into())
+            .spawn(move || {
+                let _ = wait.recv();
+            })
+            .unwrap();
+        std::mem::forget(keep);
+        Worker
+    }
+}
+
+#[inline(never)]
+fn start_app() -> Worker {
+    Worker::start()
+}
+
+/// Fixture: a thread started two helpers down from the test.
+#[leak_test(settle = "300ms")]
+#[ignore = "fixture, run by creation_chain_reaches_the_test"]
+fn fixture_creation_chain() {
+    let _worker = start_app();
+}
+
+/// The creation site names the spawn and every user frame up to the test's own line.
+#[test]
+fn creation_chain_reaches_the_test() {
+    let run = run_ignored("fixture_creation_chain", &[]);
+    assert!(!run.success);
+    let report = &run.stdout;
+    let created = report
+        .lines()
+        .find(|line| line.trim_start().starts_with("created at"))
+        .unwrap_or_else(|| panic!("{report}"));
+    assert!(created.contains("in real_world::Worker::start"), "{created}");
+    assert!(created.contains("called from tests/real_world.rs:"), "{created}");
+    assert!(created.contains("start_app"), "{created}");
+    assert!(created.contains("fixture_creation_chain"), "{created}");
+    assert!(!report.contains("__leakcheck_body"), "{report}");
+}
+
+/// With `RUST_BACKTRACE=1`, a leak prints no backtrace of leakcheck's internals.
+#[test]
+fn no_backtrace_of_leakcheck_internals() {
+    let run = run_ignored("fixture_creation_chain", &[("RUST_BACKTRACE", "1")]);
+    assert!(!run.success);
+    let all = format!("{}{}", run.stdout, run.stderr);
+    assert!(all.contains("leakcheck: 1 thread leaked"), "{all}");
+    assert!(!all.contains("stack backtrace:"), "{all}");
+    assert!(!all.contains("leakcheck::attribute::conclude"), "{all}");
+}
+
+// ---------------------------------------------------------------- tasks
+
+/// Starts a background task that never ends (`pending()`: an empty async trace).
+#[inline(never)]
+fn start_background() {
+    tokio::spawn(std::future::pending::<()>());
+}
+
+/// Fixture: a task that awaits `pending()`, spawned through a helper.
+#[leak_test(settle = "300ms")]
+#[ignore = "fixture, run by pending_task_names_its_spawner"]
+async fn fixture_pending_task() {
+    start_background();
+}
+
+/// A task with an empty async trace still names the function that spawned it and the test line
+/// (with `--cfg tokio_unstable`); stable builds report the count and how to get more.
+#[test]
+fn pending_task_names_its_spawner() {
+    let run = run_ignored("fixture_pending_task", &[]);
+    assert!(!run.success);
+    let report = &run.stdout;
+    assert!(report.contains("1 task"), "{report}");
+    if cfg!(tokio_unstable) {
+        assert!(report.contains("in real_world::start_background"), "{report}");
+        assert!(report.contains("in real_world::fixture_pending_task"), "{report}");
+        assert!(!report.contains("stuck in   nothing"), "{report}");
+    } else {
+        assert!(report.contains("--cfg tokio_unstable"), "{report}");
+    }
+    if cfg!(all(feature = "taskdump", not(tokio_unstable))) {
+        assert!(!report.contains("enable leakcheck's"), "{report}");
+    }
+}
+
+/// Fixture: `verify_none_async` in a plain `#[tokio::test]` that leaks a task.
+#[tokio::test]
+#[ignore = "fixture, run by verify_none_async_points_at_the_caller"]
+async fn fixture_verify_none_async_location() {
+    tokio::spawn(std::future::pending::<()>());
+    leakcheck::Options::new()
+        .settle(Duration::from_millis(200))
+        .verify_none_async()
+        .await;
+}
+
+/// A failing `verify_none_async()` panics at the caller's line, not inside leakcheck.
+#[test]
+fn verify_none_async_points_at_the_caller() {
+    let run = run_ignored("fixture_verify_none_async_location", &[]);
+    assert!(!run.success);
+    let all = format!("{}{}", run.stdout, run.stderr);
+    assert!(all.contains("tests/real_world.rs:"), "{all}");
+    assert!(!all.contains("src/lib.rs:"), "{all}");
+    assert!(!all.contains("src/verify.rs:"), "{all}");
+}
+
+/// Fixture: an rstest case that leaks a thread.
+#[leak_test(settle = "200ms")]
+#[rstest::rstest]
+#[case(1)]
+#[ignore = "fixture, run by rstest_case_is_named"]
+fn fixture_rstest(#[case] n: u32) {
+    common::leak_named_thread(&format!("case-{n}"));
+}
+
+/// The report names the rstest case, not only the function.
+#[test]
+fn rstest_case_is_named() {
+    let run = run_ignored("fixture_rstest::case_1", &[]);
+    assert!(!run.success, "{}", run.stdout);
+    let report = &run.stdout;
+    assert!(report.contains("leaked by `fixture_rstest::case_1`"), "{report}");
+}
