@@ -10,7 +10,9 @@ use std::sync::OnceLock;
 use crate::check::settle;
 use crate::check::threads::{self, Candidate};
 use crate::options::Options;
-use crate::probe::lineage;
+use crate::check::ownership;
+use crate::model::Survivor;
+use crate::probe::{lineage, singleton};
 use crate::report::Report;
 
 static INSTALLED: OnceLock<(Options, bool)> = OnceLock::new();
@@ -68,6 +70,8 @@ pub(crate) fn check(options: &Options) -> Result<Option<Report>, String> {
         lineage::all_live()
             .into_iter()
             .filter(started_by_a_test)
+            // Singletons live as long as the process; what they started is still checked.
+            .filter(|node| !singleton::is_singleton(node))
             .filter(|node| {
                 !options
                     .baseline
@@ -87,6 +91,9 @@ pub(crate) fn check(options: &Options) -> Result<Option<Report>, String> {
     if survivors.is_empty() {
         return Ok(None);
     }
+    for survivor in &mut survivors {
+        name_pool_creator(survivor, &candidates);
+    }
     let mut report = options.report("the test binary", settle);
     report.name_tests = true;
     report.survivors = survivors;
@@ -104,4 +111,30 @@ pub(crate) fn check(options: &Options) -> Result<Option<Report>, String> {
 /// main thread (a root), so their descendants are what tests started.
 fn started_by_a_test(node: &std::sync::Arc<lineage::Node>) -> bool {
     node.parent.as_ref().is_some_and(|parent| parent.parent.is_some())
+}
+
+/// A thread started by a shared pool's thread (a singleton's, or one it started) may have been
+/// working for any test: name the pool thread that created it, and no test.
+fn name_pool_creator(survivor: &mut Survivor, candidates: &[Candidate]) {
+    let node = candidates.iter().find_map(|candidate| match candidate {
+        Candidate::Node(node) if node.tid() == Some(survivor.id as i32) => Some(node),
+        _ => None,
+    });
+    let Some(node) = node.filter(|node| ownership::under_singleton(node)) else {
+        return;
+    };
+    survivor.test = None;
+    if let Some(parent) = &node.parent {
+        let name = parent
+            .name()
+            .map(String::from)
+            .or_else(|| parent.tid().map(|tid| format!("tid {tid}")))
+            .unwrap_or_else(|| "unknown".into());
+        let what = if singleton::is_singleton(parent) {
+            "a thread of a process-wide pool"
+        } else {
+            "started by a thread of a process-wide pool"
+        };
+        survivor.creator = Some(format!("{name}, {what}"));
+    }
 }

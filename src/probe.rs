@@ -3,14 +3,19 @@
 //!
 //! - [`lineage`]: which thread created which (the interposed `pthread_create`, in
 //!   `lineage/interpose.rs`), with each thread's raw creation backtrace;
+//! - [`singleton`]: whether a thread was created inside a one-time initializer (a process-wide
+//!   pool in a `static`), from its creation backtrace's raw addresses;
 //! - [`procfs`]: the process's threads, their names and kernel state, from `/proc/self`;
 //! - [`stack`]: other threads' current stacks (signal protocol, handler, unwinder ranges);
 //! - [`symbols`]: raw addresses to [`Frame`](crate::model::Frame)s, cached;
 //! - [`tasks`]: tokio runtime metrics, spawn hooks, and async traces from task dumps;
+//! - [`runtime_workers`]: the worker threads of the current tokio runtime, found exactly;
 //! - [`startup`]: what must be read before `main`.
 
 pub(crate) mod lineage;
 pub(crate) mod procfs;
+pub(crate) mod runtime_workers;
+pub(crate) mod singleton;
 pub(crate) mod stack;
 pub(crate) mod startup;
 pub(crate) mod symbols;

@@ -61,7 +61,7 @@ impl Options {
             Some(scope) => crate::check::tasks::find(&scope, self, settle).await,
             None => TaskFindings::default(),
         };
-        let scope = context::thread_scope();
+        let scope = context::thread_scope_async().await;
         let threads = check_threads_async(&scope, self, settle, &test).await;
         merge(threads, tasks, self, settle, &test)
     }

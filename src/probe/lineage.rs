@@ -28,7 +28,7 @@
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, OnceLock};
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -51,6 +51,9 @@ pub(crate) struct Node {
     pub(crate) created_at: Box<[usize]>,
     /// Set once the thread has left its start routine.
     pub(crate) exited: AtomicBool,
+    /// Whether it was created inside a one-time initializer, decided once by
+    /// [`super::singleton::is_singleton`] (0 undecided, 1 no, 2 yes).
+    pub(crate) singleton: AtomicU8,
 }
 
 impl Node {
@@ -63,6 +66,7 @@ impl Node {
             name: OnceLock::new(),
             created_at,
             exited: AtomicBool::new(false),
+            singleton: AtomicU8::new(0),
         }
     }
 
