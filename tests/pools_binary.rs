@@ -49,6 +49,6 @@ fn thread_left_by_a_pool_job_is_reported_at_exit() {
         run.stderr
     );
     assert!(run.stderr.contains("\"left-by-a-job\""), "{}", run.stderr);
-    assert!(run.stderr.contains("a thread of a process-wide pool"), "{}", run.stderr);
+    assert!(run.stderr.contains("a thread of a process-wide pool, created inside a one-time initializer"), "{}", run.stderr);
     assert!(!run.stderr.contains("started by test"), "{}", run.stderr);
 }
