@@ -23,8 +23,9 @@
 //! first time they ask for one: they can be ancestors, never survivors.
 //!
 //! Limits, stated in the README too: tokio's blocking pool reuses threads, so a pool thread belongs
-//! to the test whose thread (or runtime) created it, not to the test whose closure it runs; a pool
-//! or runtime created lazily in a `static` belongs to the first test that touched it.
+//! to the test whose thread (or runtime) created it, not to the test whose closure it runs. A pool
+//! or runtime created lazily in a `static` descends from the first test that touched it; the
+//! check layer does not charge it to that test ([`super::singleton`] tells such threads apart).
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
