@@ -7,11 +7,11 @@
 
 use std::sync::OnceLock;
 
+use crate::check::ownership;
 use crate::check::settle;
 use crate::check::threads::{self, Candidate};
-use crate::options::Options;
-use crate::check::ownership;
 use crate::model::{frame, Survivor};
+use crate::options::Options;
 use crate::probe::{lineage, singleton, symbols};
 use crate::report::Report;
 
@@ -146,9 +146,7 @@ fn name_pool_creator(survivor: &mut Survivor, candidates: &[Candidate]) -> Optio
         frame::subject_crate(&f.function)
             .is_some_and(|krate| !["std", "core", "alloc", "leakcheck", "libc", "backtrace"].contains(&krate))
     });
-    let at = spawner
-        .map(|f| format!(" by {}", f.function))
-        .unwrap_or_default();
+    let at = spawner.map(|f| format!(" by {}", f.function)).unwrap_or_default();
     survivor.creator = Some(name.clone());
     Some(format!(
         "thread {name:?} is {what}{at}: what it starts may be work for any test, so no test is named"

@@ -76,9 +76,7 @@ pub(crate) fn thread_scope() -> Scope {
     in_context_scope().unwrap_or_else(|| {
         let mut scope = Scope::unentered();
         if scope.entry_tids.is_none() {
-            scope.runtime_threads = Some(Arc::new(Mutex::new(runtime_workers::own_workers(
-                scope.root.uid,
-            ))));
+            scope.runtime_threads = Some(Arc::new(Mutex::new(runtime_workers::own_workers(scope.root.uid))));
         }
         scope
     })

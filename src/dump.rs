@@ -256,7 +256,10 @@ impl fmt::Display for Dump {
                 writeln!(f, "   created by {creator:?}{at}")?;
             }
             if thread.singleton {
-                writeln!(f, "   process-wide singleton (created inside a one-time initializer)")?;
+                writeln!(
+                    f,
+                    "   process-wide singleton (created inside a one-time initializer)"
+                )?;
             }
             match &thread.stack {
                 Stack::Frames(frames) => render_frames(f, frames, frame::first_user_frame(frames), false)?,

@@ -122,7 +122,8 @@ fn forgotten_runtime_fails_the_plain_tokio_test() {
     let run = run_ignored("fixture_plain_tokio_forgotten_runtime", &[]);
     assert!(!run.success, "{}{}", run.stdout, run.stderr);
     assert!(
-        run.stdout.contains("2 threads leaked by `fixture_plain_tokio_forgotten_runtime`"),
+        run.stdout
+            .contains("2 threads leaked by `fixture_plain_tokio_forgotten_runtime`"),
         "{}",
         run.stdout
     );

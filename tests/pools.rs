@@ -117,6 +117,50 @@ macro_rules! once_lock_fixtures {
 
 once_lock_fixtures! { fixture_pool_once_lock_a; fixture_pool_once_lock_b; }
 
+/// Starts a thread that serves forever: a pool of one, for the `lazy_static!` and `once_cell` pools.
+fn start_server(name: &str) -> Mutex<mpsc::Sender<Job>> {
+    let (submit, jobs) = mpsc::channel::<Job>();
+    thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            while let Ok(job) = jobs.recv() {
+                job();
+            }
+        })
+        .unwrap();
+    Mutex::new(submit)
+}
+
+lazy_static::lazy_static! {
+    static ref LAZY_STATIC_POOL: Mutex<mpsc::Sender<Job>> = start_server("lazy-static-pool");
+}
+
+static ONCE_CELL_POOL: once_cell::sync::Lazy<Mutex<mpsc::Sender<Job>>> =
+    once_cell::sync::Lazy::new(|| start_server("once-cell-pool"));
+
+/// Runs a job on `pool` and waits for it.
+fn run_on(pool: &Mutex<mpsc::Sender<Job>>) {
+    let (done, result) = mpsc::channel();
+    let job: Job = Box::new(move || done.send(42).unwrap());
+    pool.lock().unwrap().send(job).unwrap();
+    assert_eq!(result.recv().unwrap(), 42);
+}
+
+/// Fixture: runs a job on the `lazy_static!` pool.
+#[leak_test]
+#[ignore = "fixture, run by global_pools_pass_at_any_test_threads"]
+fn fixture_pool_lazy_static() {
+    run_on(&LAZY_STATIC_POOL);
+}
+
+/// Fixture: runs a job on the `once_cell` pool (recognised by name the first time: this test may
+/// wait its settle deadline once).
+#[leak_test(settle = "300ms")]
+#[ignore = "fixture, run by global_pools_pass_at_any_test_threads"]
+fn fixture_pool_once_cell() {
+    run_on(&ONCE_CELL_POOL);
+}
+
 /// Fixture: test A of the issue: touches the global pool while others use it.
 #[leak_test]
 #[ignore = "fixture, run by global_pools_pass_at_any_test_threads"]
@@ -186,8 +230,14 @@ fn global_pools_pass_at_any_test_threads() {
     for test_threads in [1, 8] {
         let (success, output) = run_pool_fixtures(test_threads, "fixture_pool_", false);
         assert!(success, "--test-threads={test_threads}:\n{output}");
-        assert!(output.contains("16 passed"), "--test-threads={test_threads}:\n{output}");
-        assert!(!output.contains("leakcheck:"), "--test-threads={test_threads}:\n{output}");
+        assert!(
+            output.contains("18 passed"),
+            "--test-threads={test_threads}:\n{output}"
+        );
+        assert!(
+            !output.contains("leakcheck:"),
+            "--test-threads={test_threads}:\n{output}"
+        );
     }
     // Each alone, so that each one starts the pools itself.
     for fixture in [
@@ -195,6 +245,8 @@ fn global_pools_pass_at_any_test_threads() {
         "fixture_pool_par_iter_0",
         "fixture_pool_static_runtime_a",
         "fixture_pool_once_lock_a",
+        "fixture_pool_lazy_static",
+        "fixture_pool_once_cell",
     ] {
         let (success, output) = run_pool_fixtures(1, fixture, true);
         assert!(success && output.contains("1 passed"), "{fixture}:\n{output}");

@@ -41,14 +41,23 @@ fn global_pool_alive_at_exit_passes() {
 /// A thread left by a job on the pool is reported at exit, naming the pool thread, no test.
 #[test]
 fn thread_left_by_a_pool_job_is_reported_at_exit() {
-    let run = run_ignored("fixture_pool_job_leaves_a_thread", &[("LEAKCHECK_SETTLE", "200ms")]);
+    let run = run_ignored(
+        "fixture_pool_job_leaves_a_thread",
+        &[("LEAKCHECK_SETTLE", "200ms")],
+    );
     assert!(!run.success, "{}{}", run.stdout, run.stderr);
     assert!(
-        run.stderr.contains("leakcheck: 1 thread leaked by `the test binary`"),
+        run.stderr
+            .contains("leakcheck: 1 thread leaked by `the test binary`"),
         "{}",
         run.stderr
     );
     assert!(run.stderr.contains("\"left-by-a-job\""), "{}", run.stderr);
-    assert!(run.stderr.contains("a thread of a process-wide pool, created inside a one-time initializer"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("a thread of a process-wide pool, created inside a one-time initializer"),
+        "{}",
+        run.stderr
+    );
     assert!(!run.stderr.contains("started by test"), "{}", run.stderr);
 }

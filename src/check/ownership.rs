@@ -41,11 +41,7 @@ impl NotOwned {
 
 /// Whether the check rooted at `root` owns its live descendant `node`; `in_baseline` says
 /// whether a node was alive when the check began.
-pub(crate) fn not_owned(
-    node: &Node,
-    root: u64,
-    in_baseline: impl Fn(u64) -> bool,
-) -> Option<NotOwned> {
+pub(crate) fn not_owned(node: &Node, root: u64, in_baseline: impl Fn(u64) -> bool) -> Option<NotOwned> {
     if singleton::is_singleton(node) {
         return Some(NotOwned::Singleton);
     }

@@ -204,9 +204,13 @@ pub(crate) fn describe(candidates: &[Candidate], options: &Options) -> (Vec<Surv
         let singleton = node.as_deref().is_some_and(singleton_by_name);
         let rule = singleton
             .then(|| format!("not counted: {}", NotOwned::Singleton.describe()))
-            .or_else(|| options.rules.iter()
-            .find(|rule| rule.matches(&subject))
-            .map(|rule| rule.describe()))
+            .or_else(|| {
+                options
+                    .rules
+                    .iter()
+                    .find(|rule| rule.matches(&subject))
+                    .map(|rule| rule.describe())
+            })
             .or_else(|| {
                 options
                     .builtin_rules
