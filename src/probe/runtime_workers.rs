@@ -88,7 +88,7 @@ fn siblings(handle: &Handle, root: u64, worker: Option<std::sync::Arc<Node>>) ->
         .collect();
     launch.sort_unstable();
     let workers = handle.metrics().num_workers().max(1);
-    if launch.len() > workers && launch.len() % workers == 0 {
+    if launch.len() > workers && launch.len().is_multiple_of(workers) {
         if let Some(chunk) = launch.chunks(workers).find(|chunk| chunk.contains(&worker.uid)) {
             return chunk.iter().copied().collect();
         }
