@@ -1,97 +1,112 @@
 //! The worker threads of the current tokio runtime, when leakcheck did not build it (a plain
 //! `#[tokio::test]`), found exactly rather than by name.
 //!
-//! A `multi_thread` runtime starts its workers in one launch loop, on the thread that builds it:
-//! they share a creator and the very same creation backtrace. A probe task spawned on the current
-//! runtime runs on one of its workers and reports that worker's lineage node; the workers are then
-//! the live threads with its creator and its creation backtrace. A second runtime, built at
-//! another place, has another backtrace; two runtimes built at the same place (a helper called
-//! twice) are told apart by launch order, since each loop creates `num_workers` threads in a row.
+//! A multi-thread runtime has `num_workers` worker threads, started from its blocking pool. Which
+//! pool thread runs which worker is not fixed at creation (a pool thread takes whatever job is
+//! queued first, so a thread started for a `spawn_blocking` closure can end up running a worker
+//! while the thread started for that worker runs the closure): creation sites cannot tell them
+//! apart. So the workers are asked: one probe task per worker, each recording the lineage node of
+//! the thread it runs on and then holding that worker until all have arrived, so that no worker
+//! runs two of them. `num_workers` distinct nodes arrive in microseconds on an idle runtime.
 //!
-//! A `current_thread` runtime has no workers: its tasks run on the thread that calls `block_on`.
-//! Its blocking-pool threads (and a multi-thread runtime's) are not workers: an idle one is hidden
-//! by the built-in `tokio_idle_blocking_thread` rule, one still running a closure is a survivor.
-//!
-//! tokio's own answer (`RuntimeMetrics::worker_thread_id`, `--cfg tokio_unstable`) gives std
-//! `ThreadId`s, which lineage does not record (the interposer runs before std names a thread), so
-//! it is not used. Limit: a thread that took over a worker's scheduler during `block_in_place`
-//! was started elsewhere and counts as a blocking-pool thread.
+//! Limits: a worker busy for longer than the probe's deadline (a task that blocks it) is not
+//! found and is reported with its stack; a check made from a worker (inside a spawned task) waits
+//! for the other workers only. A `current_thread` runtime has no workers (its tasks run on the
+//! thread that calls `block_on`), so nothing is probed. Blocking-pool threads are not workers: an
+//! idle one is hidden by the built-in `tokio_idle_blocking_thread` rule, one still running a
+//! closure is a survivor. tokio's own answer (`RuntimeMetrics::worker_thread_id`, under
+//! `--cfg tokio_unstable`) gives std `ThreadId`s, which lineage does not record (the interposer
+//! runs before std has a `Thread` for the new thread), so it is not used.
 
 use std::collections::HashSet;
-use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::runtime::{Handle, RuntimeFlavor};
 
 use super::lineage::{self, Node};
 
-/// How long the probe task may take to be picked up by a worker.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long the probe waits for every worker to run one probe task.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 
-/// The uids of the current runtime's workers among `root`'s live descendants (empty outside a
-/// multi-thread runtime). Blocks the calling thread until a worker runs the probe task.
+/// Where the probe tasks meet.
+struct Gate {
+    arrived: Mutex<Vec<Arc<Node>>>,
+    all_in: Condvar,
+    expected: usize,
+    deadline: Instant,
+}
+
+impl Gate {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Arc<Node>>> {
+        self.arrived.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits (blocking) until every worker arrived or the deadline passed.
+    fn wait(&self) {
+        let arrived = self.lock();
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        let _ = self
+            .all_in
+            .wait_timeout_while(arrived, left, |arrived| arrived.len() < self.expected);
+    }
+
+    fn uids(&self) -> HashSet<u64> {
+        self.lock().iter().map(|node| node.uid).collect()
+    }
+}
+
+/// The uids of the current runtime's workers (empty outside a multi-thread runtime, or when the
+/// calling thread started nothing the workers could be). Blocks the calling thread until every
+/// worker ran the probe, for at most [`PROBE_TIMEOUT`].
 pub(crate) fn own_workers(root: u64) -> HashSet<u64> {
-    let Some((handle, receiver)) = start_probe(root) else {
+    let Some(gate) = start_probe(root) else {
         return HashSet::new();
     };
-    let worker = receiver.recv_timeout(PROBE_TIMEOUT).ok();
-    siblings(&handle, root, worker)
+    gate.wait();
+    gate.uids()
 }
 
-/// [`own_workers`] from async code: yields to the runtime while the probe task runs.
+/// [`own_workers`] from async code: yields to the runtime while the workers run the probe.
 pub(crate) async fn own_workers_async(root: u64) -> HashSet<u64> {
-    let Some((handle, receiver)) = start_probe(root) else {
+    let Some(gate) = start_probe(root) else {
         return HashSet::new();
     };
-    let started = Instant::now();
-    let worker = loop {
-        match receiver.try_recv() {
-            Ok(worker) => break Some(worker),
-            Err(mpsc::TryRecvError::Disconnected) => break None,
-            Err(mpsc::TryRecvError::Empty) if started.elapsed() > PROBE_TIMEOUT => break None,
-            Err(mpsc::TryRecvError::Empty) => tokio::task::yield_now().await,
-        }
-    };
-    siblings(&handle, root, worker)
+    while gate.lock().len() < gate.expected && Instant::now() < gate.deadline {
+        tokio::task::yield_now().await;
+    }
+    gate.uids()
 }
 
-/// Spawns the probe task if the calling thread is inside a multi-thread runtime and has live
-/// descendants (which the runtime's workers would be).
-fn start_probe(root: u64) -> Option<(Handle, mpsc::Receiver<std::sync::Arc<Node>>)> {
+/// Spawns one probe task per worker that is not the calling thread, if the calling thread is
+/// inside a multi-thread runtime and has live descendants (which the workers would be).
+fn start_probe(root: u64) -> Option<Arc<Gate>> {
     let handle = Handle::try_current().ok()?;
     if handle.runtime_flavor() != RuntimeFlavor::MultiThread || lineage::live_descendants(root).is_empty() {
         return None;
     }
-    let (sender, receiver) = mpsc::channel();
-    drop(handle.spawn(async move {
-        let _ = sender.send(lineage::current());
-    }));
-    Some((handle, receiver))
-}
-
-/// The worker's launch: live descendants of `root` with its creator and creation backtrace, cut
-/// into launches of `num_workers` threads in creation order.
-fn siblings(handle: &Handle, root: u64, worker: Option<std::sync::Arc<Node>>) -> HashSet<u64> {
-    let Some(worker) = worker else {
-        return HashSet::new();
-    };
-    let Some(creator) = worker.parent.as_ref().map(|parent| parent.uid) else {
-        return HashSet::new();
-    };
-    let mut launch: Vec<u64> = lineage::live_descendants(root)
-        .iter()
-        .filter(|node| {
-            node.parent.as_ref().is_some_and(|parent| parent.uid == creator)
-                && node.created_at == worker.created_at
-        })
-        .map(|node| node.uid)
-        .collect();
-    launch.sort_unstable();
-    let workers = handle.metrics().num_workers().max(1);
-    if launch.len() > workers && launch.len().is_multiple_of(workers) {
-        if let Some(chunk) = launch.chunks(workers).find(|chunk| chunk.contains(&worker.uid)) {
-            return chunk.iter().copied().collect();
-        }
+    // Inside a task, the calling thread is itself a worker, which cannot run a probe meanwhile.
+    let caller_is_worker = tokio::task::try_id().is_some();
+    let expected = handle.metrics().num_workers() - usize::from(caller_is_worker);
+    let gate = Arc::new(Gate {
+        arrived: Mutex::new(Vec::with_capacity(expected)),
+        all_in: Condvar::new(),
+        expected,
+        deadline: Instant::now() + PROBE_TIMEOUT,
+    });
+    for _ in 0..expected {
+        let gate = gate.clone();
+        drop(handle.spawn(async move {
+            let mut arrived = gate.lock();
+            arrived.push(lineage::current());
+            if arrived.len() >= gate.expected {
+                gate.all_in.notify_all();
+                return;
+            }
+            drop(arrived);
+            // Hold this worker so that it takes no other probe task.
+            gate.wait();
+        }));
     }
-    launch.into_iter().collect()
+    Some(gate)
 }
