@@ -153,9 +153,8 @@ fn fixture_pool_lazy_static() {
     run_on(&LAZY_STATIC_POOL);
 }
 
-/// Fixture: runs a job on the `once_cell` pool (recognised by name the first time: this test may
-/// wait its settle deadline once).
-#[leak_test(settle = "300ms")]
+/// Fixture: runs a job on the `once_cell` pool.
+#[leak_test]
 #[ignore = "fixture, run by global_pools_pass_at_any_test_threads"]
 fn fixture_pool_once_cell() {
     run_on(&ONCE_CELL_POOL);

@@ -22,9 +22,11 @@
 //! The decision is made once per thread, only for threads a check finds alive (a clean pass never
 //! pays it), and cached on its [`Node`]: about 50 table lookups.
 //!
-//! `once_cell::sync` has its own non-generic `once_cell::imp::initialize_or_wait`, which std does
-//! not know. It is recognised by name when a report resolves a creation backtrace anyway
-//! ([`learn`]); from then on its address is known too, and later threads are decided cheaply.
+//! `once_cell::sync` has its own non-generic `once_cell::imp::initialize_or_wait`: the probe runs
+//! a `once_cell` initializer too (leakcheck depends on once_cell 1.x, which cargo unifies with the
+//! user's). A copy the probe cannot reach (another major version) is recognised by name when a
+//! report resolves a creation backtrace anyway ([`learn`]); from then on its address is known
+//! too, and later threads are decided cheaply.
 //!
 //! Limits: the creation backtrace keeps its innermost 48 frames, so an initializer more than ~40
 //! calls above `pthread_create` is not seen; a build without unwind tables (`panic = "abort"` with
@@ -108,6 +110,9 @@ fn probe() -> HashSet<usize> {
     keep(lock.get_or_init(trace).clone());
     let lazy = LazyLock::new(trace);
     keep(LazyLock::force(&lazy).clone());
+    // once_cell 1.x, one copy per build (cargo unifies it): its own `initialize_or_wait`.
+    let cell = once_cell::sync::OnceCell::new();
+    keep(cell.get_or_init(trace).clone());
     found
 }
 
@@ -177,5 +182,13 @@ mod tests {
         let outside = known(|set| trace().iter().any(|f| set.contains(f)));
         assert!(inside);
         assert!(!outside);
+    }
+
+    /// A backtrace taken inside a `once_cell` initializer lies in a known function too, without
+    /// any symbol resolution.
+    #[test]
+    fn once_cell_initializer_is_recognised() {
+        static INSIDE: once_cell::sync::Lazy<Vec<usize>> = once_cell::sync::Lazy::new(trace);
+        assert!(known(|set| INSIDE.iter().any(|f| set.contains(f))));
     }
 }
