@@ -119,14 +119,19 @@ impl DumpedThread {
     /// use std::sync::{mpsc, Mutex, OnceLock};
     ///
     /// static POOL: OnceLock<Mutex<mpsc::Sender<()>>> = OnceLock::new();
+    /// let (started, ready) = mpsc::channel();
     /// POOL.get_or_init(|| {
     ///     let (keep, wait) = mpsc::channel::<()>();
     ///     std::thread::Builder::new()
     ///         .name("singleton".into())
-    ///         .spawn(move || while wait.recv().is_ok() {})
+    ///         .spawn(move || {
+    ///             started.send(()).unwrap();
+    ///             while wait.recv().is_ok() {}
+    ///         })
     ///         .unwrap();
     ///     Mutex::new(keep)
     /// });
+    /// ready.recv().unwrap();
     /// let dump = leakcheck::dump();
     /// let pool = dump.threads().find(|t| t.name() == Some("singleton")).unwrap();
     /// assert!(pool.is_singleton());
