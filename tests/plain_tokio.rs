@@ -98,6 +98,13 @@ async fn idle_blocking_thread_passes_current_thread() {
     Options::new().settle(LEAK_SETTLE).verify_none_async().await;
 }
 
+/// A check made inside a spawned task (on a worker) passes with the runtime's workers alive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_from_a_worker_passes() {
+    let verdict = tokio::spawn(async { verdict().await }).await.unwrap();
+    assert_eq!(verdict, Ok(()));
+}
+
 /// The sync check inside a multi-thread runtime finds its workers too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sync_check_in_a_runtime_passes() {

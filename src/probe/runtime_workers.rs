@@ -10,8 +10,9 @@
 //! runs two of them. `num_workers` distinct nodes arrive in microseconds on an idle runtime.
 //!
 //! Limits: a worker busy for longer than the probe's deadline (a task that blocks it) is not
-//! found and is reported with its stack; a check made from a worker (inside a spawned task) waits
-//! for the other workers only. A `current_thread` runtime has no workers (its tasks run on the
+//! found and is reported with its stack. A check made from a worker (inside a spawned task) probes
+//! nothing: its root is that worker, whose descendants the other workers are not (a thread that
+//! took a worker over during `block_in_place` is, and is counted). A `current_thread` runtime has no workers (its tasks run on the
 //! thread that calls `block_on`), so nothing is probed. Blocking-pool threads are not workers: an
 //! idle one is hidden by the built-in `tokio_idle_blocking_thread` rule, one still running a
 //! closure is a survivor. tokio's own answer (`RuntimeMetrics::worker_thread_id`, under
@@ -78,16 +79,19 @@ pub(crate) async fn own_workers_async(root: u64) -> HashSet<u64> {
     gate.uids()
 }
 
-/// Spawns one probe task per worker that is not the calling thread, if the calling thread is
-/// inside a multi-thread runtime and has live descendants (which the workers would be).
+/// Spawns one probe task per worker, if the calling thread is inside a multi-thread runtime (not
+/// on one of its workers) and has live descendants (which the workers would be).
 fn start_probe(root: u64) -> Option<Arc<Gate>> {
     let handle = Handle::try_current().ok()?;
     if handle.runtime_flavor() != RuntimeFlavor::MultiThread || lineage::live_descendants(root).is_empty() {
         return None;
     }
-    // Inside a task, the calling thread is itself a worker, which cannot run a probe meanwhile.
-    let caller_is_worker = tokio::task::try_id().is_some();
-    let expected = handle.metrics().num_workers() - usize::from(caller_is_worker);
+    // Inside a task the calling thread is itself a worker and the root of the check: the other
+    // workers are not its descendants (its probes would also sit in its own unstealable LIFO slot).
+    if tokio::task::try_id().is_some() {
+        return None;
+    }
+    let expected = handle.metrics().num_workers();
     let gate = Arc::new(Gate {
         arrived: Mutex::new(Vec::with_capacity(expected)),
         all_in: Condvar::new(),
