@@ -35,15 +35,15 @@ macro_rules! global_pool_fixtures {
 }
 
 global_pool_fixtures! {
-    fixture_pool_par_iter_0: 10_000; fixture_pool_par_iter_1: 20_000; fixture_pool_par_iter_2: 5_000;
-    fixture_pool_par_iter_3: 40_000; fixture_pool_par_iter_4: 15_000; fixture_pool_par_iter_5: 25_000;
-    fixture_pool_par_iter_6: 8_000; fixture_pool_par_iter_7: 30_000;
+    fixture_clean_pool_par_iter_0: 10_000; fixture_clean_pool_par_iter_1: 20_000; fixture_clean_pool_par_iter_2: 5_000;
+    fixture_clean_pool_par_iter_3: 40_000; fixture_clean_pool_par_iter_4: 15_000; fixture_clean_pool_par_iter_5: 25_000;
+    fixture_clean_pool_par_iter_6: 8_000; fixture_clean_pool_par_iter_7: 30_000;
 }
 
 /// Fixture: sets the global pool up explicitly (an `Err` if another test already started it).
 #[leak_test]
 #[ignore = "fixture, run by global_pools_pass_at_any_test_threads"]
-fn fixture_pool_build_global() {
+fn fixture_clean_pool_build_global() {
     let _ = rayon::ThreadPoolBuilder::new().num_threads(3).build_global();
     assert!(global_pool_work(10_000) > 0);
 }
@@ -73,7 +73,7 @@ macro_rules! static_runtime_fixtures {
 }
 
 static_runtime_fixtures! {
-    fixture_pool_static_runtime_a; fixture_pool_static_runtime_b; fixture_pool_static_runtime_c;
+    fixture_clean_pool_static_runtime_a; fixture_clean_pool_static_runtime_b; fixture_clean_pool_static_runtime_c;
 }
 
 type Job = Box<dyn FnOnce() + Send>;
@@ -115,7 +115,7 @@ macro_rules! once_lock_fixtures {
     )*};
 }
 
-once_lock_fixtures! { fixture_pool_once_lock_a; fixture_pool_once_lock_b; }
+once_lock_fixtures! { fixture_clean_pool_once_lock_a; fixture_clean_pool_once_lock_b; }
 
 /// Starts a thread that serves forever: a pool of one, for the `lazy_static!` and `once_cell` pools.
 fn start_server(name: &str) -> Mutex<mpsc::Sender<Job>> {
@@ -149,21 +149,21 @@ fn run_on(pool: &Mutex<mpsc::Sender<Job>>) {
 /// Fixture: runs a job on the `lazy_static!` pool.
 #[leak_test]
 #[ignore = "fixture, run by global_pools_pass_at_any_test_threads"]
-fn fixture_pool_lazy_static() {
+fn fixture_clean_pool_lazy_static() {
     run_on(&LAZY_STATIC_POOL);
 }
 
 /// Fixture: runs a job on the `once_cell` pool.
 #[leak_test]
 #[ignore = "fixture, run by global_pools_pass_at_any_test_threads"]
-fn fixture_pool_once_cell() {
+fn fixture_clean_pool_once_cell() {
     run_on(&ONCE_CELL_POOL);
 }
 
 /// Fixture: test A of the issue: touches the global pool while others use it.
 #[leak_test]
 #[ignore = "fixture, run by global_pools_pass_at_any_test_threads"]
-fn fixture_pool_shared_a() {
+fn fixture_clean_pool_shared_a() {
     for _ in 0..5 {
         assert!(global_pool_work(50_000) > 0);
         thread::sleep(Duration::from_millis(10));
@@ -175,7 +175,7 @@ fn fixture_pool_shared_a() {
 /// for this one, never a wrong blame on another).
 #[leak_test]
 #[ignore = "fixture, run by global_pools_pass_at_any_test_threads"]
-fn fixture_pool_shared_b_leaks_through_a_job() {
+fn fixture_clean_pool_shared_b_leaks_through_a_job() {
     let (started, wait) = mpsc::channel();
     rayon::spawn(move || {
         common::leak_named_thread("leaked-via-pool");
@@ -205,7 +205,7 @@ fn fixture_leak_beside_global_pool() {
     common::leak_named_thread("own-leak");
 }
 
-/// Runs every `fixture_pool_` fixture in one process.
+/// Runs every `fixture_clean_pool_` fixture in one process.
 fn run_pool_fixtures(test_threads: usize, filter: &str, exact: bool) -> (bool, String) {
     let exe = std::env::current_exe().unwrap();
     let mut command = Command::new(exe);
@@ -227,7 +227,7 @@ fn run_pool_fixtures(test_threads: usize, filter: &str, exact: bool) -> (bool, S
 #[test]
 fn global_pools_pass_at_any_test_threads() {
     for test_threads in [1, 8] {
-        let (success, output) = run_pool_fixtures(test_threads, "fixture_pool_", false);
+        let (success, output) = run_pool_fixtures(test_threads, "fixture_clean_pool_", false);
         assert!(success, "--test-threads={test_threads}:\n{output}");
         assert!(
             output.contains("18 passed"),
@@ -240,12 +240,12 @@ fn global_pools_pass_at_any_test_threads() {
     }
     // Each alone, so that each one starts the pools itself.
     for fixture in [
-        "fixture_pool_build_global",
-        "fixture_pool_par_iter_0",
-        "fixture_pool_static_runtime_a",
-        "fixture_pool_once_lock_a",
-        "fixture_pool_lazy_static",
-        "fixture_pool_once_cell",
+        "fixture_clean_pool_build_global",
+        "fixture_clean_pool_par_iter_0",
+        "fixture_clean_pool_static_runtime_a",
+        "fixture_clean_pool_once_lock_a",
+        "fixture_clean_pool_lazy_static",
+        "fixture_clean_pool_once_cell",
     ] {
         let (success, output) = run_pool_fixtures(1, fixture, true);
         assert!(success && output.contains("1 passed"), "{fixture}:\n{output}");
