@@ -21,7 +21,7 @@ pub(crate) struct Probe {
 #[cfg(tokio_unstable)]
 impl Probe {
     /// Ids of the tasks alive now (a snapshot).
-    fn live_ids(&self) -> impl Iterator<Item = u64> {
+    pub(crate) fn live_ids(&self) -> impl Iterator<Item = u64> {
         let ids: Vec<u64> = self
             .live
             .lock()
