@@ -3,14 +3,14 @@
 one process, in parallel) and under `cargo nextest run` (one process per test), and checks that
 both give the same verdict for each: the leaky fixtures fail, the clean ones pass.
 
-The whole-binary check's fixtures (tests/binary*.rs) are left out: there the verdict belongs to
+The whole-binary check's fixtures (tests/binary*.rs, tests/pools_binary.rs) are left out: there the verdict belongs to
 the process, not the test, by design.
 """
 import re
 import subprocess
 import sys
 
-SKIP_BINARIES = {"binary", "binary_always", "zero_annotation"}
+SKIP_BINARIES = {"binary", "binary_always", "zero_annotation", "pools_binary"}
 
 
 def libtest_verdicts():

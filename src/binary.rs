@@ -8,10 +8,12 @@
 
 use std::sync::OnceLock;
 
+use crate::check::ownership;
 use crate::check::threads::{self, Candidate};
 use crate::check::{children, settle};
+use crate::model::{frame, Survivor};
 use crate::options::Options;
-use crate::probe::lineage;
+use crate::probe::{lineage, singleton, symbols};
 use crate::report::Report;
 
 static INSTALLED: OnceLock<(Options, bool)> = OnceLock::new();
@@ -71,6 +73,8 @@ pub(crate) fn check(options: &Options) -> Result<Option<Report>, String> {
         lineage::all_live()
             .into_iter()
             .filter(started_by_a_test)
+            // Singletons live as long as the process; what they started is still checked.
+            .filter(|node| !singleton::is_singleton(node))
             .filter(|node| {
                 !options
                     .baseline
@@ -97,6 +101,14 @@ pub(crate) fn check(options: &Options) -> Result<Option<Report>, String> {
     if survivors.is_empty() && processes.survivors.is_empty() {
         return Ok(None);
     }
+    let mut pool_notes: Vec<String> = Vec::new();
+    for survivor in &mut survivors {
+        if let Some(note) = name_pool_creator(survivor, &candidates) {
+            if !pool_notes.contains(&note) {
+                pool_notes.push(note);
+            }
+        }
+    }
     let mut report = options.report("the test binary", settle);
     report.name_tests = true;
     report.survivors = survivors;
@@ -109,6 +121,7 @@ pub(crate) fn check(options: &Options) -> Result<Option<Report>, String> {
          add `#[leak_test]` to that test to fail it directly"
             .into(),
     );
+    report.notes.extend(pool_notes);
     let _ = report.write_json();
     Ok(Some(report))
 }
@@ -142,4 +155,38 @@ pub(crate) fn summary(report: &Report) -> String {
 /// main thread (a root), so their descendants are what tests started.
 fn started_by_a_test(node: &std::sync::Arc<lineage::Node>) -> bool {
     node.parent.as_ref().is_some_and(|parent| parent.parent.is_some())
+}
+
+/// A thread started by a shared pool's thread (a singleton's, or one it started) may have been
+/// working for any test: name the pool thread that created it, and no test. Returns a note that
+/// says where that pool thread was created.
+fn name_pool_creator(survivor: &mut Survivor, candidates: &[Candidate]) -> Option<String> {
+    let node = candidates.iter().find_map(|candidate| match candidate {
+        Candidate::Node(node) if node.tid() == Some(survivor.id as i32) => Some(node),
+        _ => None,
+    });
+    let node = node.filter(|node| ownership::under_singleton(node))?;
+    survivor.test = None;
+    let parent = node.parent.as_ref()?;
+    let name = parent
+        .name()
+        .map(String::from)
+        .or_else(|| parent.tid().map(|tid| format!("tid {tid}")))
+        .unwrap_or_else(|| "unknown".into());
+    let what = if singleton::is_singleton(parent) {
+        "a thread of a process-wide pool, created inside a one-time initializer"
+    } else {
+        "a thread started by a process-wide pool's thread"
+    };
+    let frames = symbols::resolve(&parent.created_at);
+    // The pool's own spawning code (outside std and leakcheck), not the test that touched it.
+    let spawner = frames.iter().find(|f| {
+        frame::subject_crate(&f.function)
+            .is_some_and(|krate| !["std", "core", "alloc", "leakcheck", "libc", "backtrace"].contains(&krate))
+    });
+    let at = spawner.map(|f| format!(" by {}", f.function)).unwrap_or_default();
+    survivor.creator = Some(name.clone());
+    Some(format!(
+        "thread {name:?} is {what}{at}: what it starts may be work for any test, so no test is named"
+    ))
 }

@@ -9,6 +9,7 @@
 //! rendered into a [`Report`]. [`merge`] joins the thread and task sides into one verdict.
 
 pub(crate) mod children;
+pub(crate) mod ownership;
 pub(crate) mod settle;
 #[cfg(feature = "tokio")]
 pub(crate) mod tasks;
@@ -19,6 +20,7 @@ use std::time::Duration;
 
 use crate::config;
 use crate::error::LeakError;
+use crate::model::Hidden;
 use crate::options::Options;
 use crate::report::Report;
 #[cfg(feature = "tokio")]
@@ -156,9 +158,26 @@ pub(crate) fn report_threads(
     if candidates.is_empty() {
         return Ok(());
     }
-    let (mut survivors, hidden) = threads::describe(&candidates, options, samples);
+    let (mut survivors, mut hidden) = threads::describe(&candidates, options, samples);
     let still_alive = threads::candidates(scope, options);
     survivors.retain(|survivor| still_alive.iter().any(|c| c.tid() == Some(survivor.id as i32)));
+    if options.is_verbose() {
+        // What ownership did not count (singletons, work of shared pools), listed with why.
+        let others = threads::not_owned(scope, options);
+        let candidates: Vec<_> = others.iter().map(|(candidate, _)| candidate.clone()).collect();
+        let (described, described_hidden) = threads::describe(&candidates, options, samples);
+        hidden.extend(described_hidden);
+        for survivor in described {
+            let why = others
+                .iter()
+                .find(|(candidate, _)| candidate.tid() == Some(survivor.id as i32))
+                .map_or("not counted", |(_, why)| why.describe());
+            hidden.push(Hidden {
+                survivor,
+                rule: format!("not counted: {why}"),
+            });
+        }
+    }
     let mut report = options.report(test, options.settle_or_default());
     report.survivors = survivors;
     report.hidden = hidden;

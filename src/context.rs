@@ -12,6 +12,8 @@ use crate::check::tasks::TaskScope;
 use crate::check::threads::Scope;
 use crate::options::Options;
 use crate::probe::lineage;
+#[cfg(feature = "tokio")]
+use crate::probe::runtime_workers;
 
 /// What a running `#[leak_test]` knows, on its thread.
 pub(crate) struct Context {
@@ -71,26 +73,43 @@ pub(crate) fn current_test_name() -> String {
 }
 
 /// The threads an in-body check owns: the running test's, or (in a plain `#[test]`) everything
-/// the calling thread started.
+/// the calling thread started. Inside a runtime leakcheck did not build (a plain
+/// `#[tokio::test]`), that runtime's own workers are not counted while it lives; they are found
+/// exactly (see `probe::runtime_workers`), so a second runtime's workers still are.
 pub(crate) fn thread_scope() -> Scope {
-    match context() {
-        Some(context) => Scope {
-            root: lineage::current_named(),
-            baseline: context.baseline.clone(),
-            runtime_threads: context.runtime_threads.clone(),
-            entry_tids: context.entry_tids.clone(),
-            foreign_runtime: false,
-        },
-        None => {
-            #[cfg_attr(not(feature = "tokio"), allow(unused_mut))]
-            let mut scope = Scope::unentered();
-            #[cfg(feature = "tokio")]
-            {
-                scope.foreign_runtime = tokio::runtime::Handle::try_current().is_ok();
-            }
-            scope
+    in_context_scope().unwrap_or_else(|| {
+        #[cfg_attr(not(feature = "tokio"), allow(unused_mut))]
+        let mut scope = Scope::unentered();
+        #[cfg(feature = "tokio")]
+        if scope.entry_tids.is_none() {
+            scope.runtime_threads = Some(Arc::new(Mutex::new(runtime_workers::own_workers(scope.root.uid))));
         }
+        scope
+    })
+}
+
+/// [`thread_scope`] from async code: finds the current runtime's workers without blocking it.
+#[cfg(feature = "tokio")]
+pub(crate) async fn thread_scope_async() -> Scope {
+    if let Some(scope) = in_context_scope() {
+        return scope;
     }
+    let mut scope = Scope::unentered();
+    if scope.entry_tids.is_none() {
+        let workers = runtime_workers::own_workers_async(scope.root.uid).await;
+        scope.runtime_threads = Some(Arc::new(Mutex::new(workers)));
+    }
+    scope
+}
+
+/// The scope of the running `#[leak_test]`, if any.
+fn in_context_scope() -> Option<Scope> {
+    context().map(|context| Scope {
+        root: lineage::current_named(),
+        baseline: context.baseline.clone(),
+        runtime_threads: context.runtime_threads.clone(),
+        entry_tids: context.entry_tids.clone(),
+    })
 }
 
 /// The tasks an in-body async check owns.

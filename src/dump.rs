@@ -14,7 +14,7 @@ use crate::model::{KernelWait, Stack};
 use crate::probe::stack::{self, Captured};
 #[cfg(feature = "tokio")]
 use crate::probe::tasks;
-use crate::probe::{lineage, procfs, symbols};
+use crate::probe::{lineage, procfs, singleton, symbols};
 use crate::report::render_frames;
 
 /// A snapshot of the process's threads (and the current runtime's task count).
@@ -45,6 +45,7 @@ pub struct DumpedThread {
     stack: Stack,
     creator: Option<String>,
     created_at: Option<String>,
+    singleton: bool,
 }
 
 impl DumpedThread {
@@ -114,6 +115,37 @@ impl DumpedThread {
     /// ```
     pub fn creator(&self) -> Option<&str> {
         self.creator.as_deref()
+    }
+
+    /// Whether it is a process-wide singleton: created while a one-time initializer ran
+    /// (`Once`, `OnceLock`, `LazyLock`, `lazy_static`, ...), as the threads of a pool in a
+    /// `static` are. Checks never charge such a thread to a test.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::{mpsc, Mutex, OnceLock};
+    ///
+    /// static POOL: OnceLock<Mutex<mpsc::Sender<()>>> = OnceLock::new();
+    /// let (started, ready) = mpsc::channel();
+    /// POOL.get_or_init(|| {
+    ///     let (keep, wait) = mpsc::channel::<()>();
+    ///     std::thread::Builder::new()
+    ///         .name("singleton".into())
+    ///         .spawn(move || {
+    ///             started.send(()).unwrap();
+    ///             while wait.recv().is_ok() {}
+    ///         })
+    ///         .unwrap();
+    ///     Mutex::new(keep)
+    /// });
+    /// ready.recv().unwrap();
+    /// let dump = leakcheck::dump();
+    /// let pool = dump.threads().find(|t| t.name() == Some("singleton")).unwrap();
+    /// assert!(pool.is_singleton());
+    /// ```
+    pub fn is_singleton(&self) -> bool {
+        self.singleton
     }
 }
 
@@ -210,6 +242,7 @@ pub fn dump() -> Dump {
                     .and_then(|n| n.parent.as_ref())
                     .and_then(|p| p.name().map(String::from)),
                 created_at,
+                singleton: node.as_deref().is_some_and(singleton::is_singleton),
             }
         })
         .collect();
@@ -251,6 +284,12 @@ impl fmt::Display for Dump {
                     .map(|at| format!(" at {at}"))
                     .unwrap_or_default();
                 writeln!(f, "   created by {creator:?}{at}")?;
+            }
+            if thread.singleton {
+                writeln!(
+                    f,
+                    "   process-wide singleton (created inside a one-time initializer)"
+                )?;
             }
             match &thread.stack {
                 Stack::Frames(frames) => render_frames(f, frames, frame::first_user_frame(frames), false)?,

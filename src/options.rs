@@ -217,7 +217,7 @@ impl Options {
     /// # Examples
     ///
     /// ```
-    /// let _global_pool = std::thread::spawn(|| std::thread::sleep(std::time::Duration::from_millis(50)));
+    /// let _background = std::thread::spawn(|| std::thread::sleep(std::time::Duration::from_millis(50)));
     /// let options = leakcheck::Options::new().ignore_current();
     /// options.verify_none();
     /// ```

@@ -5,16 +5,22 @@
 //!   `lineage/interpose.rs`), with each thread's raw creation backtrace;
 //! - [`children`]: which thread started which child process (the interposed `posix_spawn`,
 //!   `posix_spawnp`, `fork`, in `children/interpose.rs`), and what `/proc/<pid>` says of it;
+//! - [`singleton`]: whether a thread was created inside a one-time initializer (a process-wide
+//!   pool in a `static`), from its creation backtrace's raw addresses;
 //! - [`procfs`]: the process's threads, their names and kernel state, from `/proc/self`;
 //! - [`stack`]: other threads' current stacks (signal protocol, handler, unwinder ranges);
 //! - [`symbols`]: raw addresses to [`Frame`](crate::model::Frame)s, cached;
 //! - [`tasks`]: tokio runtime metrics, spawn hooks, and async traces from task dumps;
+//! - [`runtime_workers`]: the worker threads of the current tokio runtime, found exactly;
 //! - [`startup`]: what must be read before `main`;
 //! - [`unwind`]: the calling thread's own backtrace, fast (for creation sites on hot paths).
 
 pub(crate) mod children;
 pub(crate) mod lineage;
 pub(crate) mod procfs;
+#[cfg(feature = "tokio")]
+pub(crate) mod runtime_workers;
+pub(crate) mod singleton;
 pub(crate) mod source;
 pub(crate) mod stack;
 pub(crate) mod startup;

@@ -73,7 +73,7 @@ impl Options {
             Some(scope) => crate::check::tasks::find(&scope, self, settle).await,
             None => TaskFindings::default(),
         };
-        let scope = context::thread_scope();
+        let scope = context::thread_scope_async().await;
         let threads = check_threads_async(&scope, self, settle, &test).await;
         let verdict = merge(threads, tasks, self, settle, &test);
         let found = children::find_async(&ChildScope::unentered(), self, settle, checked).await;

@@ -13,13 +13,14 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::ownership::{self, NotOwned};
 use super::wait::WaitSamples;
 use crate::model::{Frame, Hidden, KernelWait, Kind, Stack, Survivor};
 use crate::options::Options;
 use crate::probe::lineage::{self, Node};
 use crate::probe::procfs::{self, process_tids, thread_name, truncate_comm};
 use crate::probe::stack::{self, Captured};
-use crate::probe::{startup, symbols};
+use crate::probe::{singleton, startup, symbols};
 use crate::rules::{Rule, Subject, BUILTINS};
 
 /// How long a stack capture waits for a thread to answer.
@@ -36,9 +37,6 @@ pub(crate) struct Scope {
     pub(crate) runtime_threads: Option<Arc<Mutex<HashSet<u64>>>>,
     /// Process threads at entry, for the process-diff fallback.
     pub(crate) entry_tids: Option<HashSet<i32>>,
-    /// Inside a runtime leakcheck did not build: threads with tokio's default names are that
-    /// runtime's own while it lives (checked at each look: a new worker names itself late).
-    pub(crate) foreign_runtime: bool,
 }
 
 impl Scope {
@@ -54,7 +52,6 @@ impl Scope {
             root,
             runtime_threads: None,
             entry_tids: (!lineage_mode).then(|| process_tids().into_iter().collect()),
-            foreign_runtime: false,
         }
     }
 
@@ -66,8 +63,16 @@ impl Scope {
             baseline: HashSet::new(),
             runtime_threads: None,
             entry_tids: (!lineage_mode()).then(|| startup::startup_tids().clone()),
-            foreign_runtime: false,
         }
+    }
+
+    /// Why a live descendant of the root is not this scope's, if it is not: see
+    /// [`ownership`](super::ownership).
+    fn not_owned(&self, node: &Node, options: &Options) -> Option<NotOwned> {
+        let baseline = options.baseline.as_deref();
+        ownership::not_owned(node, self.root.uid, |uid| {
+            self.baseline.contains(&uid) || baseline.is_some_and(|b| b.threads.contains(&uid))
+        })
     }
 
     /// The mode note a report carries, if any.
@@ -132,14 +137,23 @@ pub(crate) fn candidates(scope: &Scope, options: &Options) -> Vec<Candidate> {
                 .as_ref()
                 .is_some_and(|set| set.contains(&node.uid))
         })
-        .filter(|node| {
-            !(scope.foreign_runtime
-                && node
-                    .tid()
-                    .and_then(thread_name)
-                    .is_some_and(|n| is_tokio_name(&n)))
-        })
+        .filter(|node| scope.not_owned(node, options).is_none())
         .map(Candidate::Node)
+        .collect()
+}
+
+/// The live descendants of `scope`'s root that are not the test's (singletons, work of shared
+/// pools), with why: what a verbose report lists as not counted.
+pub(crate) fn not_owned(scope: &Scope, options: &Options) -> Vec<(Candidate, NotOwned)> {
+    if scope.entry_tids.is_some() {
+        return Vec::new();
+    }
+    lineage::live_descendants(scope.root.uid)
+        .into_iter()
+        .filter_map(|node| {
+            let why = scope.not_owned(&node, options)?;
+            Some((Candidate::Node(node), why))
+        })
         .collect()
 }
 
@@ -198,11 +212,16 @@ pub(crate) fn describe(
             created_at: &created_at,
             spawn_site: None,
         };
-        let rule = options
-            .rules
-            .iter()
-            .find(|rule| rule.matches(&subject))
-            .map(|rule| rule.describe())
+        let singleton = node.as_deref().is_some_and(singleton_by_name);
+        let rule = singleton
+            .then(|| format!("not counted: {}", NotOwned::Singleton.describe()))
+            .or_else(|| {
+                options
+                    .rules
+                    .iter()
+                    .find(|rule| rule.matches(&subject))
+                    .map(|rule| rule.describe())
+            })
             .or_else(|| {
                 options
                     .builtin_rules
@@ -243,6 +262,24 @@ pub(crate) fn describe(
     }
     crate::report::hints::for_group(&mut survivors);
     (survivors, hidden)
+}
+
+/// Whether `node` was created inside a one-time initializer that only its resolved name shows
+/// (`once_cell`); learns that initializer's address for later threads. Paid only when a thread
+/// is described, whose creation backtrace the report resolves anyway.
+fn singleton_by_name(node: &Node) -> bool {
+    if singleton::is_singleton(node) {
+        return true;
+    }
+    let at = node.created_at.iter().find(|&&ip| {
+        symbols::resolve(&[ip])
+            .iter()
+            .any(|frame| singleton::is_initializer_name(&frame.function))
+    });
+    if let Some(&ip) = at {
+        singleton::learn(node, ip);
+    }
+    at.is_some()
 }
 
 /// A candidate's own name: its std name if recorded, else the kernel's, unless that is only the
@@ -316,10 +353,4 @@ pub(crate) fn strip_creation_frames(frames: Vec<Frame>) -> Vec<Frame> {
         .position(|frame| tier(frame) != Tier::Internal)
         .unwrap_or(0);
     frames.into_iter().skip(first).collect()
-}
-
-/// tokio's default thread names: `tokio-rt-worker` in current tokio, `tokio-runtime-worker`
-/// (truncated by the kernel) in older ones.
-pub(crate) fn is_tokio_name(name: &str) -> bool {
-    name == "tokio-rt-worker" || name.starts_with("tokio-runtime-w")
 }

@@ -25,12 +25,13 @@
 //! first time they ask for one: they can be ancestors, never survivors.
 //!
 //! Limits, stated in the README too: tokio's blocking pool reuses threads, so a pool thread belongs
-//! to the test whose thread (or runtime) created it, not to the test whose closure it runs; a pool
-//! or runtime created lazily in a `static` belongs to the first test that touched it.
+//! to the test whose thread (or runtime) created it, not to the test whose closure it runs. A pool
+//! or runtime created lazily in a `static` descends from the first test that touched it; the
+//! check layer does not charge it to that test ([`super::singleton`] tells such threads apart).
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, OnceLock};
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -56,6 +57,9 @@ pub(crate) struct Node {
     /// The creation backtrace resolved, once needed (it never changes, so rules and reports that
     /// read it resolve it once per thread).
     pub(crate) resolved: OnceLock<Box<[crate::model::Frame]>>,
+    /// Whether it was created inside a one-time initializer, decided once by
+    /// [`super::singleton::is_singleton`] (0 undecided, 1 no, 2 yes).
+    pub(crate) singleton: AtomicU8,
 }
 
 impl Node {
@@ -69,6 +73,7 @@ impl Node {
             created_at,
             exited: AtomicBool::new(false),
             resolved: OnceLock::new(),
+            singleton: AtomicU8::new(0),
         }
     }
 

@@ -1,0 +1,63 @@
+//! The whole-binary check and process-wide pools: rayon's global pool, alive at exit, is not a
+//! failure; a thread a job on that pool leaves behind is, naming the pool thread that created it
+//! and no test.
+
+mod common;
+
+use std::sync::mpsc;
+
+use common::run_ignored;
+use rayon::prelude::*;
+
+leakcheck::check_binary!();
+
+/// Fixture: a plain test that uses rayon's global pool.
+#[test]
+#[ignore = "fixture, run by global_pool_alive_at_exit_passes"]
+fn fixture_uses_global_pool() {
+    assert_eq!((0..1000u64).into_par_iter().sum::<u64>(), 499_500);
+}
+
+/// Fixture: a plain test whose job on the global pool leaves a thread behind.
+#[test]
+#[ignore = "fixture, run by thread_left_by_a_pool_job_is_reported_at_exit"]
+fn fixture_pool_job_leaves_a_thread() {
+    let (started, wait) = mpsc::channel();
+    rayon::spawn(move || {
+        common::leak_named_thread("left-by-a-job");
+        started.send(()).unwrap();
+    });
+    wait.recv().unwrap();
+}
+
+/// The global pool's threads, alive at exit, are not a failure.
+#[test]
+fn global_pool_alive_at_exit_passes() {
+    let run = run_ignored("fixture_uses_global_pool", &[("LEAKCHECK_SETTLE", "200ms")]);
+    assert!(run.success, "{}{}", run.stdout, run.stderr);
+    assert!(!run.stderr.contains("leakcheck"), "{}", run.stderr);
+}
+
+/// A thread left by a job on the pool is reported at exit, naming the pool thread, no test.
+#[test]
+fn thread_left_by_a_pool_job_is_reported_at_exit() {
+    let run = run_ignored(
+        "fixture_pool_job_leaves_a_thread",
+        &[("LEAKCHECK_SETTLE", "200ms")],
+    );
+    assert!(!run.success, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr
+            .contains("leakcheck: 1 thread leaked by `the test binary`"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("\"left-by-a-job\""), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("a thread of a process-wide pool, created inside a one-time initializer"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("started by test"), "{}", run.stderr);
+}
