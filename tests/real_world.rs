@@ -6,7 +6,7 @@ mod common;
 
 use std::net::TcpListener;
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
@@ -32,16 +32,15 @@ impl r2d2::ManageConnection for Dummy {
     }
 }
 
-/// The process-wide pool, as applications keep it.
-static POOL: OnceLock<r2d2::Pool<Dummy>> = OnceLock::new();
-
-/// Fixture: an r2d2 pool kept in a static: its three workers (`r2d2-worker-{0..2}`) wait on the
-/// pool's scheduler, whose reaper runs every 30 s (a timed wait), in library code only.
+/// Fixture: an r2d2 pool the test builds and never drops (a pool in a `static` would be a
+/// process-wide singleton, charged to no test): its three workers (`r2d2-worker-{0..2}`) wait on
+/// the pool's scheduler, whose reaper runs every 30 s (a timed wait), in library code only.
 #[leak_test(settle = "300ms")]
 #[ignore = "fixture, run by dependency_pool_names_the_library_frame"]
 fn fixture_dependency_pool() {
-    let pool = POOL.get_or_init(|| r2d2::Pool::builder().max_size(2).build(Dummy).unwrap());
+    let pool = r2d2::Pool::builder().max_size(2).build(Dummy).unwrap();
     drop(pool.get().unwrap());
+    std::mem::forget(pool);
 }
 
 /// An all-library stack names the dependency frame where it waits (crate and version), the wait
