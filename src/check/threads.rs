@@ -69,16 +69,30 @@ impl Scope {
         }
     }
 
-    /// The mode note a report carries, if any.
+    /// The mode note a report carries, if any: names the fallback, the reason for it, and its limit.
     pub(crate) fn mode_note(&self) -> Option<String> {
         self.entry_tids.as_ref().map(|_| {
-            "leakcheck compared the process's threads before and after instead of following thread \
-             lineage (`pthread_create` could not be interposed in this build: static glibc, musl or \
-             a non-Linux target; or `LEAKCHECK_LINEAGE=off`): under parallel `cargo test` this can \
-             blame threads of other tests. Run one test per process (`cargo nextest run`) for exact \
-             verdicts."
-                .to_string()
+            format!(
+                "leakcheck compared the process's threads before and after instead of following thread \
+                 lineage ({}): under parallel `cargo test` this can blame threads of other tests. Run \
+                 one test per process (`cargo nextest run`) for exact verdicts.",
+                fallback_reason()
+            )
         })
+    }
+}
+
+/// Why checks use the process diff, for the mode note.
+fn fallback_reason() -> &'static str {
+    if !crate::config::get().map_or(true, |config| config.lineage) {
+        "`LEAKCHECK_LINEAGE=off` asked for the process-diff fallback"
+    } else if cfg!(target_feature = "crt-static") {
+        "this is a static build (`+crt-static`): `pthread_create` cannot be interposed, as there is \
+         no libc definition to forward to"
+    } else if !cfg!(all(target_os = "linux", target_env = "gnu")) {
+        "`pthread_create` is interposed only on Linux with glibc, not on this target"
+    } else {
+        "no thread creation went through the interposed `pthread_create` in this process"
     }
 }
 

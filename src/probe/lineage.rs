@@ -31,7 +31,10 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, OnceLock};
 
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
+/// Defined only where forwarding to libc's `pthread_create` can work: a static build has no next
+/// definition to forward to, so there the symbol is not defined at all and checks fall back to
+/// the process diff.
+#[cfg(all(target_os = "linux", target_env = "gnu", not(target_feature = "crt-static")))]
 pub(crate) mod interpose;
 
 /// Deepest creation backtrace recorded, in frames.

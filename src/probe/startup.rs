@@ -8,7 +8,7 @@ static STARTUP_TIDS: OnceLock<HashSet<i32>> = OnceLock::new();
 
 #[ctor::ctor(unsafe)]
 fn init() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[cfg(all(target_os = "linux", target_env = "gnu", not(target_feature = "crt-static")))]
     let _ = super::lineage::interpose::real();
     let _ = STARTUP_TIDS.set(super::procfs::process_tids().into_iter().collect());
 }
