@@ -11,6 +11,7 @@ use crate::check::settle;
 use crate::check::threads::{self, Candidate};
 use crate::options::Options;
 use crate::probe::lineage;
+use crate::probe::stack::Policy;
 use crate::report::Report;
 
 static INSTALLED: OnceLock<(Options, bool)> = OnceLock::new();
@@ -81,7 +82,8 @@ pub(crate) fn check(options: &Options) -> Result<Option<Report>, String> {
     if candidates.is_empty() {
         return Ok(None);
     }
-    let (mut survivors, hidden) = threads::describe(&candidates, options);
+    // At exit the threads are no test's own any more: capture only where it changes nothing.
+    let (mut survivors, hidden) = threads::describe(&candidates, options, Policy::Transparent);
     let still_alive = look();
     survivors.retain(|survivor| still_alive.iter().any(|c| c.tid() == Some(survivor.id as i32)));
     if survivors.is_empty() {

@@ -116,7 +116,7 @@ pub(crate) fn report_threads(
     if candidates.is_empty() {
         return Ok(());
     }
-    let (mut survivors, hidden) = threads::describe(&candidates, options);
+    let (mut survivors, hidden) = threads::describe(&candidates, options, scope.capture_policy());
     let still_alive = threads::candidates(scope, options);
     survivors.retain(|survivor| still_alive.iter().any(|c| c.tid() == Some(survivor.id as i32)));
     let mut report = options.report(test, options.settle_or_default());

@@ -162,7 +162,8 @@ pub fn dump() -> Dump {
         .iter()
         .map(|&tid| (procfs::thread_name(tid), procfs::kernel_wait(tid)))
         .collect();
-    let captured = stack::capture(&tids, Duration::from_millis(200));
+    // Transparent: the threads belong to the program, whose calls must not see an `EINTR`.
+    let captured = stack::capture(&tids, Duration::from_millis(200), stack::Policy::Transparent);
     let threads = tids
         .iter()
         .zip(captured)
@@ -183,6 +184,7 @@ pub fn dump() -> Dump {
                     Captured::Exited => Stack::Missing("exited".into()),
                     Captured::Unsupported(why) => Stack::Missing(why.into()),
                     Captured::Disabled => Stack::Missing("stack capture is off".into()),
+                    Captured::NotSignalled(why) => Stack::Missing(format!("not interrupted: {why}")),
                 },
                 creator: node
                     .as_ref()

@@ -17,7 +17,7 @@ use crate::model::{Frame, Hidden, Kind, Stack, Survivor};
 use crate::options::Options;
 use crate::probe::lineage::{self, Node};
 use crate::probe::procfs::{self, process_tids, thread_name, truncate_comm};
-use crate::probe::stack::{self, Captured};
+use crate::probe::stack::{self, Captured, Policy};
 use crate::probe::{startup, symbols};
 use crate::rules::{Subject, BUILTINS};
 
@@ -79,6 +79,17 @@ impl Scope {
                 fallback_reason()
             )
         })
+    }
+}
+
+impl Scope {
+    /// Which threads the check's stack capture may interrupt: in lineage mode every candidate is
+    /// the test's own; the process diff may also see threads of others.
+    pub(crate) fn capture_policy(&self) -> Policy {
+        match self.entry_tids {
+            None => Policy::OwnLeaks,
+            Some(_) => Policy::Transparent,
+        }
     }
 }
 
@@ -157,8 +168,13 @@ pub(crate) fn candidates(scope: &Scope, options: &Options) -> Vec<Candidate> {
 }
 
 /// Describes candidates (name, kernel state, current stack, creation site) and applies the
-/// ignore rules. Returns the survivors and what the rules hid.
-pub(crate) fn describe(candidates: &[Candidate], options: &Options) -> (Vec<Survivor>, Vec<Hidden>) {
+/// ignore rules. Returns the survivors and what the rules hid. `policy` says which threads the
+/// stack capture may interrupt.
+pub(crate) fn describe(
+    candidates: &[Candidate],
+    options: &Options,
+    policy: Policy,
+) -> (Vec<Survivor>, Vec<Hidden>) {
     let capture = options.capture_stacks.unwrap_or(true) && crate::config::stacks_enabled();
     let tids: Vec<i32> = candidates.iter().map(|c| c.tid().unwrap_or(0)).collect();
     // Read the kernel's view first: a thread answering the capture signal shows as running.
@@ -167,7 +183,7 @@ pub(crate) fn describe(candidates: &[Candidate], options: &Options) -> (Vec<Surv
         .map(|&tid| (tid != 0).then(|| procfs::kernel_wait(tid)))
         .collect();
     let captured = if capture {
-        stack::capture(&tids, CAPTURE_TIMEOUT)
+        stack::capture(&tids, CAPTURE_TIMEOUT, policy)
     } else {
         tids.iter().map(|_| Captured::Disabled).collect()
     };
@@ -191,6 +207,7 @@ pub(crate) fn describe(candidates: &[Candidate], options: &Options) -> (Vec<Surv
             Captured::Disabled => Stack::Missing(
                 "stack capture is off (`LEAKCHECK_STACKS=off` or `Options::capture_stacks(false)`)".into(),
             ),
+            Captured::NotSignalled(why) => Stack::Missing(format!("not interrupted: {why}")),
         };
         let subject = Subject {
             name: name.as_deref(),

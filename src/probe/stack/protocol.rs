@@ -11,11 +11,12 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::handler::{installed, send};
+use super::safety::Look;
 use super::slots::{
     pack, read_frames, status_of, ABANDONED, ANSWERS, DONE, NEXT_GENERATION, POOL, REQUESTED, RETRY, SLOTS,
     SLOT_BITS, WRITING,
 };
-use super::Captured;
+use super::{Captured, Policy};
 
 /// How long a capturer waits past the deadline for a handler that already started writing.
 const WRITING_GRACE: Duration = Duration::from_millis(100);
@@ -26,7 +27,7 @@ const MAX_NAP: Duration = Duration::from_millis(10);
 
 /// See [`super::capture`].
 #[inline(never)]
-pub(super) fn capture(tids: &[i32], timeout: Duration) -> Vec<Captured> {
+pub(super) fn capture(tids: &[i32], timeout: Duration, policy: Policy) -> Vec<Captured> {
     // SAFETY: gettid has no preconditions.
     let own = unsafe { libc::gettid() };
     let signo = match installed() {
@@ -44,7 +45,7 @@ pub(super) fn capture(tids: &[i32], timeout: Duration) -> Vec<Captured> {
     };
     static SERIAL: Mutex<()> = Mutex::new(());
     let _serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
-    Capturer::new(signo, timeout).run(tids, own)
+    Capturer::new(signo, timeout, policy).run(tids, own)
 }
 
 /// A request waiting for a slot.
@@ -72,6 +73,7 @@ struct Flight {
 struct Capturer {
     signo: c_int,
     pid: libc::pid_t,
+    look: Look,
     timeout: Duration,
     pending: VecDeque<Request>,
     flights: Vec<Flight>,
@@ -79,11 +81,13 @@ struct Capturer {
 }
 
 impl Capturer {
-    fn new(signo: c_int, timeout: Duration) -> Capturer {
+    fn new(signo: c_int, timeout: Duration, policy: Policy) -> Capturer {
+        // SAFETY: getpid has no preconditions.
+        let pid = unsafe { libc::getpid() };
         Capturer {
             signo,
-            // SAFETY: getpid has no preconditions.
-            pid: unsafe { libc::getpid() },
+            pid,
+            look: Look::new(signo, policy, pid),
             timeout,
             pending: VecDeque::new(),
             flights: Vec::new(),
@@ -133,6 +137,11 @@ impl Capturer {
             };
             if request.not_before > now {
                 deferred.push(request);
+                continue;
+            }
+            // Decided right before each signal, so the snapshot is as fresh as it can be.
+            if let Err(why) = self.look.may_signal(request.tid) {
+                answers[request.index] = Some(Captured::NotSignalled(why));
                 continue;
             }
             let Some((slot, generation)) = self.claim_slot() else {
@@ -316,7 +325,7 @@ pub(super) fn capture_self() -> Captured {
         frames.push((frame.ip() as usize, frame.symbol_address() as usize));
         true
     });
-    type Entry = fn(&[i32], Duration) -> Vec<Captured>;
+    type Entry = fn(&[i32], Duration, Policy) -> Vec<Captured>;
     let ours = [
         capture_self as fn() -> Captured as usize,
         Capturer::run as fn(Capturer, &[i32], i32) -> Vec<Captured> as usize,

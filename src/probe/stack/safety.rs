@@ -1,0 +1,205 @@
+//! Whether a thread may be sent the capture signal, decided from `/proc` before sending it.
+//!
+//! Capture must change nothing that the check does not fail. Three hazards, each decided by an
+//! experiment (numbers in the notes of issue 10):
+//!
+//! - **Taking a signal the program waits for.** A thread that blocks every signal and collects
+//!   them with `sigtimedwait` receives a queued real-time signal as data; the handler never runs.
+//!   A thread that blocks the capture signal (`SigBlk` in its `status`; this covers `signalfd`
+//!   readers, which must block what they read) or waits for it (the set passed to
+//!   `rt_sigtimedwait`, read from our own memory: the kernel unblocks the waited set, so `SigBlk`
+//!   does not show it) is never signalled, whatever the policy.
+//! - **A visible `EINTR`.** With `SA_RESTART`, the kernel restarts `read`/`write`/`recv`/`send`/
+//!   `accept` on pipes, files and sockets *without* `SO_RCVTIMEO`/`SO_SNDTIMEO`, `futex` waits
+//!   without a timeout and `wait4`/`waitid`. It does not restart socket calls with a timeout
+//!   (std's `TcpStream::read` then returns `Err(Interrupted)`), `futex` with a timeout,
+//!   `nanosleep`/`clock_nanosleep`, `epoll_wait`, `poll`, `select`, `sigtimedwait`, `pause`.
+//!   Under [`Policy::Transparent`] only threads blocked in a restarted call are signalled; a
+//!   thread in any other call, or running (it could enter one before the signal lands), is not.
+//! - **Overflowing a small stack.** The handler and the unwinder need about 4 to 6 KiB below the
+//!   interrupted frame. The handler is installed with `SA_ONSTACK`, so threads with an alternate
+//!   signal stack (std installs one on the main thread and on every thread it spawns) run it
+//!   there; for the others, a thread whose stack pointer is less than [`STACK_MARGIN`] above the
+//!   low end of its stack mapping is not signalled.
+//!
+//! The decision is a snapshot: a thread that wakes and enters a visible call between the look and
+//! the signal (microseconds) can still see `EINTR`.
+
+use super::Policy;
+use crate::probe::procfs::{self, SyscallState};
+
+/// Least stack left below a blocked thread's stack pointer for the handler to run there.
+pub(super) const STACK_MARGIN: usize = 16 * 1024;
+
+/// What a capture learns once and uses for every thread it asks.
+pub(super) struct Look {
+    pub(super) signo: libc::c_int,
+    pub(super) policy: Policy,
+    pub(super) pid: libc::pid_t,
+    mappings: Option<Vec<(usize, usize)>>,
+}
+
+impl Look {
+    pub(super) fn new(signo: libc::c_int, policy: Policy, pid: libc::pid_t) -> Look {
+        Look {
+            signo,
+            policy,
+            pid,
+            mappings: None,
+        }
+    }
+
+    /// `Ok` if `tid` may be signalled now, else why not (for "not interrupted: {why}").
+    pub(super) fn may_signal(&mut self, tid: i32) -> Result<(), String> {
+        let bit = 1u64 << (self.signo - 1);
+        let state = procfs::syscall_state(tid);
+        if let Some(SyscallState::InCall { nr, args, .. }) = state {
+            if nr == libc::SYS_rt_sigtimedwait && waits_for(args[0], bit) {
+                return Err(
+                    "it waits for signals with `sigtimedwait`/`sigwaitinfo`, and would take \
+                            the capture signal as its own"
+                        .into(),
+                );
+            }
+        }
+        if procfs::blocked_signals(tid).is_some_and(|blocked| blocked & bit != 0) {
+            return Err(
+                "it blocks the capture signal, which would stay pending for it (or reach its \
+                        `sigwait`/`signalfd`)"
+                    .into(),
+            );
+        }
+        match state {
+            // Gone, or `/proc` is silent: the send tells which.
+            None | Some(SyscallState::OutsideCall) => Ok(()),
+            Some(SyscallState::Running) => match self.policy {
+                Policy::OwnLeaks => Ok(()),
+                Policy::Transparent => Err("it was running, and could enter a call whose \
+                                            interruption it would see (`EINTR`) before the signal \
+                                            arrives"
+                    .into()),
+            },
+            Some(SyscallState::InCall { nr, args, sp }) => {
+                if tid != self.pid {
+                    self.check_stack(sp)?;
+                }
+                match (self.policy, visible_interruption(nr, &args)) {
+                    (Policy::Transparent, Some(why)) => Err(why),
+                    _ => Ok(()),
+                }
+            }
+        }
+    }
+
+    /// Refuses a stack pointer less than [`STACK_MARGIN`] above the low end of its mapping.
+    fn check_stack(&mut self, sp: usize) -> Result<(), String> {
+        let mappings = self.mappings.get_or_insert_with(procfs::writable_mappings);
+        let below = match mappings.iter().find(|(start, end)| (*start..*end).contains(&sp)) {
+            Some((start, _)) => sp - start,
+            None if mappings.is_empty() => return Ok(()), // no /proc/self/maps: cannot tell
+            None => 0,
+        };
+        if below >= STACK_MARGIN {
+            return Ok(());
+        }
+        Err(format!(
+            "only {below} bytes of its stack are left below where it is blocked, and the capture \
+             handler needs up to {STACK_MARGIN} (a thread with an alternate signal stack would not, \
+             but that cannot be seen from outside)"
+        ))
+    }
+}
+
+/// Whether the signal set at `address` (our own memory, read safely) contains `bit`.
+fn waits_for(address: usize, bit: u64) -> bool {
+    let mut set = 0u64;
+    let local = libc::iovec {
+        iov_base: (&mut set as *mut u64).cast(),
+        iov_len: size_of::<u64>(),
+    };
+    let remote = libc::iovec {
+        iov_base: address as *mut libc::c_void,
+        iov_len: size_of::<u64>(),
+    };
+    // SAFETY: process_vm_readv on our own process copies into `set` and reports a bad address as
+    // an error instead of faulting.
+    let read = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
+    // Unreadable: assume it waits for everything.
+    read != size_of::<u64>() as isize || set & bit != 0
+}
+
+/// Why interrupting system call `nr` would show (`EINTR`, a short sleep), or `None` if the kernel
+/// restarts it transparently under `SA_RESTART`.
+fn visible_interruption(nr: i64, args: &[usize; 6]) -> Option<String> {
+    use libc::*;
+    let name = || procfs::syscall_label(nr);
+    let not_restarted = |what: &str| {
+        Some(format!(
+            "it is blocked in `{}`{what}, which would return EINTR to the program",
+            name()
+        ))
+    };
+    let io = [
+        SYS_read,
+        SYS_readv,
+        SYS_pread64,
+        SYS_write,
+        SYS_writev,
+        SYS_pwrite64,
+        SYS_recvfrom,
+        SYS_recvmsg,
+        SYS_sendto,
+        SYS_sendmsg,
+        SYS_accept,
+        SYS_accept4,
+    ];
+    if nr == SYS_futex {
+        // A timeout is what makes the kernel report EINTR instead of restarting the wait.
+        (args[3] != 0).then(|| {
+            "it is blocked in `futex` with a timeout, which would return EINTR to a caller that \
+             does not retry"
+                .to_string()
+        })
+    } else if io.contains(&nr) {
+        match socket_timeout(args[0] as c_int) {
+            Ok(false) => None,
+            Ok(true) => not_restarted(" on a socket with a receive or send timeout"),
+            Err(()) => not_restarted(" on a descriptor that could not be inspected"),
+        }
+    } else if nr == SYS_wait4 || nr == SYS_waitid {
+        None
+    } else {
+        not_restarted("")
+    }
+}
+
+/// Whether `fd` is a socket with `SO_RCVTIMEO` or `SO_SNDTIMEO` set; `Ok(false)` for any other
+/// open descriptor, `Err` if it cannot be told (closed meanwhile).
+fn socket_timeout(fd: libc::c_int) -> Result<bool, ()> {
+    for option in [libc::SO_RCVTIMEO, libc::SO_SNDTIMEO] {
+        // SAFETY: timeval is plain data.
+        let mut value: libc::timeval = unsafe { std::mem::zeroed() };
+        let mut len = size_of::<libc::timeval>() as libc::socklen_t;
+        // SAFETY: getsockopt writes at most `len` bytes into `value`; the descriptor is only
+        // queried, and a stale one fails with EBADF or ENOTSOCK.
+        let got = unsafe {
+            libc::getsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                option,
+                (&mut value as *mut libc::timeval).cast(),
+                &mut len,
+            )
+        };
+        if got != 0 {
+            return match std::io::Error::last_os_error().raw_os_error() {
+                Some(libc::ENOTSOCK) => Ok(false),
+                _ => Err(()),
+            };
+        }
+        if value.tv_sec != 0 || value.tv_usec != 0 {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
