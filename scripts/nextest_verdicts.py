@@ -10,7 +10,7 @@ import re
 import subprocess
 import sys
 
-SKIP_BINARIES = {"binary", "binary_always"}
+SKIP_BINARIES = {"binary", "binary_always", "binary_untracked"}
 
 
 def libtest_verdicts():

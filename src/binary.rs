@@ -9,6 +9,7 @@ use std::sync::OnceLock;
 
 use crate::check::settle;
 use crate::check::threads::{self, Candidate};
+use crate::check::untracked::untracked_tids;
 use crate::options::Options;
 use crate::probe::lineage;
 use crate::probe::stack::Policy;
@@ -76,6 +77,13 @@ pub(crate) fn check(options: &Options) -> Result<Option<Report>, String> {
                     .is_some_and(|b| b.threads.contains(&node.uid))
             })
             .map(Candidate::Node)
+            // At exit every thread no creation went through is some test's.
+            .chain(
+                untracked_tids()
+                    .into_iter()
+                    .filter(|tid| !options.baseline.as_deref().is_some_and(|b| b.tids.contains(tid)))
+                    .map(Candidate::Untracked),
+            )
             .collect()
     };
     let candidates = settle::settle(settle, look);

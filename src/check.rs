@@ -11,6 +11,7 @@
 pub(crate) mod settle;
 pub(crate) mod tasks;
 pub(crate) mod threads;
+pub(crate) mod untracked;
 
 use std::time::Duration;
 

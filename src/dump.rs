@@ -95,6 +95,26 @@ impl DumpedThread {
         frames.iter().map(|frame| frame.function.as_str())
     }
 
+    /// Why its stack is missing, if it is: capture is off or unsupported, or the thread was not
+    /// interrupted because that could change what it sees ("not interrupted: it is blocked in
+    /// `recvfrom` on a socket with a receive or send timeout, ...").
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// for thread in leakcheck::dump().threads() {
+    ///     if let Some(why) = thread.missing_stack() {
+    ///         println!("thread {}: no stack: {why}", thread.tid());
+    ///     }
+    /// }
+    /// ```
+    pub fn missing_stack(&self) -> Option<&str> {
+        match &self.stack {
+            Stack::Frames(_) => None,
+            Stack::Missing(why) => Some(why),
+        }
+    }
+
     /// The name of the thread that created it, where known.
     ///
     /// # Examples

@@ -21,6 +21,8 @@ use crate::probe::stack::{self, Captured, Policy};
 use crate::probe::{startup, symbols};
 use crate::rules::{Subject, BUILTINS};
 
+use super::untracked;
+
 /// How long a stack capture waits for a thread to answer.
 const CAPTURE_TIMEOUT: Duration = Duration::from_millis(200);
 
@@ -118,13 +120,15 @@ fn lineage_mode() -> bool {
 pub(crate) enum Candidate {
     Node(Arc<Node>),
     Tid(i32),
+    /// A thread the registry never saw created (see [`super::untracked`]).
+    Untracked(i32),
 }
 
 impl Candidate {
     pub(crate) fn tid(&self) -> Option<i32> {
         match self {
             Candidate::Node(node) => node.tid(),
-            Candidate::Tid(tid) => Some(*tid),
+            Candidate::Tid(tid) | Candidate::Untracked(tid) => Some(*tid),
         }
     }
 }
@@ -147,6 +151,16 @@ pub(crate) fn candidates(scope: &Scope, options: &Options) -> Vec<Candidate> {
         .runtime_threads
         .as_ref()
         .map(|set| set.lock().unwrap_or_else(|e| e.into_inner()).clone());
+    // One test per process: threads no creation went through are this test's too. Costs one
+    // read of `/proc/self/task` per look, under nextest only.
+    let untracked = match untracked::one_test_per_process() {
+        true => untracked::untracked_tids(),
+        false => Vec::new(),
+    };
+    let untracked = untracked
+        .into_iter()
+        .filter(|tid| !baseline.is_some_and(|b| b.tids.contains(tid)))
+        .map(Candidate::Untracked);
     lineage::live_descendants(scope.root.uid)
         .into_iter()
         .filter(|node| !scope.baseline.contains(&node.uid))
@@ -164,6 +178,7 @@ pub(crate) fn candidates(scope: &Scope, options: &Options) -> Vec<Candidate> {
                     .is_some_and(|n| is_tokio_name(&n)))
         })
         .map(Candidate::Node)
+        .chain(untracked)
         .collect()
 }
 
@@ -190,10 +205,13 @@ pub(crate) fn describe(
 
     let mut survivors = Vec::new();
     let mut hidden = Vec::new();
+    // Whether each survivor was created outside `pthread_create`.
+    let mut outside = Vec::new();
     for (((candidate, tid), captured), kernel) in candidates.iter().zip(&tids).zip(captured).zip(kernels) {
         let node = match candidate {
             Candidate::Node(node) => Some(node.clone()),
             Candidate::Tid(tid) => lineage::by_tid(*tid),
+            Candidate::Untracked(_) => None,
         };
         let name = candidate_name(node.as_deref(), *tid);
         let created_at = creation_frames(node.as_deref());
@@ -254,11 +272,17 @@ pub(crate) fn describe(
         };
         match rule {
             Some(rule) => hidden.push(Hidden { survivor, rule }),
-            None => survivors.push(survivor),
+            None => {
+                outside.push(matches!(candidate, Candidate::Untracked(_)));
+                survivors.push(survivor)
+            }
         }
     }
-    for survivor in &mut survivors {
-        survivor.hint = crate::report::hints::for_survivor(survivor);
+    for (survivor, outside) in survivors.iter_mut().zip(outside) {
+        survivor.hint = match outside {
+            true => Some(untracked::hint()),
+            false => crate::report::hints::for_survivor(survivor),
+        };
     }
     (survivors, hidden)
 }
@@ -289,6 +313,7 @@ pub(crate) fn hidden_without_stack(candidate: &Candidate, options: &Options) -> 
     let node = match candidate {
         Candidate::Node(node) => Some(node.clone()),
         Candidate::Tid(tid) => lineage::by_tid(*tid),
+        Candidate::Untracked(_) => None,
     };
     let name = candidate_name(node.as_deref(), candidate.tid().unwrap_or(0));
     let created_at = creation_frames(node.as_deref());

@@ -86,6 +86,34 @@ fn parse_syscall_state(line: &str) -> Option<SyscallState> {
     Some(SyscallState::InCall { nr, args, sp })
 }
 
+/// The signals a thread in `rt_sigtimedwait` waits for (bit `signo - 1`): `None` if it is not in
+/// that call, `Some(None)` if the set cannot be read. The kernel unblocks the waited set for the
+/// call's duration, so `SigBlk` does not show it; the set is read from the call's first argument,
+/// in our own memory, with `process_vm_readv` (a stale address fails instead of faulting).
+pub(crate) fn sigtimedwait_set(state: SyscallState) -> Option<Option<u64>> {
+    let SyscallState::InCall { nr, args, .. } = state else {
+        return None;
+    };
+    #[cfg(target_os = "linux")]
+    if nr == libc::SYS_rt_sigtimedwait {
+        let mut set = 0u64;
+        let local = libc::iovec {
+            iov_base: (&mut set as *mut u64).cast(),
+            iov_len: size_of::<u64>(),
+        };
+        let remote = libc::iovec {
+            iov_base: args[0] as *mut libc::c_void,
+            iov_len: size_of::<u64>(),
+        };
+        // SAFETY: process_vm_readv on our own process copies into `set` and reports a bad
+        // address as an error instead of faulting.
+        let read = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
+        return Some((read == size_of::<u64>() as isize).then_some(set));
+    }
+    let _ = (nr, args);
+    None
+}
+
 /// The signals thread `tid` blocks (`SigBlk` of its `status`, bit `signo - 1`).
 pub(crate) fn blocked_signals(tid: i32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/self/task/{tid}/status")).ok()?;

@@ -53,8 +53,9 @@ impl Look {
     pub(super) fn may_signal(&mut self, tid: i32) -> Result<(), String> {
         let bit = 1u64 << (self.signo - 1);
         let state = procfs::syscall_state(tid);
-        if let Some(SyscallState::InCall { nr, args, .. }) = state {
-            if nr == libc::SYS_rt_sigtimedwait && waits_for(args[0], bit) {
+        if let Some(state) = state {
+            // Unreadable: assume it waits for every signal.
+            if procfs::sigtimedwait_set(state).is_some_and(|set| set.unwrap_or(u64::MAX) & bit != 0) {
                 return Err(
                     "it waits for signals with `sigtimedwait`/`sigwaitinfo`, and would take \
                             the capture signal as its own"
@@ -108,24 +109,6 @@ impl Look {
              but that cannot be seen from outside)"
         ))
     }
-}
-
-/// Whether the signal set at `address` (our own memory, read safely) contains `bit`.
-fn waits_for(address: usize, bit: u64) -> bool {
-    let mut set = 0u64;
-    let local = libc::iovec {
-        iov_base: (&mut set as *mut u64).cast(),
-        iov_len: size_of::<u64>(),
-    };
-    let remote = libc::iovec {
-        iov_base: address as *mut libc::c_void,
-        iov_len: size_of::<u64>(),
-    };
-    // SAFETY: process_vm_readv on our own process copies into `set` and reports a bad address as
-    // an error instead of faulting.
-    let read = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
-    // Unreadable: assume it waits for everything.
-    read != size_of::<u64>() as isize || set & bit != 0
 }
 
 /// Why interrupting system call `nr` would show (`EINTR`, a short sleep), or `None` if the kernel
