@@ -156,7 +156,13 @@ impl Dump {
 /// Captures every thread of the process with its current stack and creator.
 ///
 /// Stacks are captured with a signal (Linux); where that is off or unsupported, each thread says
-/// why. Costs milliseconds per hundred threads plus symbol resolution (slow the first time).
+/// why. The threads are the program's, so the dump changes nothing they can see: it signals only
+/// threads blocked in a call the kernel restarts transparently (a `futex` wait without a timeout,
+/// `read`/`recv`/`accept` without a socket timeout, `waitpid`), and never one that blocks or waits
+/// for the signal or is near the end of its stack. Others (running, sleeping, in `epoll_wait`, in
+/// a socket read with a timeout, ...) are listed with their kernel state and the reason they have
+/// no stack ([`DumpedThread::missing_stack`]). Costs milliseconds per hundred threads plus symbol
+/// resolution (slow the first time).
 ///
 /// # Examples
 ///

@@ -66,10 +66,10 @@
 //! |---|---|---|
 //! | front ends | `lib.rs`, `attribute`, `verify`, `binary`, `dump`, `private` | the public API: the attribute runtime, `verify_none*`, `check_binary!`, `dump()` |
 //! | per-test context | `context` | what a running `#[leak_test]` knows on its thread (options, baseline, name) |
-//! | check | `check` (verdict), `check/settle`, `check/threads`, `check/tasks` | settle-and-retry, find candidates, describe them once, apply the rules |
+//! | check | `check` (verdict), `check/settle`, `check/threads`, `check/untracked`, `check/tasks` | settle-and-retry, find candidates, describe them once, apply the rules |
 //! | rules | `options`, `rules` | the `Options` builder and the ignore rules, built-in ones included |
 //! | report | `report` (text), `report/json`, `report/hints`, `error` | rendering and cause-and-fix hints, reading the model only |
-//! | probes | `probe/lineage` (+ `interpose`), `probe/procfs`, `probe/stack` (`protocol`, `handler`, `slots`, `unwinder`), `probe/symbols`, `probe/tasks`, `probe/startup` | what the OS and tokio tell; nothing of options or reports |
+//! | probes | `probe/lineage` (+ `interpose`), `probe/procfs`, `probe/stack` (`protocol`, `safety`, `handler`, `slots`, `unwinder`), `probe/symbols`, `probe/tasks`, `probe/startup` | what the OS and tokio tell; nothing of options or reports |
 //! | model | `model`, `model/frame`, `config` | plain data every layer shares; the environment's settings |
 //!
 //! The path of one check, from attribute to verdict: the expansion of `#[leak_test]` calls

@@ -121,3 +121,42 @@ fn finished_timer_passes() {
     assert!(run.success, "{}{}", run.stdout, run.stderr);
     assert!(!run.stderr.contains("leakcheck"), "{}", run.stderr);
 }
+
+/// Fixture: a `#[leak_test]` whose timer callback blocks forever (fails when run one test per
+/// process, where such threads are attributed to the test).
+#[leakcheck::leak_test(settle = "200ms")]
+#[ignore = "fixture, run by per_test_check_reports_timer_callback_under_nextest"]
+fn fixture_per_test_timer_leak() {
+    fire_timer(blocked_forever);
+}
+
+/// Fixture: a `#[leak_test]` whose timer callback returns.
+#[leakcheck::leak_test(settle = "500ms")]
+#[ignore = "fixture, run by per_test_check_reports_timer_callback_under_nextest"]
+fn fixture_per_test_timer_clean() {
+    let timer = fire_timer(returns);
+    // SAFETY: deletes the timer created above.
+    unsafe { libc::timer_delete(timer) };
+}
+
+/// One test per process (nextest's mode, from its environment variables): a per-test check
+/// reports a thread created outside `pthread_create`, and passes a timer that finished.
+#[test]
+fn per_test_check_reports_timer_callback_under_nextest() {
+    let nextest = [("NEXTEST", "1"), ("NEXTEST_EXECUTION_MODE", "process-per-test")];
+    let run = run_ignored("fixture_per_test_timer_leak", &nextest);
+    assert!(!run.success, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout
+            .contains("leakcheck: 1 thread leaked by `fixture_per_test_timer_leak`"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("created outside `pthread_create`"),
+        "{}",
+        run.stdout
+    );
+    let run = run_ignored("fixture_per_test_timer_clean", &nextest);
+    assert!(run.success, "{}{}", run.stdout, run.stderr);
+}

@@ -218,7 +218,7 @@ pub(crate) fn describe(
         let stack = match captured {
             Captured::Frames(ips) => Stack::Frames(symbols::resolve(&ips)),
             Captured::NoAnswer => Stack::Missing(
-                "did not answer the stack-capture signal in time (it blocks signals, or was busy)".into(),
+                "did not answer the stack-capture signal in time (busy, or it began blocking signals)".into(),
             ),
             Captured::Exited => Stack::Missing("exited while its stack was being captured".into()),
             Captured::Unsupported(why) => Stack::Missing(why.into()),

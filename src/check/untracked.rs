@@ -17,6 +17,8 @@
 //! (blocked in `rt_sigtimedwait` for glibc's internal timer signal): it stays for the life of the
 //! process after the first `SIGEV_THREAD` timer, deleted or not, so it is nobody's leak.
 
+use std::collections::HashSet;
+
 use crate::model::Hint;
 use crate::probe::procfs::{self, SyscallState};
 use crate::probe::{lineage, startup};
@@ -44,10 +46,11 @@ pub(crate) fn untracked_tids() -> Vec<i32> {
     // SAFETY: getpid has no preconditions.
     let main = unsafe { libc::getpid() };
     let startup = startup::startup_tids();
-    procfs::process_tids()
-        .into_iter()
+    let tids = procfs::process_tids();
+    let known: HashSet<i32> = lineage::all_live().iter().filter_map(|node| node.tid()).collect();
+    tids.into_iter()
         .filter(|&tid| tid != own && tid != main && !startup.contains(&tid))
-        .filter(|&tid| lineage::by_tid(tid).is_none())
+        .filter(|tid| !known.contains(tid))
         .filter(|&tid| {
             !procfs::thread_name(tid)
                 .is_some_and(|name| name.starts_with("leakcheck-") || name.starts_with("iou-"))

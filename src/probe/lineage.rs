@@ -20,7 +20,9 @@
 //!
 //! Threads that were not created through `pthread_create` after the process loaded (the main
 //! thread, threads of a build where interposition does not take effect) get a root node lazily, the
-//! first time they ask for one: they can be ancestors, never survivors.
+//! first time they ask for one: they can be ancestors, never survivors. Threads started without
+//! the public `pthread_create` at all (a raw `clone`, glibc's `timer_create(SIGEV_THREAD)`
+//! threads) never get a node; `check::untracked` finds them where attribution is exact.
 //!
 //! Limits, stated in the README too: tokio's blocking pool reuses threads, so a pool thread belongs
 //! to the test whose thread (or runtime) created it, not to the test whose closure it runs; a pool
