@@ -48,6 +48,8 @@ def check(label, name, passed, output):
                         f"{'pass' if expected_pass else 'fail'}")
     if not passed and NOTE not in output:
         problems.append("report lacks the static-build mode note")
+    if not passed and "not supported in a static (`+crt-static`) build" not in output:
+        problems.append("report does not say why stacks are missing")
     if CRASH.search(output):
         problems.append("crashed or could not start a thread")
     for problem in problems:

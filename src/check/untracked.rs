@@ -86,3 +86,34 @@ pub(crate) fn hint() -> Hint {
             .into(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Not a check: times one look for untracked threads (what each settle look costs under
+    /// nextest's process-per-test mode) with 100 other threads alive.
+    // cargo test [--release] --lib measure_untracked_look -- --ignored --nocapture
+    #[test]
+    #[ignore]
+    fn measure_untracked_look() {
+        let (keep, wait) = std::sync::mpsc::channel::<()>();
+        let wait = std::sync::Arc::new(std::sync::Mutex::new(wait));
+        let threads: Vec<_> = (0..100)
+            .map(|_| {
+                let wait = wait.clone();
+                std::thread::spawn(move || drop(wait.lock().map(|rx| rx.recv())))
+            })
+            .collect();
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let rounds = 100;
+        let start = std::time::Instant::now();
+        let found: usize = (0..rounds).map(|_| untracked_tids().len()).sum();
+        let took = start.elapsed() / rounds;
+        eprintln!("untracked look with 100 other threads: {took:?} ({found} found)");
+        drop(keep);
+        for thread in threads {
+            thread.join().unwrap();
+        }
+    }
+}

@@ -225,6 +225,13 @@ fn install() -> Result<c_int, &'static str> {
     if !cfg!(any(target_arch = "x86_64", target_arch = "aarch64")) {
         return Err("capturing other threads' stacks is implemented for x86_64 and aarch64 only");
     }
+    if cfg!(target_feature = "crt-static") {
+        // The unwinder is linked into the executable, where its text cannot be told apart.
+        return Err(
+            "capturing other threads' stacks is not supported in a static (`+crt-static`) \
+                    build: the unwinder's code cannot be located, so a walk could start inside it",
+        );
+    }
     record_unwinder_text()?;
     for signo in libc::SIGRTMIN() + 3..libc::SIGRTMAX() {
         if handler_of(signo) != Some(libc::SIG_DFL) {

@@ -57,45 +57,54 @@ impl Look {
             // Unreadable: assume it waits for every signal.
             if procfs::sigtimedwait_set(state).is_some_and(|set| set.unwrap_or(u64::MAX) & bit != 0) {
                 return Err(
-                    "it waits for signals with `sigtimedwait`/`sigwaitinfo`, and would take \
-                            the capture signal as its own"
+                    "it waits for signals with `sigtimedwait`/`sigwaitinfo`, and would take the \
+                     capture signal as its own"
                         .into(),
                 );
             }
         }
-        if procfs::blocked_signals(tid).is_some_and(|blocked| blocked & bit != 0) {
-            return Err(
-                "it blocks the capture signal, which would stay pending for it (or reach its \
-                        `sigwait`/`signalfd`)"
-                    .into(),
-            );
-        }
+        // What the policy refuses first: it needs no more reads of `/proc`.
         match state {
-            // Gone, or `/proc` is silent: the send tells which.
-            None | Some(SyscallState::OutsideCall) => Ok(()),
-            Some(SyscallState::Running) => match self.policy {
-                Policy::OwnLeaks => Ok(()),
-                Policy::Transparent => Err("it was running, and could enter a call whose \
-                                            interruption it would see (`EINTR`) before the signal \
-                                            arrives"
-                    .into()),
-            },
+            Some(SyscallState::Running) if self.policy == Policy::Transparent => {
+                return Err(
+                    "it was running, and could enter a call whose interruption it would see \
+                            (`EINTR`) before the signal arrives"
+                        .into(),
+                );
+            }
             Some(SyscallState::InCall { nr, args, sp }) => {
+                if self.policy == Policy::Transparent {
+                    if let Some(why) = visible_interruption(nr, &args) {
+                        return Err(why);
+                    }
+                }
                 if tid != self.pid {
                     self.check_stack(sp)?;
                 }
-                match (self.policy, visible_interruption(nr, &args)) {
-                    (Policy::Transparent, Some(why)) => Err(why),
-                    _ => Ok(()),
-                }
             }
+            // Gone, or `/proc` is silent: the send tells which.
+            _ => {}
         }
+        if procfs::blocked_signals(tid).is_some_and(|blocked| blocked & bit != 0) {
+            return Err(
+                "it blocks the capture signal, which would stay pending for it (or reach its \
+                 `sigwait`/`signalfd`)"
+                    .into(),
+            );
+        }
+        Ok(())
     }
 
     /// Refuses a stack pointer less than [`STACK_MARGIN`] above the low end of its mapping.
     fn check_stack(&mut self, sp: usize) -> Result<(), String> {
         let mappings = self.mappings.get_or_insert_with(procfs::writable_mappings);
-        let below = match mappings.iter().find(|(start, end)| (*start..*end).contains(&sp)) {
+        // Sorted and disjoint: the candidate is the last mapping starting at or below `sp`.
+        let index = mappings.partition_point(|(start, _)| *start <= sp);
+        let containing = index
+            .checked_sub(1)
+            .map(|i| mappings[i])
+            .filter(|(_, end)| sp < *end);
+        let below = match containing {
             Some((start, _)) => sp - start,
             None if mappings.is_empty() => return Ok(()), // no /proc/self/maps: cannot tell
             None => 0,

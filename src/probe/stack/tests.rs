@@ -362,6 +362,13 @@ fn kernel_wait_of_futex_sleeper() {
 fn measure_1000_threads() {
     let blocked: Vec<Blocked> = (0..1000).map(|_| Blocked::start()).collect();
     let tids: Vec<i32> = blocked.iter().map(|thread| thread.tid).collect();
+    let signo = installed().unwrap();
+    // SAFETY: getpid has no preconditions.
+    let mut look = super::safety::Look::new(signo, Policy::Transparent, unsafe { libc::getpid() });
+    let start = Instant::now();
+    let allowed = tids.iter().filter(|&&tid| look.may_signal(tid).is_ok()).count();
+    let deciding = start.elapsed();
+    eprintln!("1000 threads: deciding {deciding:?} ({allowed} may be signalled)");
     let start = Instant::now();
     let captured = capture(&tids, TIMEOUT);
     let capturing = start.elapsed();
