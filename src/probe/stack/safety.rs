@@ -23,7 +23,8 @@
 //!   low end of its stack mapping is not signalled.
 //!
 //! The decision is a snapshot: a thread that wakes and enters a visible call between the look and
-//! the signal (microseconds) can still see `EINTR`.
+//! the signal (microseconds) can still see `EINTR`. The call and the mask are each read twice,
+//! interleaved, so a `sigtimedwait` loop is caught whichever side of the call each read lands on.
 
 use super::Policy;
 use crate::probe::procfs::{self, SyscallState};
@@ -50,12 +51,35 @@ impl Look {
     }
 
     /// `Ok` if `tid` may be signalled now, else why not (for "not interrupted: {why}").
+    ///
+    /// Reads the call, the signal mask, the call again and the mask again: a thread that blocks
+    /// the signal except inside `sigtimedwait` shows it unblocked only while in that call, so a
+    /// single pair of reads could see "not in the call" and then "unblocked" as it re-enters.
     pub(super) fn may_signal(&mut self, tid: i32) -> Result<(), String> {
-        let bit = 1u64 << (self.signo - 1);
-        let state = procfs::syscall_state(tid);
+        for _ in 0..2 {
+            let state = procfs::syscall_state(tid);
+            self.check_state(tid, state)?;
+            if procfs::blocked_signals(tid).is_some_and(|blocked| blocked & self.bit() != 0) {
+                return Err(
+                    "it blocks the capture signal, which would stay pending for it (or reach its \
+                     `sigwait`/`signalfd`)"
+                        .into(),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The capture signal's bit in a kernel signal mask.
+    fn bit(&self) -> u64 {
+        1u64 << (self.signo - 1)
+    }
+
+    /// What the thread's current call (or its absence) allows under the policy.
+    fn check_state(&mut self, tid: i32, state: Option<SyscallState>) -> Result<(), String> {
         if let Some(state) = state {
             // Unreadable: assume it waits for every signal.
-            if procfs::sigtimedwait_set(state).is_some_and(|set| set.unwrap_or(u64::MAX) & bit != 0) {
+            if procfs::sigtimedwait_set(state).is_some_and(|set| set.unwrap_or(u64::MAX) & self.bit() != 0) {
                 return Err(
                     "it waits for signals with `sigtimedwait`/`sigwaitinfo`, and would take the \
                      capture signal as its own"
@@ -63,15 +87,12 @@ impl Look {
                 );
             }
         }
-        // What the policy refuses first: it needs no more reads of `/proc`.
         match state {
-            Some(SyscallState::Running) if self.policy == Policy::Transparent => {
-                return Err(
-                    "it was running, and could enter a call whose interruption it would see \
-                            (`EINTR`) before the signal arrives"
-                        .into(),
-                );
-            }
+            Some(SyscallState::Running) if self.policy == Policy::Transparent => Err(
+                "it was running, and could enter a call whose interruption it would see (`EINTR`) \
+                 before the signal arrives"
+                    .into(),
+            ),
             Some(SyscallState::InCall { nr, args, sp }) => {
                 if self.policy == Policy::Transparent {
                     if let Some(why) = visible_interruption(nr, &args) {
@@ -81,18 +102,16 @@ impl Look {
                 if tid != self.pid {
                     self.check_stack(sp)?;
                 }
+                Ok(())
             }
-            // Gone, or `/proc` is silent: the send tells which.
-            _ => {}
-        }
-        if procfs::blocked_signals(tid).is_some_and(|blocked| blocked & bit != 0) {
-            return Err(
-                "it blocks the capture signal, which would stay pending for it (or reach its \
-                 `sigwait`/`signalfd`)"
+            None if self.policy == Policy::Transparent => Err(
+                "its state could not be read from `/proc`, so it is not known to be safe to \
+                 interrupt"
                     .into(),
-            );
+            ),
+            // Gone (the send tells), or outside any call (nothing to interrupt).
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     /// Refuses a stack pointer less than [`STACK_MARGIN`] above the low end of its mapping.
