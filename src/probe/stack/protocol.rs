@@ -11,7 +11,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::handler::{installed, send};
-use super::safety::Look;
+use super::safety::{Look, Refusal};
 use super::slots::{
     pack, read_frames, status_of, ABANDONED, ANSWERS, DONE, NEXT_GENERATION, POOL, REQUESTED, RETRY, SLOTS,
     SLOT_BITS, WRITING,
@@ -22,6 +22,8 @@ use super::{Captured, Policy};
 const WRITING_GRACE: Duration = Duration::from_millis(100);
 /// Most times a thread found inside the unwinder is asked again (always within its deadline).
 const MAX_ATTEMPTS: u32 = 16;
+/// How soon a thread that was running is looked at again.
+const LOOK_AGAIN: Duration = Duration::from_millis(1);
 /// Longest single sleep of the capturer, so that no missed wake-up can stall it for long.
 const MAX_NAP: Duration = Duration::from_millis(10);
 
@@ -55,8 +57,10 @@ struct Request {
     /// Set when the thread is first asked.
     deadline: Option<Instant>,
     attempts: u32,
-    /// Earliest time to ask again (after a RETRY answer).
+    /// Earliest time to ask again (after a RETRY answer, or a look that said "later").
     not_before: Instant,
+    /// When the thread's state was first looked at.
+    first_look: Option<Instant>,
 }
 
 /// A request whose signal has been sent.
@@ -110,6 +114,7 @@ impl Capturer {
                     deadline: None,
                     attempts: 0,
                     not_before: now,
+                    first_look: None,
                 };
                 self.pending.push_back(request);
             }
@@ -140,9 +145,19 @@ impl Capturer {
                 continue;
             }
             // Decided right before each signal, so the snapshot is as fresh as it can be.
-            if let Err(why) = self.look.may_signal(request.tid) {
-                answers[request.index] = Some(Captured::NotSignalled(why));
-                continue;
+            let first_look = *request.first_look.get_or_insert(now);
+            let patient = now < first_look + self.timeout / 2;
+            match self.look.may_signal(request.tid, patient) {
+                Ok(()) => {}
+                Err(Refusal::Never(why)) => {
+                    answers[request.index] = Some(Captured::NotSignalled(why));
+                    continue;
+                }
+                Err(Refusal::Later) => {
+                    request.not_before = now + LOOK_AGAIN;
+                    deferred.push(request);
+                    continue;
+                }
             }
             let Some((slot, generation)) = self.claim_slot() else {
                 // Every free slot is still being written by a handler that overran its grace.
@@ -231,6 +246,8 @@ impl Capturer {
                         deadline: Some(flight.deadline),
                         attempts: flight.attempts,
                         not_before: now + backoff,
+                        // It answered a signal, so it is no `sigtimedwait` consumer: no patience.
+                        first_look: Some(now.checked_sub(self.timeout).unwrap_or(now)),
                     });
                     self.busy[flight.slot] = false;
                     self.flights.swap_remove(index);

@@ -32,6 +32,15 @@ use crate::probe::procfs::{self, SyscallState};
 /// Least stack left below a blocked thread's stack pointer for the handler to run there.
 pub(super) const STACK_MARGIN: usize = 16 * 1024;
 
+/// Why a thread is not signalled now.
+#[derive(Debug)]
+pub(super) enum Refusal {
+    /// Not in this capture; the text says why.
+    Never(String),
+    /// Not yet: look again a little later.
+    Later,
+}
+
 /// What a capture learns once and uses for every thread it asks.
 pub(super) struct Look {
     pub(super) signo: libc::c_int,
@@ -50,22 +59,32 @@ impl Look {
         }
     }
 
-    /// `Ok` if `tid` may be signalled now, else why not (for "not interrupted: {why}").
+    /// `Ok` if `tid` may be signalled now, else why not (for "not interrupted: {why}"), or
+    /// [`Refusal::Later`] to look again.
     ///
     /// Reads the call, the signal mask, the call again and the mask again: a thread that blocks
     /// the signal except inside `sigtimedwait` shows it unblocked only while in that call, so a
     /// single pair of reads could see "not in the call" and then "unblocked" as it re-enters.
-    pub(super) fn may_signal(&mut self, tid: i32) -> Result<(), String> {
+    /// A thread that is runnable shows `running` even inside the kernel (just woken from
+    /// `sigtimedwait`, its mask not yet restored, waiting for a CPU), so while `patient`, a
+    /// running thread is looked at again later rather than signalled: a `sigtimedwait` loop is
+    /// soon seen sleeping in the call or running with the signal blocked.
+    pub(super) fn may_signal(&mut self, tid: i32, patient: bool) -> Result<(), Refusal> {
+        let mut running = false;
         for _ in 0..2 {
             let state = procfs::syscall_state(tid);
-            self.check_state(tid, state)?;
+            running |= state == Some(SyscallState::Running);
+            self.check_state(tid, state).map_err(Refusal::Never)?;
             if procfs::blocked_signals(tid).is_some_and(|blocked| blocked & self.bit() != 0) {
-                return Err(
+                return Err(Refusal::Never(
                     "it blocks the capture signal, which would stay pending for it (or reach its \
                      `sigwait`/`signalfd`)"
                         .into(),
-                );
+                ));
             }
+        }
+        if running && patient {
+            return Err(Refusal::Later);
         }
         Ok(())
     }
