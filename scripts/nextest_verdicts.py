@@ -10,7 +10,7 @@ import re
 import subprocess
 import sys
 
-SKIP_BINARIES = {"binary", "binary_always", "zero_annotation", "pools_binary"}
+SKIP_BINARIES = {"binary", "binary_always", "binary_untracked", "zero_annotation", "pools_binary"}
 
 
 def libtest_verdicts():

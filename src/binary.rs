@@ -10,9 +10,11 @@ use std::sync::OnceLock;
 
 use crate::check::ownership;
 use crate::check::threads::{self, Candidate};
+use crate::check::untracked::untracked_tids;
 use crate::check::{children, settle};
 use crate::model::{frame, Survivor};
 use crate::options::Options;
+use crate::probe::stack::Policy;
 use crate::probe::{lineage, singleton, symbols};
 use crate::report::Report;
 
@@ -82,6 +84,13 @@ pub(crate) fn check(options: &Options) -> Result<Option<Report>, String> {
                     .is_some_and(|b| b.threads.contains(&node.uid))
             })
             .map(Candidate::Node)
+            // At exit every thread no creation went through is some test's.
+            .chain(
+                untracked_tids()
+                    .into_iter()
+                    .filter(|tid| !options.baseline.as_deref().is_some_and(|b| b.tids.contains(tid)))
+                    .map(Candidate::Untracked),
+            )
             .collect()
     };
     let mut samples = crate::check::wait::WaitSamples::default();
@@ -90,10 +99,11 @@ pub(crate) fn check(options: &Options) -> Result<Option<Report>, String> {
         samples.record(candidates.iter().filter_map(Candidate::tid));
         candidates
     });
+    // At exit the threads are no test's own any more: capture only where it changes nothing.
     let (mut survivors, hidden) = if candidates.is_empty() {
         Default::default()
     } else {
-        threads::describe(&candidates, options, &samples)
+        threads::describe(&candidates, options, &samples, Policy::Transparent)
     };
     let still_alive = look();
     survivors.retain(|survivor| still_alive.iter().any(|c| c.tid() == Some(survivor.id as i32)));

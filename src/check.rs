@@ -14,6 +14,7 @@ pub(crate) mod settle;
 #[cfg(feature = "tokio")]
 pub(crate) mod tasks;
 pub(crate) mod threads;
+pub(crate) mod untracked;
 pub(crate) mod wait;
 
 use std::time::Duration;
@@ -158,14 +159,21 @@ pub(crate) fn report_threads(
     if candidates.is_empty() {
         return Ok(());
     }
-    let (mut survivors, mut hidden) = threads::describe(&candidates, options, samples);
+    let (mut survivors, mut hidden) =
+        threads::describe(&candidates, options, samples, scope.capture_policy());
     let still_alive = threads::candidates(scope, options);
     survivors.retain(|survivor| still_alive.iter().any(|c| c.tid() == Some(survivor.id as i32)));
     if options.is_verbose() {
         // What ownership did not count (singletons, work of shared pools), listed with why.
         let others = threads::not_owned(scope, options);
         let candidates: Vec<_> = others.iter().map(|(candidate, _)| candidate.clone()).collect();
-        let (described, described_hidden) = threads::describe(&candidates, options, samples);
+        // Not the test's own threads: capture only where it changes nothing.
+        let (described, described_hidden) = threads::describe(
+            &candidates,
+            options,
+            samples,
+            crate::probe::stack::Policy::Transparent,
+        );
         hidden.extend(described_hidden);
         for survivor in described {
             let why = others

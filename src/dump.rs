@@ -104,6 +104,26 @@ impl DumpedThread {
         frames.iter().map(|frame| frame.function.as_str())
     }
 
+    /// Why its stack is missing, if it is: capture is off or unsupported, or the thread was not
+    /// interrupted because that could change what it sees ("not interrupted: it is blocked in
+    /// `recvfrom` on a socket with a receive or send timeout, ...").
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// for thread in leakcheck::dump().threads() {
+    ///     if let Some(why) = thread.missing_stack() {
+    ///         println!("thread {}: no stack: {why}", thread.tid());
+    ///     }
+    /// }
+    /// ```
+    pub fn missing_stack(&self) -> Option<&str> {
+        match &self.stack {
+            Stack::Frames(_) => None,
+            Stack::Missing(why) => Some(why),
+        }
+    }
+
     /// The name of the thread that created it, where known.
     ///
     /// # Examples
@@ -189,7 +209,13 @@ impl Dump {
 /// Captures every thread of the process with its current stack and creator.
 ///
 /// Stacks are captured with a signal (Linux); where that is off or unsupported, each thread says
-/// why. Costs milliseconds per hundred threads plus symbol resolution (slow the first time).
+/// why. The threads are the program's, so the dump changes nothing they can see: it signals only
+/// threads blocked in a call the kernel restarts transparently (a `futex` wait without a timeout,
+/// `read`/`recv`/`accept` without a socket timeout, `waitpid`), and never one that blocks or waits
+/// for the signal or is near the end of its stack. Others (running, sleeping, in `epoll_wait`, in
+/// a socket read with a timeout, ...) are listed with their kernel state and the reason they have
+/// no stack ([`DumpedThread::missing_stack`]). Costs milliseconds per hundred threads plus symbol
+/// resolution (slow the first time).
 ///
 /// # Examples
 ///
@@ -215,7 +241,8 @@ pub fn dump() -> Dump {
         .iter()
         .map(|&tid| (procfs::thread_name(tid), procfs::kernel_wait(tid)))
         .collect();
-    let captured = stack::capture(&tids, Duration::from_millis(200));
+    // Transparent: the threads belong to the program, whose calls must not see an `EINTR`.
+    let captured = stack::capture(&tids, Duration::from_millis(200), stack::Policy::Transparent);
     let threads = tids
         .iter()
         .zip(captured)
@@ -236,6 +263,7 @@ pub fn dump() -> Dump {
                     Captured::Exited => Stack::Missing("exited".into()),
                     Captured::Unsupported(why) => Stack::Missing(why.into()),
                     Captured::Disabled => Stack::Missing("stack capture is off".into()),
+                    Captured::NotSignalled(why) => Stack::Missing(format!("not interrupted: {why}")),
                 },
                 creator: node
                     .as_ref()

@@ -293,7 +293,8 @@ extern "C" fn c_thread_main(arg: *mut std::ffi::c_void) -> *mut std::ffi::c_void
 }
 
 /// A thread created by a raw `pthread_create` call (as C code would) is owned and caught too:
-/// the interposer sees every creation, not just std's.
+/// the interposer sees every `pthread_create` call, not just std's (threads started without it,
+/// by a raw `clone` or inside libc, are covered by `tests/binary_untracked.rs`).
 #[test]
 fn raw_pthread_create_is_caught() {
     let mut fds = [0; 2];

@@ -19,9 +19,11 @@ use crate::model::{Frame, Hidden, KernelWait, Kind, Stack, Survivor};
 use crate::options::Options;
 use crate::probe::lineage::{self, Node};
 use crate::probe::procfs::{self, process_tids, thread_name, truncate_comm};
-use crate::probe::stack::{self, Captured};
+use crate::probe::stack::{self, Captured, Policy};
 use crate::probe::{singleton, startup, symbols};
 use crate::rules::{Rule, Subject, BUILTINS};
+
+use super::untracked;
 
 /// How long a stack capture waits for a thread to answer.
 const CAPTURE_TIMEOUT: Duration = Duration::from_millis(200);
@@ -75,16 +77,41 @@ impl Scope {
         })
     }
 
-    /// The mode note a report carries, if any.
+    /// The mode note a report carries, if any: names the fallback, the reason for it, and its limit.
     pub(crate) fn mode_note(&self) -> Option<String> {
         self.entry_tids.as_ref().map(|_| {
-            "leakcheck compared the process's threads before and after instead of following thread \
-             lineage (`pthread_create` could not be interposed in this build: static glibc, musl or \
-             a non-Linux target; or `LEAKCHECK_LINEAGE=off`): under parallel `cargo test` this can \
-             blame threads of other tests. Run one test per process (`cargo nextest run`) for exact \
-             verdicts."
-                .to_string()
+            format!(
+                "leakcheck compared the process's threads before and after instead of following thread \
+                 lineage ({}): under parallel `cargo test` this can blame threads of other tests. Run \
+                 one test per process (`cargo nextest run`) for exact verdicts.",
+                fallback_reason()
+            )
         })
+    }
+}
+
+impl Scope {
+    /// Which threads the check's stack capture may interrupt: in lineage mode every candidate is
+    /// the test's own; the process diff may also see threads of others.
+    pub(crate) fn capture_policy(&self) -> Policy {
+        match self.entry_tids {
+            None => Policy::OwnLeaks,
+            Some(_) => Policy::Transparent,
+        }
+    }
+}
+
+/// Why checks use the process diff, for the mode note.
+fn fallback_reason() -> &'static str {
+    if !crate::config::get().map_or(true, |config| config.lineage) {
+        "`LEAKCHECK_LINEAGE=off` asked for the process-diff fallback"
+    } else if cfg!(target_feature = "crt-static") {
+        "this is a static build (`+crt-static`): `pthread_create` cannot be interposed, as there is \
+         no libc definition to forward to"
+    } else if !cfg!(all(target_os = "linux", target_env = "gnu")) {
+        "`pthread_create` is interposed only on Linux with glibc, not on this target"
+    } else {
+        "no thread creation went through the interposed `pthread_create` in this process"
     }
 }
 
@@ -99,13 +126,15 @@ fn lineage_mode() -> bool {
 pub(crate) enum Candidate {
     Node(Arc<Node>),
     Tid(i32),
+    /// A thread the registry never saw created (see [`super::untracked`]).
+    Untracked(i32),
 }
 
 impl Candidate {
     pub(crate) fn tid(&self) -> Option<i32> {
         match self {
             Candidate::Node(node) => node.tid(),
-            Candidate::Tid(tid) => Some(*tid),
+            Candidate::Tid(tid) | Candidate::Untracked(tid) => Some(*tid),
         }
     }
 }
@@ -128,6 +157,16 @@ pub(crate) fn candidates(scope: &Scope, options: &Options) -> Vec<Candidate> {
         .runtime_threads
         .as_ref()
         .map(|set| set.lock().unwrap_or_else(|e| e.into_inner()).clone());
+    // One test per process: threads no creation went through are this test's too. Costs one
+    // read of `/proc/self/task` per look, under nextest only.
+    let untracked = match untracked::one_test_per_process() {
+        true => untracked::untracked_tids(),
+        false => Vec::new(),
+    };
+    let untracked = untracked
+        .into_iter()
+        .filter(|tid| !baseline.is_some_and(|b| b.tids.contains(tid)))
+        .map(Candidate::Untracked);
     lineage::live_descendants(scope.root.uid)
         .into_iter()
         .filter(|node| !scope.baseline.contains(&node.uid))
@@ -139,6 +178,7 @@ pub(crate) fn candidates(scope: &Scope, options: &Options) -> Vec<Candidate> {
         })
         .filter(|node| scope.not_owned(node, options).is_none())
         .map(Candidate::Node)
+        .chain(untracked)
         .collect()
 }
 
@@ -158,11 +198,13 @@ pub(crate) fn not_owned(scope: &Scope, options: &Options) -> Vec<(Candidate, Not
 }
 
 /// Describes candidates (name, kernel state, current stack, creation site) and applies the
-/// ignore rules. Returns the survivors and what the rules hid.
+/// ignore rules. Returns the survivors and what the rules hid. `policy` says which threads the
+/// stack capture may interrupt.
 pub(crate) fn describe(
     candidates: &[Candidate],
     options: &Options,
     samples: &WaitSamples,
+    policy: Policy,
 ) -> (Vec<Survivor>, Vec<Hidden>) {
     let capture = options.capture_stacks.unwrap_or(true) && crate::config::stacks_enabled();
     let tids: Vec<i32> = candidates.iter().map(|c| c.tid().unwrap_or(0)).collect();
@@ -177,30 +219,34 @@ pub(crate) fn describe(
         })
         .collect();
     let captured = if capture {
-        stack::capture(&tids, CAPTURE_TIMEOUT)
+        stack::capture(&tids, CAPTURE_TIMEOUT, policy)
     } else {
         tids.iter().map(|_| Captured::Disabled).collect()
     };
 
     let mut survivors = Vec::new();
     let mut hidden = Vec::new();
+    // Whether each survivor was created outside `pthread_create`.
+    let mut outside = Vec::new();
     for (((candidate, tid), captured), kernel) in candidates.iter().zip(&tids).zip(captured).zip(kernels) {
         let node = match candidate {
             Candidate::Node(node) => Some(node.clone()),
             Candidate::Tid(tid) => lineage::by_tid(*tid),
+            Candidate::Untracked(_) => None,
         };
         let name = candidate_name(node.as_deref(), *tid);
         let created_at = creation_frames(node.as_deref());
         let stack = match captured {
             Captured::Frames(ips) => Stack::Frames(symbols::resolve(&ips)),
             Captured::NoAnswer => Stack::Missing(
-                "did not answer the stack-capture signal in time (it blocks signals, or was busy)".into(),
+                "did not answer the stack-capture signal in time (busy, or it began blocking signals)".into(),
             ),
             Captured::Exited => Stack::Missing("exited while its stack was being captured".into()),
             Captured::Unsupported(why) => Stack::Missing(why.into()),
             Captured::Disabled => Stack::Missing(
                 "stack capture is off (`LEAKCHECK_STACKS=off` or `Options::capture_stacks(false)`)".into(),
             ),
+            Captured::NotSignalled(why) => Stack::Missing(format!("not interrupted: {why}")),
         };
         let subject = Subject {
             name: name.as_deref(),
@@ -254,11 +300,17 @@ pub(crate) fn describe(
         };
         match rule {
             Some(rule) => hidden.push(Hidden { survivor, rule }),
-            None => survivors.push(survivor),
+            None => {
+                outside.push(matches!(candidate, Candidate::Untracked(_)));
+                survivors.push(survivor)
+            }
         }
     }
-    for survivor in &mut survivors {
-        survivor.hint = crate::report::hints::for_survivor(survivor);
+    for (survivor, outside) in survivors.iter_mut().zip(outside) {
+        survivor.hint = match outside {
+            true => Some(untracked::hint()),
+            false => crate::report::hints::for_survivor(survivor),
+        };
     }
     crate::report::hints::for_group(&mut survivors);
     (survivors, hidden)
@@ -320,6 +372,7 @@ pub(crate) fn hidden_without_stack(candidate: &Candidate, options: &Options) -> 
     let node = match candidate {
         Candidate::Node(node) => Some(node.clone()),
         Candidate::Tid(tid) => lineage::by_tid(*tid),
+        Candidate::Untracked(_) => None,
     };
     let name = candidate_name(node.as_deref(), candidate.tid().unwrap_or(0));
     // Name rules need no symbols; creator rules read the creation backtrace, resolved once per

@@ -22,7 +22,9 @@
 //!
 //! Threads that were not created through `pthread_create` after the process loaded (the main
 //! thread, threads of a build where interposition does not take effect) get a root node lazily, the
-//! first time they ask for one: they can be ancestors, never survivors.
+//! first time they ask for one: they can be ancestors, never survivors. Threads started without
+//! the public `pthread_create` at all (a raw `clone`, glibc's `timer_create(SIGEV_THREAD)`
+//! threads) never get a node; `check::untracked` finds them where attribution is exact.
 //!
 //! Limits, stated in the README too: tokio's blocking pool reuses threads, so a pool thread belongs
 //! to the test whose thread (or runtime) created it, not to the test whose closure it runs. A pool
@@ -34,7 +36,10 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, OnceLock};
 
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
+/// Defined only where forwarding to libc's `pthread_create` can work: a static build has no next
+/// definition to forward to, so there the symbol is not defined at all and checks fall back to
+/// the process diff.
+#[cfg(all(target_os = "linux", target_env = "gnu", not(target_feature = "crt-static")))]
 pub(crate) mod interpose;
 
 /// Deepest creation backtrace recorded, in frames.

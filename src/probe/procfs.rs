@@ -196,6 +196,106 @@ fn parse_net_address(field: &str) -> Option<String> {
     }
 }
 
+/// Where a thread is, from `/proc/self/task/<tid>/syscall`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SyscallState {
+    /// On a CPU or runnable, in user code (the kernel cannot say where).
+    Running,
+    /// Blocked outside any system call (a page fault, being stopped).
+    OutsideCall,
+    /// Blocked in system call `nr` with these arguments, its user stack pointer at `sp`.
+    InCall { nr: i64, args: [usize; 6], sp: usize },
+}
+
+/// Reads where thread `tid` of this process is; `None` if it is gone or `/proc` says nothing.
+pub(crate) fn syscall_state(tid: i32) -> Option<SyscallState> {
+    let line = std::fs::read_to_string(format!("/proc/self/task/{tid}/syscall")).ok()?;
+    parse_syscall_state(&line)
+}
+
+/// `running`, `-1 sp pc`, or `nr arg1..arg6 sp pc` (numbers in hex but `nr`).
+fn parse_syscall_state(line: &str) -> Option<SyscallState> {
+    let mut fields = line.split_whitespace();
+    let first = fields.next()?;
+    if first == "running" {
+        return Some(SyscallState::Running);
+    }
+    let nr: i64 = first.parse().ok()?;
+    if nr < 0 {
+        return Some(SyscallState::OutsideCall);
+    }
+    let mut hex = fields.map(|field| usize::from_str_radix(field.trim_start_matches("0x"), 16).ok());
+    let mut args = [0; 6];
+    for arg in &mut args {
+        *arg = hex.next()??;
+    }
+    let sp = hex.next()??;
+    Some(SyscallState::InCall { nr, args, sp })
+}
+
+/// The signals a thread in `rt_sigtimedwait` waits for (bit `signo - 1`): `None` if it is not in
+/// that call, `Some(None)` if the set cannot be read. The kernel unblocks the waited set for the
+/// call's duration, so `SigBlk` does not show it; the set is read from the call's first argument,
+/// in our own memory, with `process_vm_readv` (a stale address fails instead of faulting).
+pub(crate) fn sigtimedwait_set(state: SyscallState) -> Option<Option<u64>> {
+    let SyscallState::InCall { nr, args, .. } = state else {
+        return None;
+    };
+    #[cfg(target_os = "linux")]
+    if nr == libc::SYS_rt_sigtimedwait {
+        let mut set = 0u64;
+        let local = libc::iovec {
+            iov_base: (&mut set as *mut u64).cast(),
+            iov_len: size_of::<u64>(),
+        };
+        let remote = libc::iovec {
+            iov_base: args[0] as *mut libc::c_void,
+            iov_len: size_of::<u64>(),
+        };
+        // SAFETY: process_vm_readv on our own process copies into `set` and reports a bad
+        // address as an error instead of faulting.
+        let read = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
+        return Some((read == size_of::<u64>() as isize).then_some(set));
+    }
+    let _ = (nr, args);
+    None
+}
+
+/// The signals thread `tid` blocks (`SigBlk` of its `status`, bit `signo - 1`).
+pub(crate) fn blocked_signals(tid: i32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/self/task/{tid}/status")).ok()?;
+    parse_sig_blk(&status)
+}
+
+fn parse_sig_blk(status: &str) -> Option<u64> {
+    let line = status.lines().find_map(|line| line.strip_prefix("SigBlk:"))?;
+    u64::from_str_radix(line.trim(), 16).ok()
+}
+
+/// The writable private mappings of the process, `[start, end)`, sorted: a thread stack is one,
+/// its guard page (no access) below it.
+pub(crate) fn writable_mappings() -> Vec<(usize, usize)> {
+    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
+        return Vec::new();
+    };
+    parse_writable_mappings(&maps)
+}
+
+fn parse_writable_mappings(maps: &str) -> Vec<(usize, usize)> {
+    let mut mappings: Vec<(usize, usize)> = maps
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let (start, end) = fields.next()?.split_once('-')?;
+            fields.next()?.starts_with("rw").then_some(())?;
+            let start = usize::from_str_radix(start, 16).ok()?;
+            Some((start, usize::from_str_radix(end, 16).ok()?))
+        })
+        .collect();
+    mappings.sort_unstable();
+    mappings
+}
+
 /// Field 3 of `stat`; the command name before it may itself contain spaces and parentheses.
 fn parse_stat_state(stat: &str) -> Option<char> {
     let after_name = &stat[stat.rfind(')')? + 1..];
@@ -218,10 +318,15 @@ fn parse_syscall(line: &str) -> Option<String> {
     if nr < 0 {
         return None;
     }
-    Some(match syscall_name(nr) {
+    Some(syscall_label(nr))
+}
+
+/// The name of system call `nr` if known, else `syscall {nr}`.
+pub(crate) fn syscall_label(nr: i64) -> String {
+    match syscall_name(nr) {
         Some(name) => name.to_owned(),
         None => format!("syscall {nr}"),
-    })
+    }
 }
 
 /// Names of the system calls a blocked thread usually sits in.
@@ -255,6 +360,13 @@ fn syscall_name(nr: i64) -> Option<&'static str> {
         (SYS_wait4, "wait4"),
         (SYS_waitid, "waitid"),
         (SYS_rt_sigtimedwait, "rt_sigtimedwait"),
+        (SYS_rt_sigsuspend, "rt_sigsuspend"),
+        (SYS_readv, "readv"),
+        (SYS_writev, "writev"),
+        (SYS_pread64, "pread64"),
+        (SYS_pwrite64, "pwrite64"),
+        (SYS_sendto, "sendto"),
+        (SYS_sendmsg, "sendmsg"),
     ];
     common
         .iter()
@@ -306,6 +418,34 @@ mod tests {
         assert_eq!(
             parse_net_address("00000000000000000000000001000000:0050").as_deref(),
             Some("[::1]:80")
+        );
+    }
+
+    /// The raw syscall line, `SigBlk` and the map of writable mappings parse.
+    #[test]
+    fn raw_state_parsing() {
+        assert_eq!(parse_syscall_state("running\n"), Some(SyscallState::Running));
+        assert_eq!(
+            parse_syscall_state("-1 0x7ffd0 0x7f00\n"),
+            Some(SyscallState::OutsideCall)
+        );
+        let read = parse_syscall_state("0 0x3 0x7f10 0x400 0x0 0x0 0x0 0x7ffe10 0x7f0042\n");
+        assert_eq!(
+            read,
+            Some(SyscallState::InCall {
+                nr: 0,
+                args: [3, 0x7f10, 0x400, 0, 0, 0],
+                sp: 0x7ffe10
+            })
+        );
+        assert_eq!(parse_syscall_state("0 0x3"), None);
+        let status = "Name:\tx\nSigPnd:\t0000000000000000\nSigBlk:\t0000000400000000\n";
+        assert_eq!(parse_sig_blk(status), Some(1 << 34));
+        let maps = "7f00-7f10 ---p 00000000 00:00 0\n7f10-7f20 rw-p 00000000 00:00 0\n\
+                    5500-5600 r-xp 00000000 08:01 12 /bin/x\n1000-2000 rw-p 0 00:00 0 [heap]\n";
+        assert_eq!(
+            parse_writable_mappings(maps),
+            [(0x1000, 0x2000), (0x7f10, 0x7f20)]
         );
     }
 }

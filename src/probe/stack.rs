@@ -16,6 +16,9 @@
 //! - [`handler`]: the signal handler and its installation, the signal sender;
 //! - [`unwinder`]: the text ranges of the unwinder and loader, where a walk must not start.
 //!
+//! - [`safety`]: whether a thread may be signalled at all, decided from `/proc` under a
+//!   [`Policy`] (no visible `EINTR`, no signal taken by a `sigwait`er, no overflowed stack).
+//!
 //! Capture can be turned off with `LEAKCHECK_STACKS=off` (for programs that own every real-time
 //! signal, or to rule leakcheck out while debugging).
 
@@ -25,6 +28,8 @@ use std::time::Duration;
 mod handler;
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 mod protocol;
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+mod safety;
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 mod slots;
 #[cfg(all(target_os = "linux", target_env = "gnu", test))]
@@ -53,6 +58,22 @@ pub(crate) enum Captured {
     Unsupported(&'static str),
     /// Capture is turned off (`LEAKCHECK_STACKS=off`).
     Disabled,
+    /// The thread was not signalled, because the signal could change what it sees (the policy
+    /// forbids it) or harm it; the text says why ("it blocks the capture signal, ...").
+    NotSignalled(String),
+}
+
+/// Which threads a capture may interrupt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Policy {
+    /// The caller is about to report these threads as its own leak (a per-test check in lineage
+    /// mode): a thread blocked in a call whose interruption it would see (`EINTR`) may be
+    /// signalled. Threads that block or wait for the signal, or lack the stack for the handler,
+    /// are still left alone.
+    OwnLeaks,
+    /// The threads may belong to others (`dump()`, `check_binary!`, the process-diff fallback):
+    /// only threads blocked in a call the kernel restarts transparently are signalled.
+    Transparent,
 }
 
 /// Captures the current stack of each thread in `tids` (kernel thread ids of this process).
@@ -60,10 +81,11 @@ pub(crate) enum Captured {
 /// Returns one [`Captured`] per tid, in the same order. The calling thread's own stack is
 /// captured directly. Each thread gets `timeout` from the moment it is asked; at most 64 are
 /// asked at once, so a call lasts at most about `timeout * ceil(tids.len() / 64)`.
-/// Calls are serialized process-wide.
-pub(crate) fn capture(tids: &[i32], timeout: Duration) -> Vec<Captured> {
+/// Calls are serialized process-wide. Before signalling a thread, its state in `/proc` is read
+/// and `policy` applied; a thread left alone is [`Captured::NotSignalled`] with the reason.
+pub(crate) fn capture(tids: &[i32], timeout: Duration, policy: Policy) -> Vec<Captured> {
     if !crate::config::stacks_enabled() {
         return vec![Captured::Disabled; tids.len()];
     }
-    imp::capture(tids, timeout)
+    imp::capture(tids, timeout, policy)
 }

@@ -9,13 +9,12 @@ static STARTUP_TIDS: OnceLock<HashSet<i32>> = OnceLock::new();
 
 #[ctor::ctor(unsafe)]
 fn init() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[cfg(all(target_os = "linux", target_env = "gnu", not(target_feature = "crt-static")))]
     {
         let _ = super::lineage::interpose::real();
         let _ = super::lineage::interpose::exit_key();
+        super::children::interpose::resolve_all();
     }
-    #[cfg(all(target_os = "linux", target_env = "gnu", not(target_feature = "crt-static")))]
-    super::children::interpose::resolve_all();
     let _ = STARTUP_TIDS.set(super::procfs::process_tids().into_iter().collect());
 }
 

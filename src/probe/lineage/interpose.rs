@@ -131,7 +131,7 @@ pub unsafe extern "C" fn pthread_create(
     arg: *mut c_void,
 ) -> libc::c_int {
     let Some(real) = real() else {
-        // Static glibc (`+crt-static`) has no next definition to forward to.
+        // No next definition to forward to (static builds do not compile this module at all).
         return libc::ENOSYS;
     };
     let node = super::register_child();

@@ -4,16 +4,21 @@
 //!
 //! - A thread interrupted inside the unwinder is never walked (see [`super::unwinder`]).
 //! - The handler saves and restores `errno` and is installed with `SA_RESTART`, so blocking
-//!   `read`/`write`/`accept`/`futex` waits resume transparently. Calls that the kernel never
-//!   restarts return `EINTR` to the interrupted thread: `epoll_wait`, `poll`, `select`,
-//!   `nanosleep`/`clock_nanosleep`, `sigtimedwait`, socket calls with a timeout.
+//!   `read`/`write`/`accept` (on sockets without a timeout), `futex` waits without a timeout and
+//!   `wait4` resume transparently. Calls that the kernel never restarts would return `EINTR` to
+//!   the interrupted thread (`epoll_wait`, `poll`, `select`, `nanosleep`/`clock_nanosleep`,
+//!   `sigtimedwait`, `futex` with a timeout, socket calls with `SO_RCVTIMEO`/`SO_SNDTIMEO`):
+//!   [`super::safety`] decides from `/proc`, before sending, whether a thread may be interrupted
+//!   at all, and never signals one that blocks or waits for the signal.
 //! - The signal is the first real-time one from `SIGRTMIN+3` whose disposition is `SIG_DFL`: a
 //!   handler the program installed is never replaced. Each capture checks that ours is still in
 //!   place.
-//! - Threads that block signals or never get scheduled time out as
+//! - Threads that never get scheduled (or start blocking the signal after the look) time out as
 //!   [`Captured::NoAnswer`](super::Captured::NoAnswer); the queued signal is then harmless
-//!   whenever it arrives. The handler runs on the thread's own stack (not an alternate one) and
-//!   needs a few KiB of it.
+//!   whenever it arrives.
+//! - The handler is installed with `SA_ONSTACK`: on a thread with an alternate signal stack
+//!   (std's threads and main thread) it runs there; elsewhere it needs about 4 to 6 KiB below the
+//!   interrupted frame, which [`super::safety`] checks before signalling.
 
 use libc::{c_int, c_void};
 use std::sync::atomic::Ordering;
@@ -220,6 +225,13 @@ fn install() -> Result<c_int, &'static str> {
     if !cfg!(any(target_arch = "x86_64", target_arch = "aarch64")) {
         return Err("capturing other threads' stacks is implemented for x86_64 and aarch64 only");
     }
+    if cfg!(target_feature = "crt-static") {
+        // The unwinder is linked into the executable, where its text cannot be told apart.
+        return Err(
+            "capturing other threads' stacks is not supported in a static (`+crt-static`) \
+                    build: the unwinder's code cannot be located, so a walk could start inside it",
+        );
+    }
     record_unwinder_text()?;
     for signo in libc::SIGRTMIN() + 3..libc::SIGRTMAX() {
         if handler_of(signo) != Some(libc::SIG_DFL) {
@@ -228,7 +240,9 @@ fn install() -> Result<c_int, &'static str> {
         // SAFETY: sigaction is plain data, all-zero is valid.
         let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
         action.sa_sigaction = handler_address();
-        action.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
+        // SA_ONSTACK: threads with an alternate signal stack (std gives one to the main thread and
+        // to every thread it spawns) run the handler there, not on a possibly nearly full stack.
+        action.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART | libc::SA_ONSTACK;
         // SAFETY: sa_mask is a valid sigset_t owned by `action`.
         unsafe { libc::sigemptyset(&mut action.sa_mask) };
         // SAFETY: as above.

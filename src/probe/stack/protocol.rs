@@ -11,22 +11,25 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::handler::{installed, send};
+use super::safety::{Look, Refusal};
 use super::slots::{
     pack, read_frames, status_of, ABANDONED, ANSWERS, DONE, NEXT_GENERATION, POOL, REQUESTED, RETRY, SLOTS,
     SLOT_BITS, WRITING,
 };
-use super::Captured;
+use super::{Captured, Policy};
 
 /// How long a capturer waits past the deadline for a handler that already started writing.
 const WRITING_GRACE: Duration = Duration::from_millis(100);
 /// Most times a thread found inside the unwinder is asked again (always within its deadline).
 const MAX_ATTEMPTS: u32 = 16;
+/// How soon a thread that was running is looked at again.
+const LOOK_AGAIN: Duration = Duration::from_millis(1);
 /// Longest single sleep of the capturer, so that no missed wake-up can stall it for long.
 const MAX_NAP: Duration = Duration::from_millis(10);
 
 /// See [`super::capture`].
 #[inline(never)]
-pub(super) fn capture(tids: &[i32], timeout: Duration) -> Vec<Captured> {
+pub(super) fn capture(tids: &[i32], timeout: Duration, policy: Policy) -> Vec<Captured> {
     // SAFETY: gettid has no preconditions.
     let own = unsafe { libc::gettid() };
     let signo = match installed() {
@@ -44,7 +47,7 @@ pub(super) fn capture(tids: &[i32], timeout: Duration) -> Vec<Captured> {
     };
     static SERIAL: Mutex<()> = Mutex::new(());
     let _serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
-    Capturer::new(signo, timeout).run(tids, own)
+    Capturer::new(signo, timeout, policy).run(tids, own)
 }
 
 /// A request waiting for a slot.
@@ -54,8 +57,10 @@ struct Request {
     /// Set when the thread is first asked.
     deadline: Option<Instant>,
     attempts: u32,
-    /// Earliest time to ask again (after a RETRY answer).
+    /// Earliest time to ask again (after a RETRY answer, or a look that said "later").
     not_before: Instant,
+    /// When the thread's state was first looked at.
+    first_look: Option<Instant>,
 }
 
 /// A request whose signal has been sent.
@@ -72,6 +77,7 @@ struct Flight {
 struct Capturer {
     signo: c_int,
     pid: libc::pid_t,
+    look: Look,
     timeout: Duration,
     pending: VecDeque<Request>,
     flights: Vec<Flight>,
@@ -79,11 +85,13 @@ struct Capturer {
 }
 
 impl Capturer {
-    fn new(signo: c_int, timeout: Duration) -> Capturer {
+    fn new(signo: c_int, timeout: Duration, policy: Policy) -> Capturer {
+        // SAFETY: getpid has no preconditions.
+        let pid = unsafe { libc::getpid() };
         Capturer {
             signo,
-            // SAFETY: getpid has no preconditions.
-            pid: unsafe { libc::getpid() },
+            pid,
+            look: Look::new(signo, policy, pid),
             timeout,
             pending: VecDeque::new(),
             flights: Vec::new(),
@@ -106,6 +114,7 @@ impl Capturer {
                     deadline: None,
                     attempts: 0,
                     not_before: now,
+                    first_look: None,
                 };
                 self.pending.push_back(request);
             }
@@ -134,6 +143,21 @@ impl Capturer {
             if request.not_before > now {
                 deferred.push(request);
                 continue;
+            }
+            // Decided right before each signal, so the snapshot is as fresh as it can be.
+            let first_look = *request.first_look.get_or_insert(now);
+            let patient = now < first_look + self.timeout / 2;
+            match self.look.may_signal(request.tid, patient) {
+                Ok(()) => {}
+                Err(Refusal::Never(why)) => {
+                    answers[request.index] = Some(Captured::NotSignalled(why));
+                    continue;
+                }
+                Err(Refusal::Later) => {
+                    request.not_before = now + LOOK_AGAIN;
+                    deferred.push(request);
+                    continue;
+                }
             }
             let Some((slot, generation)) = self.claim_slot() else {
                 // Every free slot is still being written by a handler that overran its grace.
@@ -222,6 +246,8 @@ impl Capturer {
                         deadline: Some(flight.deadline),
                         attempts: flight.attempts,
                         not_before: now + backoff,
+                        // It answered a signal, so it is no `sigtimedwait` consumer: no patience.
+                        first_look: Some(now.checked_sub(self.timeout).unwrap_or(now)),
                     });
                     self.busy[flight.slot] = false;
                     self.flights.swap_remove(index);
@@ -316,7 +342,7 @@ pub(super) fn capture_self() -> Captured {
         frames.push((frame.ip() as usize, frame.symbol_address() as usize));
         true
     });
-    type Entry = fn(&[i32], Duration) -> Vec<Captured>;
+    type Entry = fn(&[i32], Duration, Policy) -> Vec<Captured>;
     let ours = [
         capture_self as fn() -> Captured as usize,
         Capturer::run as fn(Capturer, &[i32], i32) -> Vec<Captured> as usize,
