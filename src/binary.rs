@@ -140,24 +140,35 @@ pub(crate) fn check(options: &Options) -> Result<Option<Report>, String> {
 /// why the exit code is 101 after libtest's `test result: ok`.
 pub(crate) fn summary(report: &Report) -> String {
     let mut tests: Vec<&str> = Vec::new();
+    let mut unattributed = 0;
     for survivor in &report.survivors {
-        let test = survivor.test.as_deref().unwrap_or("(a test that has finished)");
-        if !tests.contains(&test) {
-            tests.push(test);
+        match survivor.test.as_deref() {
+            Some(test) if !tests.contains(&test) => tests.push(test),
+            Some(_) => {}
+            None => unattributed += 1,
         }
     }
     let names: Vec<String> = tests.iter().map(|test| format!("`{test}`")).collect();
     let plural = if tests.len() == 1 { "" } else { "s" };
+    let mut by = format!("{} test{plural}: {}", tests.len(), names.join(", "));
+    if unattributed > 0 {
+        let no_test = format!(
+            "{unattributed} with no known test (created outside `pthread_create`, or by a shared pool's thread)"
+        );
+        by = if tests.is_empty() {
+            no_test
+        } else {
+            format!("{by}; {no_test}")
+        };
+    }
     format!(
-        "leakcheck: FAILED: {} leaked by {} test{plural}: {}\n\
+        "leakcheck: FAILED: {} leaked by {by}\n\
          leakcheck: the run failed (exit code 101) although libtest printed `test result: ok`: \
          each test passed on its own, and `check_binary!` found their threads still alive at \
          process exit, after the last test.\n\
          leakcheck: to fail each leaking test by itself, run under `cargo nextest run` (one \
          process per test, so this check gives a per-test verdict) or add `#[leak_test]` to it.",
         report.summary(),
-        tests.len(),
-        names.join(", ")
     )
 }
 

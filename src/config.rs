@@ -20,6 +20,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+pub(crate) use crate::model::duration::parse as parse_duration;
+
 /// The default settle deadline: long enough for a thread that is finishing on a loaded 2-core CI
 /// machine, paid in full only by a test that really leaks.
 pub(crate) const DEFAULT_SETTLE: Duration = Duration::from_secs(2);
@@ -191,16 +193,6 @@ pub(crate) fn parse_switch(name: &str, value: &str) -> Result<bool, String> {
         )),
     }
 }
-
-/// Parses a duration in humantime's format: `500ms`, `2s`, `1.5s`, `2 seconds`, `1m`, `1m 30s`.
-/// The `#[leak_test(settle = "...")]` attribute parses with the same crate, so both accept the
-/// same strings.
-pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text.trim()).map_err(|error| format!("{DURATION_FORMS} ({error})"))
-}
-
-/// What a valid duration looks like, for error messages.
-pub(crate) const DURATION_FORMS: &str = "expected a duration like `500ms`, `2s`, `1.5s`, `2 seconds` or `1m`";
 
 #[cfg(test)]
 mod tests {

@@ -2,6 +2,7 @@
 //! and the runtime settings of an async test. No behaviour beyond small accessors; nothing here
 //! names another module of the crate but [`frame`].
 
+pub(crate) mod duration;
 pub(crate) mod frame;
 
 pub(crate) use frame::Frame;

@@ -97,7 +97,7 @@ pub(crate) fn parse(file: &Path, text: &str) -> Result<Option<Project>, String> 
                 let text = value
                     .as_str()
                     .ok_or_else(|| error(key, "expected a string like `settle = \"2s\"`"))?;
-                let settle = crate::config::parse_duration(text)
+                let settle = crate::model::duration::parse(text)
                     .map_err(|why| error(key, &format!("`{text}`: {why}")))?;
                 project.settle = Some(settle);
             }
