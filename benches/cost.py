@@ -80,7 +80,7 @@ def main():
         mode = "release" if release else "debug"
         plain = build("plain", release)["cost"]
         checked = build("checked", release)["cost"]
-        rule = build("checked", release, features=["rule"], target=TARGET + "-rule")["cost"]
+        rule = build("checked", release, features=["rule"])["cost"]
         p, c = alternate(plain, checked, "--test-threads=1", "-q", "trivial_")
         rows.append((f"1000 trivial tests, 1000 idle threads ({mode})", ms(p), ms(c), f"{c / p:.2f}×",
                      f"{(c - p) / 1000 * 1e6:.1f} µs"))
