@@ -164,7 +164,7 @@ mod fast {
         None
     }
 
-    fn remember(pc: usize, step: Step) {
+    fn remember(pc: usize, step: u64) {
         let [first, second] = slots(pc);
         // An empty slot if there is one, else the second (so the first keeps its older entry).
         let slot = if first.pc.load(Ordering::Relaxed) == 0 {
@@ -182,7 +182,7 @@ mod fast {
             return; // another thread is writing this slot: skip caching
         }
         slot.pc.store(pc, Ordering::Release);
-        slot.step.store(step.pack(), Ordering::Release);
+        slot.step.store(step, Ordering::Release);
         slot.sequence.store(sequence + 2, Ordering::Release);
     }
 
@@ -254,10 +254,23 @@ mod fast {
     }
 
     /// Evaluates the CFI for `pc` (slow path, then cached).
-    fn step_for(pc: usize) -> Option<u64> {
+    /// A cached "no step from here" (no CFI, or a rule this walker does not follow), so that the
+    /// outermost frame of every walk is not evaluated anew each time. No packed step has these
+    /// bits: a step's bits above 50 are zero.
+    pub(super) const STOP: u64 = u64::MAX;
+
+    /// The packed step for `pc`, or [`STOP`]; evaluates and caches it on first sight.
+    fn step_for(pc: usize) -> u64 {
         if let Some(step) = cached(pc) {
-            return Some(step);
+            return step;
         }
+        let step = evaluate(pc).map_or(STOP, Step::pack);
+        remember(pc, step);
+        step
+    }
+
+    /// Evaluates the CFI for `pc` (the slow path).
+    fn evaluate(pc: usize) -> Option<Step> {
         let module = module_of(pc)?;
         // SAFETY: the PT_GNU_EH_FRAME segment is mapped for as long as the module is loaded, and
         // a module whose code is on our stack is loaded.
@@ -313,8 +326,7 @@ mod fast {
         if !step.fits() {
             return None;
         }
-        remember(pc, step);
-        Some(step.pack())
+        Some(step)
     }
 
     thread_local! {
@@ -398,11 +410,11 @@ mod fast {
             len += 1;
             let step = match cached(lookup) {
                 Some(step) => step,
-                None => match step_for(lookup) {
-                    Some(step) => step,
-                    None => break,
-                },
+                None => step_for(lookup),
             };
+            if step == STOP {
+                break;
+            }
             // See `Step::pack` for the layout.
             let base = if step >> 32 & 1 == 1 { fp } else { sp };
             let cfa = base.wrapping_add(step as u32 as i32 as isize as usize);
