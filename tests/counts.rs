@@ -51,5 +51,10 @@ fn counts_and_dump() {
     for handle in started {
         handle.join().unwrap();
     }
+    // A joined thread can still be listed for a moment while the kernel finishes its exit.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while leakcheck::thread_count() != before && std::time::Instant::now() < deadline {
+        thread::sleep(std::time::Duration::from_millis(1));
+    }
     assert_eq!(leakcheck::thread_count(), before);
 }
