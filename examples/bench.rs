@@ -58,12 +58,11 @@ fn suite_time(tests: usize, with_leakcheck: bool) -> Duration {
         let test = thread::Builder::new().name(format!("case_{i}::trivial_test"));
         let handle = if with_leakcheck {
             test.spawn(|| {
-                leakcheck::__private::run_sync(
-                    "trivial_test",
-                    Options::new(),
-                    leakcheck::__private::never_err,
-                    || std::hint::black_box(1),
-                )
+                // One function per name, as the attribute declares it.
+                let test = Box::leak(Box::new(leakcheck::__private::Test::new("trivial_test")));
+                leakcheck::__private::run_sync(test, Options::new(), leakcheck::__private::never_err, || {
+                    std::hint::black_box(1)
+                })
             })
         } else {
             test.spawn(|| std::hint::black_box(1))

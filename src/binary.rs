@@ -199,7 +199,7 @@ fn name_pool_creator(survivor: &mut Survivor, candidates: &[Candidate]) -> Optio
     } else {
         "a thread started by a process-wide pool's thread"
     };
-    let frames = symbols::resolve(&parent.created_at);
+    let frames = symbols::resolve(parent.created_at());
     // The pool's own spawning code (outside std and leakcheck), not the test that touched it.
     let spawner = frames.iter().find(|f| {
         frame::subject_crate(&f.function)

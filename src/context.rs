@@ -35,18 +35,42 @@ fn context() -> Option<Rc<Context>> {
 }
 
 /// Installs a context for the duration of a test body; restores the previous one on drop.
-pub(crate) struct Entered(Option<Rc<Context>>);
+pub(crate) struct Entered {
+    previous: Option<Rc<Context>>,
+    own: Option<Rc<Context>>,
+}
 
 impl Entered {
     pub(crate) fn new(context: Context) -> Entered {
-        Entered(CONTEXT.with(|slot| slot.replace(Some(Rc::new(context)))))
+        let own = Rc::new(context);
+        Entered {
+            previous: CONTEXT.with(|slot| slot.replace(Some(own.clone()))),
+            own: Some(own),
+        }
+    }
+
+    /// Leaves the context, restoring the previous one; returns this one's options (moved out,
+    /// unless something still holds the context: then a copy).
+    pub(crate) fn exit(mut self) -> Options {
+        self.restore();
+        match self.own.take().map(Rc::try_unwrap) {
+            Some(Ok(own)) => own.options,
+            Some(Err(shared)) => shared.options.clone(),
+            None => Options::new(),
+        }
+    }
+
+    fn restore(&mut self) {
+        let previous = self.previous.take();
+        let _ = CONTEXT.try_with(|slot| *slot.borrow_mut() = previous);
     }
 }
 
 impl Drop for Entered {
     fn drop(&mut self) {
-        let previous = self.0.take();
-        let _ = CONTEXT.try_with(|slot| *slot.borrow_mut() = previous);
+        if self.own.is_some() {
+            self.restore();
+        }
     }
 }
 
@@ -82,7 +106,7 @@ pub(crate) fn thread_scope() -> Scope {
         let mut scope = Scope::unentered();
         #[cfg(feature = "tokio")]
         if scope.entry_tids.is_none() {
-            scope.runtime_threads = Some(Arc::new(Mutex::new(runtime_workers::own_workers(scope.root.uid))));
+            scope.runtime_threads = Some(Arc::new(Mutex::new(runtime_workers::own_workers(&scope.root))));
         }
         scope
     })
@@ -96,7 +120,7 @@ pub(crate) async fn thread_scope_async() -> Scope {
     }
     let mut scope = Scope::unentered();
     if scope.entry_tids.is_none() {
-        let workers = runtime_workers::own_workers_async(scope.root.uid).await;
+        let workers = runtime_workers::own_workers_async(&scope.root).await;
         scope.runtime_threads = Some(Arc::new(Mutex::new(workers)));
     }
     scope

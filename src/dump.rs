@@ -251,7 +251,7 @@ pub fn dump() -> Dump {
             let node = lineage::by_tid(tid);
             let created_at = node
                 .as_ref()
-                .map(|node| symbols::resolve(&node.created_at))
+                .map(|node| symbols::resolve(node.created_at()))
                 .and_then(|frames| frame::first_user_frame(&frames).and_then(frame::short_location));
             DumpedThread {
                 tid,

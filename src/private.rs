@@ -4,6 +4,7 @@
 #[cfg(feature = "tokio")]
 use std::future::Future;
 
+pub use crate::attribute::Test;
 pub use crate::Options;
 #[cfg(feature = "tokio")]
 pub use ::tokio;
@@ -14,7 +15,7 @@ pub use crate::model::{Flavor, Runtime};
 /// whether the body's value is an `Err` (see [`IsErr`]).
 #[track_caller]
 pub fn run_sync<R>(
-    test: &'static str,
+    test: &'static Test,
     options: Options,
     is_err: fn(&R) -> bool,
     body: impl FnOnce() -> R,
@@ -24,7 +25,7 @@ pub fn run_sync<R>(
 
 /// [`run_sync`] for a `#[should_panic]` test: a leak fails it by returning normally.
 #[track_caller]
-pub fn run_sync_should_panic(test: &'static str, options: Options, body: impl FnOnce()) {
+pub fn run_sync_should_panic(test: &'static Test, options: Options, body: impl FnOnce()) {
     crate::attribute::run_sync_should_panic(test, options, body)
 }
 
@@ -33,7 +34,7 @@ pub fn run_sync_should_panic(test: &'static str, options: Options, body: impl Fn
 #[cfg(feature = "tokio")]
 #[track_caller]
 pub fn run_async<F: Future>(
-    test: &'static str,
+    test: &'static Test,
     options: Options,
     runtime: Runtime,
     is_err: fn(&F::Output) -> bool,
@@ -46,7 +47,7 @@ pub fn run_async<F: Future>(
 #[cfg(feature = "tokio")]
 #[track_caller]
 pub fn run_async_should_panic<F: Future<Output = ()>>(
-    test: &'static str,
+    test: &'static Test,
     options: Options,
     runtime: Runtime,
     body: F,
@@ -100,7 +101,7 @@ pub trait TokioFeature {}
 /// implementation, and its message says which feature to enable.
 #[cfg(not(feature = "tokio"))]
 pub fn run_async<F: std::future::Future + TokioFeature>(
-    _test: &'static str,
+    _test: &'static Test,
     _options: Options,
     _runtime: Runtime,
     _is_err: fn(&F::Output) -> bool,
@@ -112,7 +113,7 @@ pub fn run_async<F: std::future::Future + TokioFeature>(
 /// [`run_async`] for a `#[should_panic]` test, without the `tokio` feature: a compile error too.
 #[cfg(not(feature = "tokio"))]
 pub fn run_async_should_panic<F: std::future::Future<Output = ()> + TokioFeature>(
-    _test: &'static str,
+    _test: &'static Test,
     _options: Options,
     _runtime: Runtime,
     _body: F,

@@ -9,9 +9,10 @@
 //! #[attrs] #[::core::prelude::v1::test]      // unless a test attribute is already there
 //! fn name(params) -> Ret {
 //!     fn __leakcheck_body(params) -> Ret { body }        // `async fn` for an async test
-//!     ::leakcheck::__private::run_sync("name", options, is_err, __leakcheck_body)
-//!     // with parameters: run_sync("name", options, is_err, move || __leakcheck_body(params))
-//!     // async: ::leakcheck::__private::run_async("name", options, runtime, is_err, __leakcheck_body())
+//!     // `test` is `{ static TEST: Test = Test::new("name"); &TEST }`: one per function
+//!     ::leakcheck::__private::run_sync(test, options, is_err, __leakcheck_body)
+//!     // with parameters: run_sync(test, options, is_err, move || __leakcheck_body(params))
+//!     // async: ::leakcheck::__private::run_async(test, options, runtime, is_err, __leakcheck_body())
 //!     // `#[should_panic]`: run_sync_should_panic / run_async_should_panic, without `is_err`
 //! }
 //! ```
@@ -199,6 +200,11 @@ fn call(
     forwarded: &[Ident],
 ) -> TokenStream {
     let options = options(args);
+    // One `static` per test function: how a second registration of it is told apart.
+    let name = quote!({
+        static TEST: ::leakcheck::__private::Test = ::leakcheck::__private::Test::new(#name);
+        &TEST
+    });
     let is_err = (!should_panic).then(|| {
         let is_err = is_err(output);
         quote!(#is_err,)
@@ -516,7 +522,10 @@ mod tests {
             fn works() -> Result<(), String> {
                 fn __leakcheck_body() -> Result<(), String> { Ok(()) }
                 ::leakcheck::__private::run_sync(
-                    "works",
+                    {
+                        static TEST: ::leakcheck::__private::Test = ::leakcheck::__private::Test::new("works");
+                        &TEST
+                    },
                     ::leakcheck::__private::Options::new(),
                     |output: &Result<(), String>| {
                         use ::leakcheck::__private::{IsErr as _, NotErr as _};
@@ -541,7 +550,10 @@ mod tests {
             pub fn works() {
                 async fn __leakcheck_body() { run().await; }
                 ::leakcheck::__private::run_async(
-                    "works",
+                    {
+                        static TEST: ::leakcheck::__private::Test = ::leakcheck::__private::Test::new("works");
+                        &TEST
+                    },
                     ::leakcheck::__private::Options::new(),
                     ::leakcheck::__private::Runtime {
                         flavor: ::leakcheck::__private::Flavor::CurrentThread,
@@ -618,7 +630,8 @@ mod tests {
     #[test]
     fn should_panic_entry_points() {
         let out = expanded("", "#[should_panic(expected = \"boom\")] fn t() {}");
-        assert!(out.contains("run_sync_should_panic (\"t\" , :: leakcheck :: __private :: Options :: new () , __leakcheck_body)"), "{out}");
+        assert!(out.contains("run_sync_should_panic ({"), "{out}");
+        assert!(out.contains("Test :: new (\"t\") ; & TEST } , :: leakcheck :: __private :: Options :: new () , __leakcheck_body)"), "{out}");
         let out = expanded("", "#[should_panic] #[tokio::test] async fn t() {}");
         assert!(out.contains("run_async_should_panic"), "{out}");
         assert!(!out.contains("never_err"), "{out}");

@@ -3,8 +3,7 @@
 //! registers the function, `#[leak_test]` adds its own, and libtest runs the test twice under one
 //! name. The second run in the process fails with the fix, so the mistake is never silent.
 
-use std::collections::HashSet;
-use std::sync::{LazyLock, Mutex, PoisonError};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Why the second run fails.
 const REGISTERED_TWICE: &str = "is registered twice: a `#[test]` is written above `#[leak_test]` \
@@ -12,22 +11,41 @@ const REGISTERED_TWICE: &str = "is registered twice: a `#[test]` is written abov
      twice. Write `#[leak_test]` above every other test attribute, or drop the `#[test]` \
      (`#[leak_test]` adds it)";
 
-/// Records that the calling libtest thread runs test `test`; fails if that full test name already
-/// ran in this process. Only libtest's own test threads (named after the test) are recorded, so
-/// calling a `#[leak_test]` function from another test is never mistaken for a second run.
+/// One `#[leak_test]` function, as its expansion declares it in a `static`: its name, and whether
+/// it already ran on a libtest thread of its own in this process.
+pub struct Test {
+    pub(crate) name: &'static str,
+    ran: AtomicBool,
+}
+
+impl Test {
+    /// The test function `name`, not run yet.
+    pub const fn new(name: &'static str) -> Test {
+        Test {
+            name,
+            ran: AtomicBool::new(false),
+        }
+    }
+}
+
+/// Records that the calling libtest thread runs `test`; fails if that function already ran on a
+/// thread named after it in this process. Only libtest's own test threads (named after the test)
+/// count, so calling a `#[leak_test]` function from another test, or from rstest's cases (named
+/// `my_test::case_1`), is never mistaken for a second run.
+///
+/// One flag per function, not a set of names: this runs once per test, in the unoptimised builds
+/// `cargo test` makes, where a `HashSet<String>` insert costs thousands of instructions.
 #[track_caller]
-pub(super) fn record(test: &str) {
-    static RAN: LazyLock<Mutex<HashSet<String>>> = LazyLock::new(Default::default);
+pub(super) fn record(test: &Test) {
     let thread = std::thread::current();
     let Some(name) = thread.name() else {
         return;
     };
-    if name != test && !name.ends_with(&format!("::{test}")) {
-        return;
-    }
-    let mut ran = RAN.lock().unwrap_or_else(PoisonError::into_inner);
-    if !ran.insert(name.to_string()) {
-        drop(ran);
+    let own = name == test.name
+        || name
+            .strip_suffix(test.name)
+            .is_some_and(|module| module.ends_with("::"));
+    if own && test.ran.swap(true, Ordering::Relaxed) {
         panic!("leakcheck: test `{name}` {REGISTERED_TWICE}");
     }
 }
@@ -37,7 +55,9 @@ mod tests {
     /// The second run of one test name in a process fails; other names and other threads pass.
     #[test]
     fn second_run_fails() {
-        let run = |thread: &str, test: &'static str| {
+        static DUP: super::Test = super::Test::new("dup");
+        static OTHER: super::Test = super::Test::new("other");
+        let run = |thread: &str, test: &'static super::Test| {
             std::thread::Builder::new()
                 .name(thread.into())
                 .spawn(move || super::record(test))
@@ -45,13 +65,10 @@ mod tests {
                 .join()
                 .is_ok()
         };
-        assert!(run("once::tests::dup", "dup"));
-        assert!(run("once::tests::other", "other"));
-        assert!(!run("once::tests::dup", "dup"), "second run of the same test");
-        assert!(
-            run("caller_test", "dup"),
-            "called from another test: not recorded"
-        );
-        assert!(run("caller_test", "dup"));
+        assert!(run("once::tests::dup", &DUP));
+        assert!(run("once::tests::other", &OTHER));
+        assert!(!run("once::tests::dup", &DUP), "second run of the same test");
+        assert!(run("caller_test", &DUP), "called from another test: not recorded");
+        assert!(run("caller_test", &DUP));
     }
 }

@@ -42,11 +42,15 @@ pub(crate) struct ChildScope {
 impl ChildScope {
     /// A scope rooted at the calling thread, with the children it already has as baseline.
     pub(crate) fn enter() -> ChildScope {
-        let root = lineage::current_named();
+        ChildScope::enter_at(lineage::current_named())
+    }
+
+    /// [`ChildScope::enter`] for a root node the caller already has (the calling thread's).
+    pub(crate) fn enter_at(root: Arc<Node>) -> ChildScope {
         let lineage_mode = lineage_mode();
         ChildScope {
-            baseline: if lineage_mode {
-                children::descendants_of(root.uid)
+            baseline: if lineage_mode && children::any_below(&root) {
+                children::descendants_of(&root)
                     .iter()
                     .map(|(child, _)| child.uid)
                     .collect()
@@ -65,6 +69,12 @@ impl ChildScope {
             baseline: HashSet::new(),
             entry_pids: (!lineage_mode()).then(HashSet::new),
         }
+    }
+
+    /// Whether this scope certainly owns no child process now (lineage mode, and the root's
+    /// thread and its descendants have none recorded): one load. `false` means "look".
+    pub(crate) fn nothing_alive(&self) -> bool {
+        self.entry_pids.is_none() && !children::any_below(&self.root)
     }
 
     /// The mode note a report carries, if any.
@@ -123,7 +133,7 @@ pub(crate) fn look(scope: &ChildScope, options: &Options) -> Vec<Candidate> {
             })
             .collect();
     }
-    children::descendants_of(scope.root.uid)
+    children::descendants_of(&scope.root)
         .into_iter()
         .filter(|(child, _)| !scope.baseline.contains(&child.uid) && !in_baseline(child.pid))
         .map(|(child, liveness)| Candidate {

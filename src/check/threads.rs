@@ -44,13 +44,21 @@ pub(crate) struct Scope {
 impl Scope {
     /// A scope rooted at the calling thread, with what it already started as baseline.
     pub(crate) fn enter() -> Scope {
-        let root = lineage::current_named();
+        Scope::enter_at(lineage::current_named())
+    }
+
+    /// [`Scope::enter`] for a root node the caller already has (the calling thread's).
+    pub(crate) fn enter_at(root: Arc<Node>) -> Scope {
         let lineage_mode = lineage_mode();
         Scope {
-            baseline: lineage::live_descendants(root.uid)
-                .iter()
-                .map(|node| node.uid)
-                .collect(),
+            // No live descendant (the usual entry): no lookup, no allocation.
+            baseline: match root.has_live_descendants() {
+                true => lineage::live_descendants(&root)
+                    .iter()
+                    .map(|node| node.uid)
+                    .collect(),
+                false => HashSet::new(),
+            },
             root,
             runtime_threads: None,
             entry_tids: (!lineage_mode).then(|| process_tids().into_iter().collect()),
@@ -66,6 +74,13 @@ impl Scope {
             runtime_threads: None,
             entry_tids: (!lineage_mode()).then(|| startup::startup_tids().clone()),
         }
+    }
+
+    /// Whether this scope certainly owns no live thread now: lineage mode, no live descendant
+    /// of the root, and not one test per process (where untracked threads count too). Reads a
+    /// counter; what a clean pass costs. `false` means "look", not "leak".
+    pub(crate) fn nothing_alive(&self) -> bool {
+        self.entry_tids.is_none() && !self.root.has_live_descendants() && !untracked::one_test_per_process()
     }
 
     /// Why a live descendant of the root is not this scope's, if it is not: see
@@ -167,7 +182,7 @@ pub(crate) fn candidates(scope: &Scope, options: &Options) -> Vec<Candidate> {
         .into_iter()
         .filter(|tid| !baseline.is_some_and(|b| b.tids.contains(tid)))
         .map(Candidate::Untracked);
-    lineage::live_descendants(scope.root.uid)
+    lineage::live_descendants(&scope.root)
         .into_iter()
         .filter(|node| !scope.baseline.contains(&node.uid))
         .filter(|node| !baseline.is_some_and(|b| b.threads.contains(&node.uid)))
@@ -188,7 +203,7 @@ pub(crate) fn not_owned(scope: &Scope, options: &Options) -> Vec<(Candidate, Not
     if scope.entry_tids.is_some() {
         return Vec::new();
     }
-    lineage::live_descendants(scope.root.uid)
+    lineage::live_descendants(&scope.root)
         .into_iter()
         .filter_map(|node| {
             let why = scope.not_owned(&node, options)?;
@@ -323,7 +338,7 @@ fn singleton_by_name(node: &Node) -> bool {
     if singleton::is_singleton(node) {
         return true;
     }
-    let at = node.created_at.iter().find(|&&ip| {
+    let at = node.created_at().iter().find(|&&ip| {
         symbols::resolve(&[ip])
             .iter()
             .any(|frame| singleton::is_initializer_name(&frame.function))
@@ -360,7 +375,7 @@ fn creation_frames(node: Option<&Node>) -> Vec<Frame> {
 /// The node's creation backtrace, resolved and stripped once per thread.
 fn resolved_creation(node: &Node) -> &[Frame] {
     node.resolved
-        .get_or_init(|| strip_creation_frames(symbols::resolve(&node.created_at)).into())
+        .get_or_init(|| strip_creation_frames(symbols::resolve(node.created_at())).into())
 }
 
 /// Whether a rule that needs no stack (name, creator) hides this candidate. Cheap enough to run

@@ -9,8 +9,9 @@
 //! a copy of its argument vector (a zombie's `/proc/<pid>/cmdline` is empty), and the
 //! `CLOCK_BOOTTIME` of its creation (to tell a reused pid apart and to say its age).
 //!
-//! The registry indexes each child under its creator and every ancestor of its creator, so a check
-//! finds the test's children with one lookup and never reads `/proc` when the test started none.
+//! The registry indexes each child under its creator and every ancestor of its creator, and each
+//! of those nodes counts its recorded children (`Node::children_below`), so a check whose thread
+//! started none reads one counter: no lock, no lookup, no `/proc`.
 //!
 //! Liveness never reaps: [`liveness`] asks `waitid(P_PID, pid, WEXITED | WNOHANG | WNOWAIT)`,
 //! which leaves an exited child for std's or tokio's own `wait`. Entries whose child was reaped
@@ -90,7 +91,9 @@ impl Registry {
         let Some(child) = self.by_pid.remove(&pid) else {
             return;
         };
-        for uid in std::iter::once(child.creator.uid).chain(child.creator.ancestors().map(|n| n.uid)) {
+        for node in std::iter::once(&*child.creator).chain(child.creator.ancestors()) {
+            node.children_below.fetch_sub(1, Ordering::Release);
+            let uid = node.uid;
             if let Some(set) = self.by_ancestor.get_mut(&uid) {
                 set.remove(&pid);
                 if set.is_empty() {
@@ -133,17 +136,27 @@ pub(crate) fn record(pid: i32, created_at: &[usize], argv: Vec<String>, via: &'s
     }
     // A recorded pid can only be reused once its child was reaped: the old entry is stale.
     registry.remove(pid);
-    for uid in std::iter::once(child.creator.uid).chain(child.creator.ancestors().map(|n| n.uid)) {
-        registry.by_ancestor.entry(uid).or_default().insert(pid);
+    for node in std::iter::once(&*child.creator).chain(child.creator.ancestors()) {
+        node.children_below.fetch_add(1, Ordering::Release);
+        registry.by_ancestor.entry(node.uid).or_default().insert(pid);
     }
     registry.by_pid.insert(pid, child);
 }
 
-/// The not-yet-reaped children started by the thread `uid` or its descendants, with their
-/// liveness. Drops the entries of reaped children. Costs one lookup when there are none.
-pub(crate) fn descendants_of(uid: u64) -> Vec<(Arc<Child>, Liveness)> {
+/// Whether `root`'s thread or its descendants have recorded children not yet dropped (running,
+/// zombies, or reaped since the last look). One load.
+pub(crate) fn any_below(root: &Node) -> bool {
+    root.children_below.load(Ordering::Acquire) != 0
+}
+
+/// The not-yet-reaped children started by `root`'s thread or its descendants, with their
+/// liveness. Drops the entries of reaped children. Costs one load when there are none.
+pub(crate) fn descendants_of(root: &Node) -> Vec<(Arc<Child>, Liveness)> {
+    if !any_below(root) {
+        return Vec::new();
+    }
     let mut registry = registry();
-    let Some(pids) = registry.by_ancestor.get(&uid) else {
+    let Some(pids) = registry.by_ancestor.get(&root.uid) else {
         return Vec::new();
     };
     let pids: Vec<i32> = pids.iter().copied().collect();

@@ -16,9 +16,13 @@
 //! glibc runs after the start routine returned or `pthread_exit` unwound it, and after the thread's
 //! `thread_local!` destructors (a thread stuck in one of those is still alive, and reported).
 //!
-//! The registry keeps, for every node, the set of its live descendants. A clean-pass check is then
-//! one lookup of the calling thread's set: it costs what the test's own threads cost, not what the
-//! process holds (scanning `/proc/self/task` costs ~430 µs with 1000 threads).
+//! Every node counts its live descendants (`live_below`, kept by creation and exit for each
+//! ancestor), and the registry is a plain list of the live nodes. A clean-pass check reads one
+//! counter of the calling thread's node: zero means nothing to find, with no lock and no lookup, so
+//! it costs nothing however many threads the process holds (scanning `/proc/self/task` costs
+//! ~430 µs with 1000 threads). Only a check that has something to find walks the list. The hot
+//! paths (creation, exit, the clean look) avoid hash maps on purpose: `cargo test` builds this
+//! crate without optimisation, where a SipHash insert costs thousands of instructions.
 //!
 //! Threads that were not created through `pthread_create` after the process loaded (the main
 //! thread, threads of a build where interposition does not take effect) get a root node lazily, the
@@ -32,9 +36,8 @@
 //! check layer does not charge it to that test ([`super::singleton`] tells such threads apart).
 
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicU8, Ordering};
-use std::sync::{Arc, LazyLock, Mutex, MutexGuard, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 /// Defined only where forwarding to libc's `pthread_create` can work: a static build has no next
 /// definition to forward to, so there the symbol is not defined at all and checks fall back to
@@ -56,7 +59,7 @@ pub(crate) struct Node {
     /// The thread's full name as std knows it, recorded when it is first needed.
     pub(crate) name: OnceLock<Box<str>>,
     /// Raw instruction pointers of the creation backtrace, innermost first.
-    pub(crate) created_at: Box<[usize]>,
+    created_at: Box<[usize]>,
     /// Set once the thread has ended (start routine and thread-local destructors done).
     pub(crate) exited: AtomicBool,
     /// The creation backtrace resolved, once needed (it never changes, so rules and reports that
@@ -65,6 +68,13 @@ pub(crate) struct Node {
     /// Whether it was created inside a one-time initializer, decided once by
     /// [`super::singleton::is_singleton`] (0 undecided, 1 no, 2 yes).
     pub(crate) singleton: AtomicU8,
+    /// How many registered threads descend from this one (changed under the registry lock).
+    live_below: AtomicUsize,
+    /// How many recorded child processes this thread or its descendants started (kept by
+    /// [`super::children`], under its registry lock).
+    pub(crate) children_below: AtomicUsize,
+    /// Index in the registry's live list while registered.
+    slot: AtomicUsize,
 }
 
 impl Node {
@@ -79,7 +89,32 @@ impl Node {
             exited: AtomicBool::new(false),
             resolved: OnceLock::new(),
             singleton: AtomicU8::new(0),
+            live_below: AtomicUsize::new(0),
+            children_below: AtomicUsize::new(0),
+            slot: AtomicUsize::new(usize::MAX),
         }
+    }
+
+    /// The raw return addresses of the creation backtrace, innermost first (empty for a root).
+    pub(crate) fn created_at(&self) -> &[usize] {
+        &self.created_at
+    }
+
+    /// Whether any registered thread descends from this one (one load; no lock).
+    pub(crate) fn has_live_descendants(&self) -> bool {
+        self.live_below.load(Ordering::Acquire) != 0
+    }
+
+    /// Whether this node is `uid` or descends from it.
+    fn descends_from(&self, uid: u64) -> bool {
+        let mut node = self.parent.as_deref();
+        while let Some(ancestor) = node {
+            if ancestor.uid == uid {
+                return true;
+            }
+            node = ancestor.parent.as_deref();
+        }
+        false
     }
 
     /// The kernel thread id, or `None` while the thread has not started yet.
@@ -110,14 +145,12 @@ impl Node {
     }
 }
 
-#[derive(Default)]
+/// The live nodes, in no order; each knows its index (`Node::slot`), so removal is a swap.
 struct Registry {
-    live: HashMap<u64, Arc<Node>>,
-    /// For each node (alive or not), the uids of its live descendants.
-    descendants: HashMap<u64, HashSet<u64>>,
+    live: Vec<Arc<Node>>,
 }
 
-static REGISTRY: LazyLock<Mutex<Registry>> = LazyLock::new(Default::default);
+static REGISTRY: Mutex<Registry> = Mutex::new(Registry { live: Vec::new() });
 
 fn registry() -> MutexGuard<'static, Registry> {
     // Nothing panics while holding the lock; a poisoned lock still holds consistent data.
@@ -169,14 +202,13 @@ pub(crate) fn register_child() -> Arc<Node> {
     let parent = if detached { None } else { Some(current_named()) };
     let node = Arc::new(Node::new(parent, creation_backtrace()));
     let mut registry = registry();
-    for ancestor in node.ancestors() {
-        registry
-            .descendants
-            .entry(ancestor.uid)
-            .or_default()
-            .insert(node.uid);
+    let mut ancestor = node.parent.as_deref();
+    while let Some(above) = ancestor {
+        above.live_below.fetch_add(1, Ordering::Release);
+        ancestor = above.parent.as_deref();
     }
-    registry.live.insert(node.uid, node.clone());
+    node.slot.store(registry.live.len(), Ordering::Relaxed);
+    registry.live.push(node.clone());
     node
 }
 
@@ -192,39 +224,46 @@ pub(crate) fn unregister(node: &Node) {
         return;
     }
     let mut registry = registry();
-    registry.live.remove(&node.uid);
-    for ancestor in node.ancestors() {
-        if let Some(set) = registry.descendants.get_mut(&ancestor.uid) {
-            set.remove(&node.uid);
-            if set.is_empty() {
-                registry.descendants.remove(&ancestor.uid);
-            }
-        }
+    let slot = node.slot.swap(usize::MAX, Ordering::Relaxed);
+    // A node that was never registered (a root) has no slot.
+    if slot >= registry.live.len() || !std::ptr::eq(&*registry.live[slot], node) {
+        return;
+    }
+    registry.live.swap_remove(slot);
+    if let Some(moved) = registry.live.get(slot) {
+        moved.slot.store(slot, Ordering::Relaxed);
+    }
+    let mut ancestor = node.parent.as_deref();
+    while let Some(above) = ancestor {
+        above.live_below.fetch_sub(1, Ordering::Release);
+        ancestor = above.parent.as_deref();
     }
 }
 
-/// The live threads created by the thread `uid`, directly or transitively.
-pub(crate) fn live_descendants(uid: u64) -> Vec<Arc<Node>> {
-    let registry = registry();
-    match registry.descendants.get(&uid) {
-        Some(uids) => uids
-            .iter()
-            .filter_map(|uid| registry.live.get(uid).cloned())
-            .collect(),
-        None => Vec::new(),
+/// The live threads created by `root`'s thread, directly or transitively. One load when there
+/// are none.
+pub(crate) fn live_descendants(root: &Node) -> Vec<Arc<Node>> {
+    if !root.has_live_descendants() {
+        return Vec::new();
     }
+    registry()
+        .live
+        .iter()
+        .filter(|node| node.descends_from(root.uid))
+        .cloned()
+        .collect()
 }
 
 /// Every live thread that the interposer saw being created.
 pub(crate) fn all_live() -> Vec<Arc<Node>> {
-    registry().live.values().cloned().collect()
+    registry().live.clone()
 }
 
 /// Looks up a live node by kernel thread id.
 pub(crate) fn by_tid(tid: i32) -> Option<Arc<Node>> {
     registry()
         .live
-        .values()
+        .iter()
         .find(|node| node.tid() == Some(tid))
         .cloned()
 }

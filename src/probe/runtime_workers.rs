@@ -60,7 +60,7 @@ impl Gate {
 /// The uids of the current runtime's workers (empty outside a multi-thread runtime, or when the
 /// calling thread started nothing the workers could be). Blocks the calling thread until every
 /// worker ran the probe, for at most [`PROBE_TIMEOUT`].
-pub(crate) fn own_workers(root: u64) -> HashSet<u64> {
+pub(crate) fn own_workers(root: &Node) -> HashSet<u64> {
     let Some(gate) = start_probe(root) else {
         return HashSet::new();
     };
@@ -69,7 +69,7 @@ pub(crate) fn own_workers(root: u64) -> HashSet<u64> {
 }
 
 /// [`own_workers`] from async code: yields to the runtime while the workers run the probe.
-pub(crate) async fn own_workers_async(root: u64) -> HashSet<u64> {
+pub(crate) async fn own_workers_async(root: &Node) -> HashSet<u64> {
     let Some(gate) = start_probe(root) else {
         return HashSet::new();
     };
@@ -81,7 +81,7 @@ pub(crate) async fn own_workers_async(root: u64) -> HashSet<u64> {
 
 /// Spawns one probe task per worker, if the calling thread is inside a multi-thread runtime (not
 /// on one of its workers) and has live descendants (which the workers would be).
-fn start_probe(root: u64) -> Option<Arc<Gate>> {
+fn start_probe(root: &Node) -> Option<Arc<Gate>> {
     let handle = Handle::try_current().ok()?;
     if handle.runtime_flavor() != RuntimeFlavor::MultiThread || lineage::live_descendants(root).is_empty() {
         return None;

@@ -128,11 +128,11 @@ pub(crate) fn is_singleton(node: &Node) -> bool {
         YES => return true,
         _ => {}
     }
-    if node.created_at.is_empty() {
+    if node.created_at().is_empty() {
         node.singleton.store(NO, Ordering::Release);
         return false;
     }
-    let functions: Vec<usize> = node.created_at.iter().map(|&ip| enclosing(ip)).collect();
+    let functions: Vec<usize> = node.created_at().iter().map(|&ip| enclosing(ip)).collect();
     let found = known(|set| functions.iter().any(|f| *f != 0 && set.contains(f)));
     // A concurrent `learn` may have said yes meanwhile: never downgrade it.
     let _ = node.singleton.compare_exchange(

@@ -140,28 +140,40 @@ mod fast {
         }
     }; SLOTS];
 
+    /// The first of the two slots an address may live in (the other is its neighbour `^ 1`).
+    #[inline(always)]
+    fn first_slot(pc: usize) -> usize {
+        ((pc as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - SLOTS.trailing_zeros())) as usize
+    }
+
     /// The two slots an address may live in.
     fn slots(pc: usize) -> [&'static Slot; 2] {
-        let hash = (pc as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - SLOTS.trailing_zeros());
-        let first = hash as usize;
+        let first = first_slot(pc);
         [&CACHE[first], &CACHE[first ^ 1]]
     }
 
-    /// The packed step cached for `pc`. Written for debug builds too (what `cargo test` runs):
-    /// no iterator adapters or closures on this path.
+    /// The packed step cached in `slot` for `pc`, if that slot holds it.
     #[inline(always)]
-    fn cached(pc: usize) -> Option<u64> {
-        let [first, second] = slots(pc);
-        for slot in [first, second] {
-            let before = slot.sequence.load(Ordering::Acquire);
-            if before & 1 == 0 && slot.pc.load(Ordering::Acquire) == pc {
-                let step = slot.step.load(Ordering::Acquire);
-                if slot.sequence.load(Ordering::Acquire) == before {
-                    return Some(step);
-                }
+    fn cached_in(slot: &Slot, pc: usize) -> Option<u64> {
+        let before = slot.sequence.load(Ordering::Acquire);
+        if before & 1 == 0 && slot.pc.load(Ordering::Acquire) == pc {
+            let step = slot.step.load(Ordering::Acquire);
+            if slot.sequence.load(Ordering::Acquire) == before {
+                return Some(step);
             }
         }
         None
+    }
+
+    /// The packed step cached for `pc`. Written for debug builds too (what `cargo test` runs):
+    /// no iterator adapters, arrays or closures on this path, which run per frame.
+    #[inline(always)]
+    fn cached(pc: usize) -> Option<u64> {
+        let first = first_slot(pc);
+        match cached_in(&CACHE[first], pc) {
+            Some(step) => Some(step),
+            None => cached_in(&CACHE[first ^ 1], pc),
+        }
     }
 
     fn remember(pc: usize, step: u64) {
@@ -395,11 +407,112 @@ mod fast {
         (pc, sp, fp, lr)
     }
 
-    /// The walk; `None` if it could not even start (then the slow path runs).
+    /// Registers a walk starts from.
+    #[derive(Clone, Copy, PartialEq, Eq, Default)]
+    struct Registers {
+        pc: usize,
+        sp: usize,
+        fp: usize,
+        lr: usize,
+    }
+
+    /// Most stack reads a remembered walk holds (two per frame).
+    const READS: usize = 128;
+    /// Most frames a remembered walk holds.
+    const FRAMES: usize = 64;
+
+    /// The calling thread's last walk: a walk is a pure function of its start registers, the
+    /// stack words it read and the (immutable) CFI, so when a thread walks again from the same
+    /// registers and those words still hold the same values, it gets the same frames. Threads
+    /// that create threads do it from the same place over and over (libtest's main thread spawns
+    /// every test from one call site; a pool spawns its workers in a loop), and checking ~2 words
+    /// a frame costs a fraction of a walk in a debug build.
+    struct Last {
+        registers: Registers,
+        /// `(address, value)` of every stack word the walk read, in order.
+        reads: [(usize, usize); READS],
+        read_count: usize,
+        frames: [usize; FRAMES],
+        len: usize,
+        /// The room the walk had (`out.len()`): a walk cut by room is only valid for that room.
+        room: usize,
+    }
+
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<Box<Last>>> = const { std::cell::RefCell::new(None) };
+    }
+
+    impl Last {
+        /// The remembered frames, if the walk from `registers` with `room` would repeat them.
+        fn replay(&self, registers: Registers, room: usize, out: &mut [usize]) -> Option<usize> {
+            if self.registers != registers || self.room != room || self.read_count == READS {
+                return None;
+            }
+            let mut i = 0;
+            while i < self.read_count {
+                let (at, value) = self.reads[i];
+                // SAFETY: the same address the previous walk read, from the same registers of the
+                // same thread: inside this thread's live stack, above the calling frame (checked
+                // by that walk against the stack bounds, which do not change).
+                if unsafe { *(at as *const usize) } != value {
+                    return None;
+                }
+                i += 1;
+            }
+            out[..self.len].copy_from_slice(&self.frames[..self.len]);
+            Some(self.len)
+        }
+    }
+
+    /// The walk on the calling thread's live stack; `None` if it could not even start (then the
+    /// slow path runs).
     #[inline(never)]
     pub(super) fn trace(out: &mut [usize]) -> Option<usize> {
         let top = stack_top()?;
-        let (mut pc, mut sp, mut fp, mut lr) = registers();
+        let (pc, sp, fp, lr) = registers();
+        let registers = Registers { pc, sp, fp, lr };
+        let room = out.len();
+        LAST.try_with(|last| {
+            let mut last = last.try_borrow_mut().ok()?;
+            if let Some(len) = last.as_ref().and_then(|last| last.replay(registers, room, out)) {
+                return Some(len);
+            }
+            let memo = last.get_or_insert_with(|| {
+                Box::new(Last {
+                    registers,
+                    reads: [(0, 0); READS],
+                    read_count: 0,
+                    frames: [0; FRAMES],
+                    len: 0,
+                    room: 0,
+                })
+            });
+            memo.read_count = 0;
+            let len = walk(registers, top, out, Some(memo));
+            if room <= FRAMES && len <= FRAMES {
+                memo.registers = registers;
+                memo.room = room;
+                memo.len = len;
+                memo.frames[..len].copy_from_slice(&out[..len]);
+            } else {
+                memo.read_count = READS; // not replayable
+            }
+            Some(len)
+        })
+        .ok()
+        .flatten()
+        .or_else(|| Some(walk(registers, top, out, None)))
+    }
+
+    /// Follows the cached (else evaluated) CFI steps from `registers` up the calling thread's
+    /// stack (below `top`), recording the words it reads into `memo`.
+    fn walk(registers: Registers, top: usize, out: &mut [usize], mut memo: Option<&mut Last>) -> usize {
+        let Registers {
+            mut pc,
+            mut sp,
+            mut fp,
+            mut lr,
+        } = registers;
         let word = size_of::<usize>();
         let mut len = 0;
         // The first lookup is at the pc itself; later ones at a return address minus one, which
@@ -428,8 +541,11 @@ mod fast {
                 if at < sp || at > top - word || at % word != 0 {
                     break;
                 }
-                // SAFETY: `[sp, top)` is this thread's mapped stack, and the address is in it.
-                unsafe { std::ptr::read_volatile(at as *const usize) }
+                // SAFETY: `[sp, top)` is this thread's mapped stack, and the address is in it and
+                // aligned (a plain read: `read_volatile` is a checked call in debug builds).
+                let value = unsafe { *(at as *const usize) };
+                remember_read(&mut memo, at, value);
+                value
             } else {
                 lr
             };
@@ -440,7 +556,8 @@ mod fast {
                     break;
                 }
                 // SAFETY: as above.
-                fp = unsafe { std::ptr::read_volatile(at as *const usize) };
+                fp = unsafe { *(at as *const usize) };
+                remember_read(&mut memo, at, fp);
             }
             if ra == 0 {
                 break;
@@ -450,7 +567,18 @@ mod fast {
             pc = ra;
             lookup = ra - 1;
         }
-        Some(len)
+        len
+    }
+
+    /// Records a read for [`Last::replay`]; past [`READS`] the walk is not replayable.
+    #[inline(always)]
+    fn remember_read(memo: &mut Option<&mut Last>, at: usize, value: usize) {
+        if let Some(memo) = memo {
+            if memo.read_count < READS {
+                memo.reads[memo.read_count] = (at, value);
+                memo.read_count += 1;
+            }
+        }
     }
 
     #[cfg(test)]
