@@ -426,7 +426,8 @@ mod fast {
     /// registers and those words still hold the same values, it gets the same frames. Threads
     /// that create threads do it from the same place over and over (libtest's main thread spawns
     /// every test from one call site; a pool spawns its workers in a loop), and checking ~2 words
-    /// a frame costs a fraction of a walk in a debug build.
+    /// a frame costs a fraction of a walk in a debug build. (Optimised code often uses the frame
+    /// pointer register as a general one, so its walks rarely replay; they are fast anyway.)
     struct Last {
         registers: Registers,
         /// `(address, value)` of every stack word the walk read, in order.
@@ -440,6 +441,12 @@ mod fast {
 
     thread_local! {
         static LAST: std::cell::RefCell<Option<Box<Last>>> = const { std::cell::RefCell::new(None) };
+    }
+
+    #[cfg(test)]
+    thread_local! {
+        /// Replays on this thread, for the tests.
+        static REPLAYS: Cell<usize> = const { Cell::new(0) };
     }
 
     impl Last {
@@ -460,6 +467,8 @@ mod fast {
                 i += 1;
             }
             out[..self.len].copy_from_slice(&self.frames[..self.len]);
+            #[cfg(test)]
+            REPLAYS.with(|replays| replays.set(replays.get() + 1));
             Some(self.len)
         }
     }
@@ -584,6 +593,59 @@ mod fast {
     #[cfg(test)]
     mod tests {
         use super::*;
+
+        /// The walk without the remembered one: what a replay must equal.
+        #[inline(never)]
+        fn trace_fresh(out: &mut [usize]) -> usize {
+            let top = stack_top().unwrap();
+            let (pc, sp, fp, lr) = registers();
+            walk(Registers { pc, sp, fp, lr }, top, out, None)
+        }
+
+        /// Both walks from one frame; frames from the third on (the caller of `both`) compared.
+        #[inline(never)]
+        fn both() -> (Vec<usize>, Vec<usize>) {
+            let mut remembered = [0usize; 48];
+            let len = trace(&mut remembered).unwrap();
+            let mut fresh = [0usize; 48];
+            let fresh_len = trace_fresh(&mut fresh);
+            (remembered[2..len].to_vec(), fresh[2..fresh_len].to_vec())
+        }
+
+        #[inline(never)]
+        fn via_a() -> (Vec<usize>, Vec<usize>) {
+            std::hint::black_box(1u8);
+            std::hint::black_box(both())
+        }
+
+        #[inline(never)]
+        fn via_b() -> (Vec<usize>, Vec<usize>) {
+            std::hint::black_box(2u16);
+            std::hint::black_box(both())
+        }
+
+        /// A remembered walk is replayed only when it would repeat: callers that reach the walk
+        /// at the same depth (same registers) from different places get their own frames, and a
+        /// loop calling from one place gets replays.
+        #[test]
+        fn replay_is_exact() {
+            let replays = REPLAYS.with(Cell::get);
+            let mut seen = Vec::new();
+            for round in 0..6 {
+                let (remembered, fresh) = if round % 3 == 0 { via_a() } else { via_b() };
+                assert_eq!(remembered, fresh, "round {round}");
+                seen.push(remembered[0]);
+            }
+            let (remembered, fresh) = via_a();
+            assert_eq!(remembered, fresh, "another call site");
+            assert_ne!(seen[0], seen[1], "the two callers return to different places");
+            // Optimised code often uses the frame-pointer register as a general one, so its value
+            // (part of the start registers) differs between calls: replays are for debug builds,
+            // where a walk is slow.
+            if cfg!(debug_assertions) {
+                assert!(REPLAYS.with(Cell::get) > replays, "a loop from one place replays");
+            }
+        }
 
         /// Steps survive packing, including negative offsets and absent registers.
         #[test]
