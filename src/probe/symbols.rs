@@ -33,6 +33,9 @@ fn cache() -> MutexGuard<'static, HashMap<usize, Vec<Frame>>> {
 
 /// Symbolizes one address, without the cache.
 fn resolve_ip(ip: usize) -> Vec<Frame> {
+    if let Some(frame) = system_library_frame(ip) {
+        return vec![frame];
+    }
     let shared_object = in_shared_object(ip.wrapping_sub(1));
     let mut frames = Vec::new();
     backtrace::resolve(ip as *mut std::ffi::c_void, |symbol| {
@@ -53,6 +56,77 @@ fn resolve_ip(ip: usize) -> Vec<Frame> {
         });
     }
     frames
+}
+
+/// A frame in a C system library (libc, the loader, libgcc: an object under `/lib` or
+/// `/usr/lib`), named from the library's dynamic symbol table, without loading debug info.
+///
+/// Such frames are never the user's and every report folds them, yet resolving them through the
+/// debug-info packages some machines install (`libc6-dbg`, which valgrind pulls in) means
+/// inflating megabytes of compressed DWARF with an unoptimised decompressor in the debug builds
+/// `cargo test` makes: most of a cold first report's half second. A function the dynamic table
+/// does not name (libc's internal `__futex_abstimed_wait_common`) is shown as `libc.so.6+0x…`.
+#[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
+fn system_library_frame(ip: usize) -> Option<Frame> {
+    use std::ffi::CStr;
+    /// `dladdr1` flag: also return the symbol table entry (from `<dlfcn.h>`).
+    const RTLD_DL_SYMENT: libc::c_int = 1;
+    let address = ip.wrapping_sub(1);
+    // SAFETY: Dl_info is plain data, all-zero is valid.
+    let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
+    let mut entry: *mut libc::c_void = std::ptr::null_mut();
+    // SAFETY: dladdr1 only inspects the address and fills `info` and `entry`.
+    let found = unsafe {
+        libc::dladdr1(
+            address as *const libc::c_void,
+            &mut info,
+            &mut entry,
+            RTLD_DL_SYMENT,
+        )
+    } != 0;
+    if !found || info.dli_fname.is_null() {
+        return None;
+    }
+    // SAFETY: a non-null dli_fname is the object's path, valid while it is loaded.
+    let path = unsafe { CStr::from_ptr(info.dli_fname) }.to_string_lossy();
+    if !(path.starts_with("/lib") || path.starts_with("/usr/lib")) || in_executable(info.dli_fbase) {
+        return None;
+    }
+    let named = (!info.dli_sname.is_null() && !entry.is_null())
+        .then(|| {
+            // SAFETY: with RTLD_DL_SYMENT, `entry` points to the symbol's ELF table entry.
+            let size = unsafe { (*entry.cast::<libc::Elf64_Sym>()).st_size } as usize;
+            let start = info.dli_saddr as usize;
+            // The nearest exported symbol names the address only if the address is inside it.
+            (start <= address && address < start + size.max(1))
+                // SAFETY: a non-null dli_sname is a NUL-terminated name in the loaded object.
+                .then(|| {
+                    unsafe { CStr::from_ptr(info.dli_sname) }
+                        .to_string_lossy()
+                        .into_owned()
+                })
+        })
+        .flatten();
+    let object = path.rsplit('/').next().unwrap_or(&path);
+    let function =
+        named.unwrap_or_else(|| format!("{object}+{:#x}", address.wrapping_sub(info.dli_fbase as usize)));
+    Some(Frame {
+        function,
+        file: None,
+        line: None,
+        library: true,
+    })
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64")))]
+fn system_library_frame(_ip: usize) -> Option<Frame> {
+    None
+}
+
+/// Whether `base` is the executable's load address.
+#[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
+fn in_executable(base: *mut libc::c_void) -> bool {
+    !in_shared_object(base as usize)
 }
 
 /// Whether `address` lies in a loaded shared object rather than in the executable.
