@@ -2,7 +2,8 @@
 //!
 //! A check looks once; if nothing survives, it returns at once (a clean pass never sleeps). Else
 //! it polls again with exponential backoff (100 µs doubling, capped at 100 ms) until nothing
-//! survives or the deadline passes. A deadline, not a count of tries: goleak's fixed 20 tries
+//! survives or the deadline passes; a thread that ends wakes the sync form early (see
+//! [`lineage::wait_for_exit`]), so a test whose thread finishes 1 ms late waits about 1 ms. A deadline, not a count of tries: goleak's fixed 20 tries
 //! (431 ms) were its maintainers' regret on loaded CI machines.
 //!
 //! The async form waits on [`Delay`], a timer that does not need the tokio time driver: a
@@ -19,6 +20,8 @@ use std::pin::Pin;
 use std::sync::{Arc, Condvar, LazyLock, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
+
+use crate::probe::lineage;
 
 const FIRST_WAIT: Duration = Duration::from_micros(100);
 const LONGEST_WAIT: Duration = Duration::from_millis(100);
@@ -53,12 +56,13 @@ impl Backoff {
 pub(crate) fn settle<T>(settle: Duration, mut look: impl FnMut() -> Vec<T>) -> Vec<T> {
     let mut backoff = Backoff::new(settle);
     loop {
+        let exits = lineage::exit_count();
         let survivors = look();
         if survivors.is_empty() {
             return survivors;
         }
         match backoff.next_wait() {
-            Some(wait) => std::thread::sleep(wait),
+            Some(wait) => lineage::wait_for_exit(exits, wait),
             None => return survivors,
         }
     }

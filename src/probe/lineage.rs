@@ -35,7 +35,7 @@
 //! or runtime created lazily in a `static` descends from the first test that touched it; the
 //! check layer does not charge it to that test ([`super::singleton`] tells such threads apart).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
@@ -158,10 +158,25 @@ fn registry() -> MutexGuard<'static, Registry> {
 }
 
 thread_local! {
-    static CURRENT: RefCell<Option<Arc<Node>>> = const { RefCell::new(None) };
+    /// The calling thread's node, borrowed from its owner: the exit key's value for a thread the
+    /// interposer started, [`ROOT`] for any other. Null until known. A plain pointer, so that the
+    /// thread registers no TLS destructor for it (one per thread the process creates), and the
+    /// node stays the thread's own through its TLS destructors, until the exit key releases it.
+    static CURRENT: Cell<*const Node> = const { Cell::new(std::ptr::null()) };
+    /// Owns the node of a thread the interposer did not start (created on first ask).
+    static ROOT: RefCell<Option<OwnedRoot>> = const { RefCell::new(None) };
     /// Set while leakcheck starts one of its own helper threads: the next thread created on this
     /// thread becomes a root that no test owns.
-    static DETACH_NEXT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    static DETACH_NEXT: Cell<bool> = const { Cell::new(false) };
+}
+
+/// A root node owned by its thread; clears [`CURRENT`] when the thread's TLS is destroyed.
+struct OwnedRoot(Arc<Node>);
+
+impl Drop for OwnedRoot {
+    fn drop(&mut self) {
+        leave_child(&self.0);
+    }
 }
 
 /// Set the first time the interposer sees a thread being created.
@@ -169,18 +184,25 @@ static INTERPOSER_SEEN: AtomicBool = AtomicBool::new(false);
 
 /// The calling thread's node, created as a root if the thread was not seen being created.
 pub(crate) fn current() -> Arc<Node> {
-    CURRENT
-        .try_with(|slot| {
-            slot.borrow_mut()
-                .get_or_insert_with(|| {
-                    let node = Node::new(None, Box::new([]));
-                    node.tid.store(gettid(), Ordering::Release);
-                    Arc::new(node)
-                })
-                .clone()
-        })
-        // During this thread's TLS destruction: a fresh root, which owns no live thread.
-        .unwrap_or_else(|_| Arc::new(Node::new(None, Box::new([]))))
+    let own = CURRENT.get();
+    if !own.is_null() {
+        // SAFETY: `CURRENT` points to a node that its owner (the exit key's value or `ROOT`)
+        // keeps alive until it clears `CURRENT`; this adds a reference of our own.
+        unsafe {
+            Arc::increment_strong_count(own);
+            return Arc::from_raw(own);
+        }
+    }
+    let node = Node::new(None, Box::new([]));
+    node.tid.store(gettid(), Ordering::Release);
+    let node = Arc::new(node);
+    // During this thread's TLS destruction `ROOT` is gone: the node is then a fresh root, which
+    // owns no live thread.
+    let owned = ROOT.try_with(|root| *root.borrow_mut() = Some(OwnedRoot(node.clone())));
+    if owned.is_ok() {
+        CURRENT.set(Arc::as_ptr(&node));
+    }
+    node
 }
 
 /// Records the calling thread's full std name on its node (once), so reports and the whole-binary
@@ -198,7 +220,7 @@ pub(crate) fn current_named() -> Arc<Node> {
 /// Registers a thread about to be created by the calling thread and returns its node.
 pub(crate) fn register_child() -> Arc<Node> {
     INTERPOSER_SEEN.store(true, Ordering::Relaxed);
-    let detached = DETACH_NEXT.try_with(|flag| flag.replace(false)).unwrap_or(false);
+    let detached = DETACH_NEXT.replace(false);
     let parent = if detached { None } else { Some(current_named()) };
     let node = Arc::new(Node::new(parent, creation_backtrace()));
     let mut registry = registry();
@@ -212,10 +234,49 @@ pub(crate) fn register_child() -> Arc<Node> {
     node
 }
 
-/// Installs `node` as the calling (new) thread's own.
+/// Installs `node` as the calling (new) thread's own. The caller keeps it alive until
+/// [`leave_child`].
 pub(crate) fn enter_child(node: &Arc<Node>) {
     node.tid.store(gettid(), Ordering::Release);
-    let _ = CURRENT.try_with(|slot| *slot.borrow_mut() = Some(node.clone()));
+    CURRENT.set(Arc::as_ptr(node));
+}
+
+/// The calling thread is ending: `node` stops being its own (before its owner drops it).
+pub(crate) fn leave_child(node: &Node) {
+    if std::ptr::eq(CURRENT.get(), node) {
+        CURRENT.set(std::ptr::null());
+    }
+}
+
+/// Counts thread ends, so a check waiting for threads to finish wakes when one does.
+static EXITS: AtomicU64 = AtomicU64::new(0);
+/// Checks blocked in [`wait_for_exit`]; an ending thread signals only if there are some.
+static WAITING: AtomicUsize = AtomicUsize::new(0);
+static EXIT_LOCK: Mutex<()> = Mutex::new(());
+static EXITED: std::sync::Condvar = std::sync::Condvar::new();
+
+/// How many registered threads have ended so far: pass it to [`wait_for_exit`].
+pub(crate) fn exit_count() -> u64 {
+    EXITS.load(Ordering::SeqCst)
+}
+
+/// Blocks until a registered thread ends after `seen` (an [`exit_count`]) or `timeout` passes:
+/// a settling check wakes as soon as the thread it waits for is gone, not at its next poll.
+pub(crate) fn wait_for_exit(seen: u64, timeout: std::time::Duration) {
+    WAITING.fetch_add(1, Ordering::SeqCst);
+    let guard = EXIT_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let _ = EXITED.wait_timeout_while(guard, timeout, |_| EXITS.load(Ordering::SeqCst) == seen);
+    WAITING.fetch_sub(1, Ordering::SeqCst);
+}
+
+/// Counts an ended thread and wakes the checks waiting for one.
+fn signal_exit() {
+    EXITS.fetch_add(1, Ordering::SeqCst);
+    if WAITING.load(Ordering::SeqCst) > 0 {
+        // Taking the lock orders this after a waiter's last look at the count.
+        drop(EXIT_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+        EXITED.notify_all();
+    }
 }
 
 /// Removes a thread that has exited (or failed to start). Idempotent.
@@ -238,6 +299,8 @@ pub(crate) fn unregister(node: &Node) {
         above.live_below.fetch_sub(1, Ordering::Release);
         ancestor = above.parent.as_deref();
     }
+    drop(registry);
+    signal_exit();
 }
 
 /// The live threads created by `root`'s thread, directly or transitively. One load when there
@@ -270,9 +333,9 @@ pub(crate) fn by_tid(tid: i32) -> Option<Arc<Node>> {
 
 /// Runs `spawn` so that the thread it creates belongs to no test: for leakcheck's own helpers.
 pub(crate) fn detached<T>(spawn: impl FnOnce() -> T) -> T {
-    DETACH_NEXT.with(|flag| flag.set(true));
+    DETACH_NEXT.set(true);
     let result = spawn();
-    DETACH_NEXT.with(|flag| flag.set(false));
+    DETACH_NEXT.set(false);
     result
 }
 

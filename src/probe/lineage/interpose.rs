@@ -78,6 +78,7 @@ unsafe extern "C" fn release(node: *mut c_void) {
     // SAFETY: the value set by the trampoline, an `Arc::into_raw` handed over exactly once (glibc
     // clears the slot before calling the destructor).
     let node = unsafe { Arc::from_raw(node.cast_const().cast::<Node>()) };
+    super::leave_child(&node);
     super::unregister(&node);
 }
 
@@ -114,6 +115,7 @@ fn leave(fallback: *const Node) {
     if !fallback.is_null() {
         // SAFETY: the `Arc::into_raw` of `enter`, not stored anywhere else.
         let node = unsafe { Arc::from_raw(fallback) };
+        super::leave_child(&node);
         super::unregister(&node);
     }
 }
