@@ -162,6 +162,17 @@ impl fmt::Display for Report {
         for note in &self.notes {
             writeln!(f, "note: {note}")?;
         }
+        let named_task = self.survivors.iter().any(|s| {
+            s.kind == Kind::Task
+                && (s.name.is_some() || s.spawn_site.as_ref().is_some_and(|site| site.named_by.is_some()))
+        });
+        if named_task {
+            writeln!(
+                f,
+                "note: task names are read from the source at the spawn site (the `.name(..)` of the \
+                 task's `Builder`): tokio does not expose them at run time"
+            )?;
+        }
         Ok(())
     }
 }
@@ -187,11 +198,16 @@ fn render_group(
     let count = group.len();
     let noun = first.kind.noun(count);
     let all_names: Vec<&str> = group.iter().filter_map(|s| s.name.as_deref()).collect();
-    let name = if all_names.is_empty() {
-        String::new()
-    } else {
+    let named_by = first
+        .spawn_site
+        .as_ref()
+        .and_then(|site| site.named_by.as_deref());
+    let name = match (all_names.is_empty(), named_by) {
         // Not `{:?}`: a folded pattern's braces are shown as they are.
-        format!(" \"{}\"", names::fold(&all_names).escape_debug())
+        (false, _) => format!(" \"{}\"", names::fold(&all_names).escape_debug()),
+        // A task's name given by an expression: its text, not a value the source does not tell.
+        (true, Some(expression)) => format!(" named by `{expression}`"),
+        (true, None) => String::new(),
     };
     let id_label = match first.kind {
         Kind::Thread => "tid",

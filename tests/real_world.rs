@@ -460,3 +460,56 @@ fn rstest_case_is_named() {
     let report = &run.stdout;
     assert!(report.contains("leaked by `fixture_rstest::case_1`"), "{report}");
 }
+
+// ---------------------------------------------------------------- tokio task names
+
+/// Fixture: tasks named with a literal, with an expression, and unnamed; all wait forever.
+#[cfg(tokio_unstable)]
+#[leak_test(settle = "300ms")]
+#[ignore = "fixture, run by task_names_are_read_at_the_spawn_site"]
+async fn fixture_named_tasks() {
+    tokio::task::Builder::new()
+        .name("ticker")
+        .spawn(std::future::pending::<()>())
+        .unwrap();
+    for i in 0..2 {
+        tokio::task::Builder::new()
+            .name(&format!("conn-{i}"))
+            .spawn(std::future::pending::<()>())
+            .unwrap();
+    }
+    tokio::spawn(std::future::pending::<()>());
+    tokio::task::Builder::new()
+        .spawn(std::future::pending::<()>())
+        .unwrap();
+}
+
+/// A task named by a string literal shows the name; one named by an expression shows the
+/// expression, marked as such; unnamed tasks (plain `tokio::spawn`, a builder without `.name`)
+/// show no name; the report says where names come from.
+#[cfg(tokio_unstable)]
+#[test]
+fn task_names_are_read_at_the_spawn_site() {
+    let run = run_ignored("fixture_named_tasks", &[]);
+    assert!(!run.success);
+    let report = &run.stdout;
+    let headers: Vec<&str> = report.lines().filter(|line| line.starts_with('×')).collect();
+    assert_eq!(headers.len(), 4, "{report}");
+    assert!(
+        headers.iter().any(|h| h.starts_with("×1 task \"ticker\" (id ")),
+        "{report}"
+    );
+    assert!(
+        headers
+            .iter()
+            .any(|h| h.starts_with("×2 tasks named by `format!(\"conn-{i}\")` (ids ")),
+        "{report}"
+    );
+    let unnamed = headers.iter().filter(|h| h.starts_with("×1 task (id ")).count();
+    assert_eq!(unnamed, 2, "{report}");
+    assert!(
+        !report.contains("conn-0") && !report.contains("conn-1"),
+        "no made-up value:\n{report}"
+    );
+    assert!(report.contains("tokio does not expose them"), "{report}");
+}
