@@ -461,6 +461,85 @@ fn rstest_case_is_named() {
     assert!(report.contains("leaked by `fixture_rstest::case_1`"), "{report}");
 }
 
+// ---------------------------------------------------------------- a one-worker Book-style pool
+
+/// Fixture: the Book's pool with a single worker, never shut down: the worker waits in `recv`
+/// holding the lock, and no other worker waits for it.
+#[leak_test(settle = "300ms")]
+#[ignore = "fixture, run by one_worker_book_pool_blames_the_open_channel"]
+fn fixture_book_pool_one_worker() {
+    let pool = ThreadPool::new(1);
+    pool.execute(|| ());
+    std::mem::forget(pool);
+}
+
+/// Fixture: plain channel workers: one receives from its own receiver, one holds a guard of
+/// other state while it receives from a plain receiver. Neither is a Book-style pool.
+#[leak_test(settle = "300ms")]
+#[ignore = "fixture, run by plain_channel_worker_keeps_the_channel_hint"]
+fn fixture_plain_channel_workers() {
+    let (keep, receiver) = mpsc::channel::<Job>();
+    thread::Builder::new()
+        .name("plain-worker".into())
+        .spawn(move || {
+            while let Ok(job) = receiver.recv() {
+                job();
+            }
+        })
+        .unwrap();
+    std::mem::forget(keep);
+    let (keep, receiver) = mpsc::channel::<Job>();
+    let state = Arc::new(Mutex::new(0u32));
+    thread::Builder::new()
+        .name("guarded-worker".into())
+        .spawn(move || loop {
+            let mut done = state.lock().unwrap();
+            let message = receiver.recv();
+            match message {
+                Ok(job) => job(),
+                Err(_) => break,
+            }
+            *done += 1;
+        })
+        .unwrap();
+    std::mem::forget(keep);
+}
+
+/// A single Book-style worker, waiting in `recv` on the guard of the shared receiver's lock, gets
+/// the Book-pool cause (from the source at its line), not the plain channel hint.
+#[test]
+fn one_worker_book_pool_blames_the_open_channel() {
+    let run = run_ignored("fixture_book_pool_one_worker", &[]);
+    assert!(!run.success);
+    let report = &run.stdout;
+    assert!(report.contains("×1 thread"), "{report}");
+    assert!(
+        report.contains("cause: a worker pool sharing one receiver behind a mutex"),
+        "{report}"
+    );
+    assert!(
+        report.contains("`recv` called on the guard of `receiver.lock().unwrap()` at tests/real_world.rs:"),
+        "{report}"
+    );
+    assert!(!report.contains("cause: blocked receiving"), "{report}");
+}
+
+/// Plain channel workers keep the plain channel hint, also one that holds a guard of other
+/// state while it receives.
+#[test]
+fn plain_channel_worker_keeps_the_channel_hint() {
+    let run = run_ignored("fixture_plain_channel_workers", &[]);
+    assert!(!run.success);
+    let report = &run.stdout;
+    assert_eq!(report.matches('×').count(), 2, "{report}");
+    assert_eq!(
+        report.matches("cause: blocked receiving from a channel").count(),
+        2,
+        "{report}"
+    );
+    assert!(!report.contains("worker pool"), "{report}");
+}
+
 // ---------------------------------------------------------------- tokio task names
 
 /// Fixture: tasks named with a literal, with an expression, and unnamed; all wait forever.
