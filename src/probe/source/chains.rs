@@ -82,8 +82,7 @@ fn spawn_call(source: &str, tokens: &[Token], at: usize) -> Option<usize> {
         return Some(at);
     }
     let mut depth = 0i32;
-    for i in at..tokens.len() {
-        let token = &tokens[i];
+    for (i, token) in tokens.iter().enumerate().skip(at) {
         if depth == 0 && is_spawn(i) {
             return Some(i);
         }
@@ -118,9 +117,14 @@ fn chain_before(source: &str, tokens: &[Token], method: usize) -> Chain {
         }
         let token = &tokens[end];
         if token.kind == Kind::Ident {
-            let field = end > 0 && tokens[end - 1].is_punct(source, '.');
             chain.start = token.start;
-            if !field && !(end > 0 && tokens[end - 1].is_punct(source, ':')) {
+            if end > 0 && tokens[end - 1].is_punct(source, '.') {
+                // A field (`self.receiver`): the chain goes on.
+                at = end;
+                continue;
+            }
+            // A variable, not the end of a path (`a::b`).
+            if !(end > 0 && tokens[end - 1].is_punct(source, ':')) {
                 chain.root = Some(end);
             }
             return chain;
@@ -325,6 +329,7 @@ fn f() {
         let source = "\
 fn f() {
     let message = receiver.lock().unwrap().recv();
+    let message = self.jobs.lock()?.recv();
     let guard = shared
         .lock()
         .expect(\"poisoned\");
@@ -339,12 +344,13 @@ fn f() {
             recv_on_guard(source, 2).as_deref(),
             Some("receiver.lock().unwrap()")
         );
+        assert_eq!(recv_on_guard(source, 3).as_deref(), Some("self.jobs.lock()?"));
         assert_eq!(
-            recv_on_guard(source, 6).as_deref(),
+            recv_on_guard(source, 7).as_deref(),
             Some("shared.lock().expect(\"poisoned\")")
         );
-        assert_eq!(recv_on_guard(source, 7), None);
-        assert_eq!(recv_on_guard(source, 9), None);
-        assert_eq!(recv_on_guard(source, 11), None);
+        assert_eq!(recv_on_guard(source, 8), None);
+        assert_eq!(recv_on_guard(source, 10), None);
+        assert_eq!(recv_on_guard(source, 12), None);
     }
 }
