@@ -540,6 +540,30 @@ fn plain_channel_worker_keeps_the_channel_hint() {
     assert!(!report.contains("worker pool"), "{report}");
 }
 
+// ---------------------------------------------------------------- group members that wait differently
+
+/// Waits for an unpark that never comes: forever (`None`), or in a loop of timed waits.
+#[inline(never)]
+fn wait_for_unpark(timeout: Option<Duration>) {
+    loop {
+        timeout.map_or_else(thread::park, thread::park_timeout);
+    }
+}
+
+/// Fixture: three workers started at one site, stuck at one line of one function; one waits
+/// with a timeout, two without.
+#[leak_test(settle = "300ms")]
+#[ignore = "fixture, run by group_members_waiting_differently_are_told_apart"]
+fn fixture_mixed_waits() {
+    let timeouts = [Some(Duration::from_secs(600)), None, None];
+    for (i, timeout) in timeouts.into_iter().enumerate() {
+        thread::Builder::new()
+            .name(format!("waiter-{i}"))
+            .spawn(move || wait_for_unpark(timeout))
+            .unwrap();
+    }
+}
+
 // ---------------------------------------------------------------- tokio task names
 
 /// Fixture: tasks named with a literal, with an expression, and unnamed; all wait forever.
@@ -591,4 +615,43 @@ fn task_names_are_read_at_the_spawn_site() {
         "no made-up value:\n{report}"
     );
     assert!(report.contains("tokio does not expose them"), "{report}");
+}
+
+/// Members of one group that wait differently are told apart: the first line counts each wait
+/// class, a line per class names its members, and the timed wait's hint names only its member.
+#[test]
+fn group_members_waiting_differently_are_told_apart() {
+    let run = run_ignored("fixture_mixed_waits", &[]);
+    assert!(!run.success);
+    let report = &run.stdout;
+    let header = report
+        .lines()
+        .find(|line| line.starts_with("×3 threads \"waiter-{0..2}\""))
+        .unwrap_or_else(|| panic!("one group of three:\n{report}"));
+    assert!(
+        header.ends_with(", waits differ: untimed wait (2), timed wait (1)"),
+        "{report}"
+    );
+    let members = |class: &str| {
+        report
+            .lines()
+            .find(|line| line.trim_start().starts_with(class))
+            .unwrap_or_else(|| panic!("no line for {class}:\n{report}"))
+            .to_string()
+    };
+    assert!(members("untimed wait (").contains(": tids "), "{report}");
+    let timed = members("timed wait (");
+    let tid = timed
+        .rsplit_once(": tid ")
+        .unwrap_or_else(|| panic!("{report}"))
+        .1;
+    let cause = report
+        .lines()
+        .find(|line| line.contains("cause") && line.contains("a timed wait: it wakes by itself"))
+        .unwrap_or_else(|| panic!("{report}"));
+    assert!(
+        cause.starts_with(&format!("   cause (for tid {tid}, timed wait): ")),
+        "{report}"
+    );
+    assert_eq!(report.matches("cause").count(), 1, "{report}");
 }
