@@ -14,7 +14,7 @@ use crate::model::{Hint, Kind, Survivor, WaitKind};
 /// Members split by a key, in order of first appearance.
 fn split<'a, K: PartialEq>(
     group: &[&'a Survivor],
-    key: impl Fn(&Survivor) -> K,
+    key: impl Fn(&'a Survivor) -> K,
 ) -> Vec<(K, Vec<&'a Survivor>)> {
     let mut classes: Vec<(K, Vec<&'a Survivor>)> = Vec::new();
     for &survivor in group {
@@ -79,12 +79,16 @@ pub(super) fn render_waits(f: &mut fmt::Formatter<'_>, group: &[&Survivor]) -> f
 }
 
 /// The group's cause-and-fix hint: once when all members share it; otherwise each hint with the
-/// members it is for (and their wait class, when that is what sets them apart).
+/// members it is for (and their wait class, when that is what sets them apart). Hints are the
+/// same when cause and fix are: the evidence may differ by a count (`woken 14 times`), and the
+/// first member's stands for the others.
 pub(super) fn render_hints(f: &mut fmt::Formatter<'_>, group: &[&Survivor]) -> fmt::Result {
-    let hints = split(group, |survivor| survivor.hint.clone());
+    let hints = split(group, |survivor| {
+        survivor.hint.as_ref().map(|hint| (&hint.cause, &hint.fix))
+    });
     let shared = hints.len() == 1;
-    for (hint, members) in &hints {
-        let Some(Hint { cause, fix, evidence }) = hint else {
+    for (_, members) in &hints {
+        let Some(Hint { cause, fix, evidence }) = &members[0].hint else {
             continue;
         };
         let label = if shared {
@@ -133,4 +137,72 @@ pub(super) fn ids(members: &[&Survivor]) -> String {
         let _ = write!(text, " and {more} more");
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{KernelWait, Stack, Wait};
+
+    fn thread(id: u64, kind: WaitKind, hint: Option<(&str, &str)>) -> Survivor {
+        Survivor {
+            kind: Kind::Thread,
+            name: None,
+            id,
+            kernel: Some(KernelWait {
+                wait: Some(Wait {
+                    kind,
+                    call: Some("futex".into()),
+                    wakeups: None,
+                    window: None,
+                    cpu: None,
+                    resources: Vec::new(),
+                }),
+                ..KernelWait::default()
+            }),
+            stack: Stack::Frames(Vec::new()),
+            created_at: Vec::new(),
+            creator: None,
+            test: None,
+            spawn_site: None,
+            hint: hint.map(|(cause, evidence)| Hint {
+                cause: cause.into(),
+                fix: "fix it".into(),
+                evidence: evidence.into(),
+            }),
+            process: None,
+        }
+    }
+
+    struct Hints<'a>(&'a [&'a Survivor]);
+
+    impl fmt::Display for Hints<'_> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            render_hints(f, self.0)
+        }
+    }
+
+    /// Members that agree read as one; members that differ are counted per class, and a hint
+    /// that holds for some members only names them. Evidence that differs by a count is one hint.
+    #[test]
+    fn members_that_differ_are_named() {
+        let a = thread(1, WaitKind::SleepLoop, Some(("a loop", "woken 3 times")));
+        let b = thread(2, WaitKind::SleepLoop, Some(("a loop", "woken 4 times")));
+        assert!(
+            state(&[&a, &b]).starts_with(", sleep loop"),
+            "{}",
+            state(&[&a, &b])
+        );
+        assert_eq!(Hints(&[&a, &b]).to_string().matches("cause: a loop").count(), 1);
+        let c = thread(3, WaitKind::Untimed, None);
+        let d = thread(4, WaitKind::Untimed, None);
+        let group = [&a, &c, &d];
+        assert_eq!(state(&group), ", waits differ: untimed wait (2), sleep loop (1)");
+        let hints = Hints(&group).to_string();
+        assert!(
+            hints.starts_with("   cause (for tid 1, sleep loop): a loop\n"),
+            "{hints}"
+        );
+        assert_eq!(hints.matches("cause").count(), 1, "{hints}");
+    }
 }
