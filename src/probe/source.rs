@@ -9,12 +9,12 @@
 mod chains;
 mod tokens;
 
-#[cfg_attr(not(tokio_unstable), allow(dead_code))]
+#[cfg_attr(not(all(tokio_unstable, feature = "tokio")), allow(dead_code))]
 pub(crate) use chains::BuilderName;
 
 /// The name the task builder at `file`:`line`:`column` (a spawn location from tokio's spawn hook)
 /// gives its task: `.name("ticker")` in the same chain as the `.spawn(..)` there.
-#[cfg_attr(not(tokio_unstable), allow(dead_code))]
+#[cfg_attr(not(all(tokio_unstable, feature = "tokio")), allow(dead_code))]
 pub(crate) fn task_name(file: &str, line: u32, column: u32) -> Option<BuilderName> {
     chains::builder_name(&read(file)?, line, column)
 }

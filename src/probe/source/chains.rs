@@ -10,7 +10,7 @@ use super::tokens::{self, Kind, Token};
 
 /// How a task was named at its spawn site.
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[cfg_attr(not(tokio_unstable), allow(dead_code))]
+#[cfg_attr(not(all(tokio_unstable, feature = "tokio")), allow(dead_code))]
 pub(crate) enum BuilderName {
     /// `.name("ticker")`: the name itself.
     Literal(String),
@@ -24,7 +24,7 @@ struct Call {
     /// Index of the method's name token.
     method: usize,
     /// Byte range of the arguments, between the parentheses.
-    #[cfg_attr(not(tokio_unstable), allow(dead_code))]
+    #[cfg_attr(not(all(tokio_unstable, feature = "tokio")), allow(dead_code))]
     args: (usize, usize),
     /// Token range of the arguments.
     arg_tokens: (usize, usize),
@@ -43,7 +43,7 @@ struct Chain {
 /// The name given by the builder chain whose spawn call is at `line`:`column` of `source`
 /// (`std::panic::Location` of a `#[track_caller]` spawn: its method name, or the start of the
 /// call). `None` when no `.spawn*(` is there or its chain has no `.name(..)`.
-#[cfg_attr(not(tokio_unstable), allow(dead_code))]
+#[cfg_attr(not(all(tokio_unstable, feature = "tokio")), allow(dead_code))]
 pub(crate) fn builder_name(source: &str, line: u32, column: u32) -> Option<BuilderName> {
     let tokens = tokens::tokenize(source);
     let at = tokens
@@ -69,7 +69,7 @@ pub(crate) fn builder_name(source: &str, line: u32, column: u32) -> Option<Build
 
 /// The method-name token of the `.spawn*(` call at `at`, or the first at the top level of the
 /// statement that starts at `at`.
-#[cfg_attr(not(tokio_unstable), allow(dead_code))]
+#[cfg_attr(not(all(tokio_unstable, feature = "tokio")), allow(dead_code))]
 fn spawn_call(source: &str, tokens: &[Token], at: usize) -> Option<usize> {
     let is_spawn = |i: usize| {
         tokens[i].kind == Kind::Ident

@@ -28,7 +28,7 @@ pub(super) struct Token {
     pub(super) start: usize,
     pub(super) end: usize,
     pub(super) line: u32,
-    #[cfg_attr(not(tokio_unstable), allow(dead_code))]
+    #[cfg_attr(not(all(tokio_unstable, feature = "tokio")), allow(dead_code))]
     pub(super) column: u32,
 }
 
