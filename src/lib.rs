@@ -74,8 +74,8 @@
 //! | per-test context | `context` | what a running `#[leak_test]` knows on its thread (options, baseline, name) |
 //! | check | `check` (verdict), `check/settle`, `check/threads`, `check/tasks`, `check/children`, `check/untracked`, `check/wait` | settle-and-retry, find candidates, classify their waits across the settle window, describe them once, apply the rules |
 //! | rules | `options`, `rules` | the `Options` builder and the ignore rules, built-in ones included |
-//! | report | `report` (text), `report/json`, `report/names`, `report/wait_text`, `report/hints` (+ `idioms`), `report/children`, `report/github`, `error` | rendering, grouping, rules to paste, CI annotations and cause-and-fix hints, reading the model (and a `select!`'s source via `probe/source`) |
-//! | probes | `probe/lineage` (+ `interpose`), `probe/children` (+ `interpose`, `proc`), `probe/procfs`, `probe/stack` (`protocol`, `safety`, `handler`, `slots`, `unwinder`), `probe/symbols`, `probe/unwind`, `probe/tasks`, `probe/startup`, `probe/source` | what the OS, tokio and the user's source tell; nothing of options or reports |
+//! | report | `report` (text), `report/json`, `report/names`, `report/members`, `report/wait_text`, `report/hints` (+ `idioms`), `report/children`, `report/github`, `error` | rendering, grouping, rules to paste, CI annotations and cause-and-fix hints, reading the model (and the user's source at a line via `probe/source`: a `select!`'s branches, a task's name, a `recv` under a lock) |
+//! | probes | `probe/lineage` (+ `interpose`), `probe/children` (+ `interpose`, `proc`), `probe/procfs`, `probe/stack` (`protocol`, `safety`, `handler`, `slots`, `unwinder`), `probe/symbols`, `probe/unwind`, `probe/tasks`, `probe/startup`, `probe/source` (+ `tokens`, `chains`) | what the OS, tokio and the user's source tell; nothing of options or reports |
 //! | model | `model`, `model/frame`, `config`, `project` | plain data every layer shares; the environment's settings and the package's `[package.metadata.leakcheck]` |
 //!
 //! The path of one check, from attribute to verdict: the expansion of `#[leak_test]` calls

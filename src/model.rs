@@ -50,11 +50,22 @@ pub(crate) struct Survivor {
     pub(crate) creator: Option<String>,
     /// Name of the test thread it descends from (whole-binary check).
     pub(crate) test: Option<String>,
-    /// `file:line` of the `tokio::spawn` call (tasks, `--cfg tokio_unstable`).
-    pub(crate) spawn_site: Option<String>,
+    /// Where the task was spawned (tasks, `--cfg tokio_unstable`).
+    pub(crate) spawn_site: Option<SpawnSite>,
     pub(crate) hint: Option<Hint>,
     /// What `/proc` says of a child process (`Kind::Process` only; its pid is `id`).
     pub(crate) process: Option<ProcessInfo>,
+}
+
+/// Where a task was spawned, and what the source there says of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct SpawnSite {
+    /// `file:line` of the spawn call.
+    pub(crate) at: String,
+    /// The expression a task `Builder`'s `.name(..)` is given there, when it is not a string
+    /// literal (a literal name is the survivor's `name`): `format!("conn-{i}")`. Read from the
+    /// source: tokio does not expose task names.
+    pub(crate) named_by: Option<String>,
 }
 
 /// A surviving child process, as `/proc/<pid>` and the spawn record describe it.
@@ -96,7 +107,8 @@ impl Survivor {
     /// Where it was created: the creation chain (the spawn, then the user's frames up to the
     /// test), or the spawn site.
     pub(crate) fn origin(&self) -> Option<String> {
-        frame::creation_chain(&self.created_at).or_else(|| self.spawn_site.clone())
+        frame::creation_chain(&self.created_at)
+            .or_else(|| self.spawn_site.as_ref().map(|site| site.at.clone()))
     }
 }
 

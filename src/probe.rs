@@ -12,6 +12,9 @@
 //! - [`symbols`]: raw addresses to [`Frame`](crate::model::Frame)s, cached;
 //! - [`tasks`]: tokio runtime metrics, spawn hooks, and async traces from task dumps;
 //! - [`runtime_workers`]: the worker threads of the current tokio runtime, found exactly;
+//! - [`source`]: the user's source at a known line (a `select!`'s branches, a task builder's
+//!   `.name(..)`, a `recv` on a lock's guard), lexed by `source/tokens.rs`, read by
+//!   `source/chains.rs`;
 //! - [`startup`]: what must be read before `main`;
 //! - [`unwind`]: the calling thread's own backtrace, fast (for creation sites on hot paths).
 

@@ -6,6 +6,7 @@ pub(crate) mod children;
 mod github;
 pub(crate) mod hints;
 mod json;
+mod members;
 mod names;
 mod wait_text;
 
@@ -14,7 +15,7 @@ use std::fmt::{self, Write as _};
 use std::time::Duration;
 
 use crate::model::frame;
-use crate::model::{Frame, Hidden, KernelWait, Kind, Stack, Survivor, TaskCount};
+use crate::model::{Frame, Hidden, Kind, Stack, Survivor, TaskCount};
 
 /// What a stable build's report says about getting more detail: with leakcheck's `taskdump`
 /// feature already on, only the cfg is missing.
@@ -162,6 +163,17 @@ impl fmt::Display for Report {
         for note in &self.notes {
             writeln!(f, "note: {note}")?;
         }
+        let named_task = self.survivors.iter().any(|s| {
+            s.kind == Kind::Task
+                && (s.name.is_some() || s.spawn_site.as_ref().is_some_and(|site| site.named_by.is_some()))
+        });
+        if named_task {
+            writeln!(
+                f,
+                "note: task names are read from the source at the spawn site (the `.name(..)` of the \
+                 task's `Builder`): tokio does not expose them at run time"
+            )?;
+        }
         Ok(())
     }
 }
@@ -187,41 +199,25 @@ fn render_group(
     let count = group.len();
     let noun = first.kind.noun(count);
     let all_names: Vec<&str> = group.iter().filter_map(|s| s.name.as_deref()).collect();
-    let name = if all_names.is_empty() {
-        String::new()
-    } else {
+    let named_by = first
+        .spawn_site
+        .as_ref()
+        .and_then(|site| site.named_by.as_deref());
+    let name = match (all_names.is_empty(), named_by) {
         // Not `{:?}`: a folded pattern's braces are shown as they are.
-        format!(" \"{}\"", names::fold(&all_names).escape_debug())
+        (false, _) => format!(" \"{}\"", names::fold(&all_names).escape_debug()),
+        // A task's name given by an expression: its text, not a value the source does not tell.
+        (true, Some(expression)) => format!(" named by `{expression}`"),
+        (true, None) => String::new(),
     };
-    let id_label = match first.kind {
-        Kind::Thread => "tid",
-        Kind::Task => "id",
-        Kind::Process => "pid",
-    };
-    let mut ids: Vec<String> = group
-        .iter()
-        .filter(|s| s.id != 0)
-        .map(|s| s.id.to_string())
-        .collect();
-    let more = ids.len().saturating_sub(IDS_SHOWN);
-    ids.truncate(IDS_SHOWN);
-    let mut ids = if ids.is_empty() {
-        String::new()
+    let ids = if group.iter().any(|s| s.id != 0) {
+        format!(" ({})", members::ids(group))
     } else {
-        format!(
-            " ({id_label}{} {}",
-            if count > 1 { "s" } else { "" },
-            ids.join(", ")
-        )
+        String::new()
     };
-    if more > 0 {
-        let _ = write!(ids, " and {more} more");
-    }
-    if !ids.is_empty() {
-        ids.push(')');
-    }
-    let state = first.kernel.as_ref().map(kernel_text).unwrap_or_default();
+    let state = members::state(group);
     writeln!(f, "×{count} {noun}{name}{ids}{state}")?;
+    members::render_waits(f, group)?;
 
     match (&first.stack, first.stuck_frame()) {
         (_, Some(frame)) => writeln!(f, "   stuck in   {}", frame_text(frame))?,
@@ -265,11 +261,7 @@ fn render_group(
     if let Some(test) = first.test.as_ref().filter(|_| name_tests) {
         writeln!(f, "   started by test `{test}`")?;
     }
-    if let Some(hint) = &first.hint {
-        writeln!(f, "   cause: {}", hint.cause)?;
-        writeln!(f, "   fix:   {}", hint.fix)?;
-        writeln!(f, "   evidence: {}", hint.evidence)?;
-    }
+    members::render_hints(f, group)?;
     if let Stack::Frames(frames) = &first.stack {
         if !frames.is_empty() {
             let label = match (first.kind, full_stacks) {
@@ -289,30 +281,6 @@ fn render_group(
         )?;
     }
     Ok(())
-}
-
-/// `, sleeping in futex_wait_queue (syscall futex)`.
-fn kernel_text(kernel: &KernelWait) -> String {
-    if let Some(wait) = &kernel.wait {
-        return format!(", {}", wait_text::describe(wait));
-    }
-    let state = match kernel.state {
-        Some('S') => "sleeping",
-        Some('D') => "in uninterruptible wait",
-        Some('R') => "running",
-        Some('T') | Some('t') => "stopped",
-        Some('Z') => "exiting",
-        _ => return String::new(),
-    };
-    let mut text = format!(", {state}");
-    let detail: Vec<&str> = [kernel.wchan.as_deref(), kernel.syscall.as_deref()]
-        .into_iter()
-        .flatten()
-        .collect();
-    if !detail.is_empty() && state != "running" {
-        let _ = write!(text, " in {}", detail.join(", syscall "));
-    }
-    text
 }
 
 /// `real_world::start_background at tests/app.rs:12`: the function that spawned a task, from

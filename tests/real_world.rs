@@ -460,3 +460,198 @@ fn rstest_case_is_named() {
     let report = &run.stdout;
     assert!(report.contains("leaked by `fixture_rstest::case_1`"), "{report}");
 }
+
+// ---------------------------------------------------------------- a one-worker Book-style pool
+
+/// Fixture: the Book's pool with a single worker, never shut down: the worker waits in `recv`
+/// holding the lock, and no other worker waits for it.
+#[leak_test(settle = "300ms")]
+#[ignore = "fixture, run by one_worker_book_pool_blames_the_open_channel"]
+fn fixture_book_pool_one_worker() {
+    let pool = ThreadPool::new(1);
+    pool.execute(|| ());
+    std::mem::forget(pool);
+}
+
+/// Fixture: plain channel workers: one receives from its own receiver, one holds a guard of
+/// other state while it receives from a plain receiver. Neither is a Book-style pool.
+#[leak_test(settle = "300ms")]
+#[ignore = "fixture, run by plain_channel_worker_keeps_the_channel_hint"]
+fn fixture_plain_channel_workers() {
+    let (keep, receiver) = mpsc::channel::<Job>();
+    thread::Builder::new()
+        .name("plain-worker".into())
+        .spawn(move || {
+            while let Ok(job) = receiver.recv() {
+                job();
+            }
+        })
+        .unwrap();
+    std::mem::forget(keep);
+    let (keep, receiver) = mpsc::channel::<Job>();
+    let state = Arc::new(Mutex::new(0u32));
+    thread::Builder::new()
+        .name("guarded-worker".into())
+        .spawn(move || loop {
+            let mut done = state.lock().unwrap();
+            let message = receiver.recv();
+            match message {
+                Ok(job) => job(),
+                Err(_) => break,
+            }
+            *done += 1;
+        })
+        .unwrap();
+    std::mem::forget(keep);
+}
+
+/// A single Book-style worker, waiting in `recv` on the guard of the shared receiver's lock, gets
+/// the Book-pool cause (from the source at its line), not the plain channel hint.
+#[test]
+fn one_worker_book_pool_blames_the_open_channel() {
+    let run = run_ignored("fixture_book_pool_one_worker", &[]);
+    assert!(!run.success);
+    let report = &run.stdout;
+    assert!(report.contains("×1 thread"), "{report}");
+    assert!(
+        report.contains("cause: a worker pool sharing one receiver behind a mutex"),
+        "{report}"
+    );
+    assert!(
+        report.contains("`recv` called on the guard of `receiver.lock().unwrap()` at tests/real_world.rs:"),
+        "{report}"
+    );
+    assert!(!report.contains("cause: blocked receiving"), "{report}");
+}
+
+/// Plain channel workers keep the plain channel hint, also one that holds a guard of other
+/// state while it receives.
+#[test]
+fn plain_channel_worker_keeps_the_channel_hint() {
+    let run = run_ignored("fixture_plain_channel_workers", &[]);
+    assert!(!run.success);
+    let report = &run.stdout;
+    assert_eq!(report.matches('×').count(), 2, "{report}");
+    assert_eq!(
+        report.matches("cause: blocked receiving from a channel").count(),
+        2,
+        "{report}"
+    );
+    assert!(!report.contains("worker pool"), "{report}");
+}
+
+// ---------------------------------------------------------------- group members that wait differently
+
+/// Waits for an unpark that never comes: forever (`None`), or in a loop of timed waits.
+#[inline(never)]
+fn wait_for_unpark(timeout: Option<Duration>) {
+    loop {
+        timeout.map_or_else(thread::park, thread::park_timeout);
+    }
+}
+
+/// Fixture: three workers started at one site, stuck at one line of one function; one waits
+/// with a timeout, two without.
+#[leak_test(settle = "300ms")]
+#[ignore = "fixture, run by group_members_waiting_differently_are_told_apart"]
+fn fixture_mixed_waits() {
+    let timeouts = [Some(Duration::from_secs(600)), None, None];
+    for (i, timeout) in timeouts.into_iter().enumerate() {
+        thread::Builder::new()
+            .name(format!("waiter-{i}"))
+            .spawn(move || wait_for_unpark(timeout))
+            .unwrap();
+    }
+}
+
+// ---------------------------------------------------------------- tokio task names
+
+/// Fixture: tasks named with a literal, with an expression, and unnamed; all wait forever.
+#[cfg(tokio_unstable)]
+#[leak_test(settle = "300ms")]
+#[ignore = "fixture, run by task_names_are_read_at_the_spawn_site"]
+async fn fixture_named_tasks() {
+    tokio::task::Builder::new()
+        .name("ticker")
+        .spawn(std::future::pending::<()>())
+        .unwrap();
+    for i in 0..2 {
+        tokio::task::Builder::new()
+            .name(&format!("conn-{i}"))
+            .spawn(std::future::pending::<()>())
+            .unwrap();
+    }
+    tokio::spawn(std::future::pending::<()>());
+    tokio::task::Builder::new()
+        .spawn(std::future::pending::<()>())
+        .unwrap();
+}
+
+/// A task named by a string literal shows the name; one named by an expression shows the
+/// expression, marked as such; unnamed tasks (plain `tokio::spawn`, a builder without `.name`)
+/// show no name; the report says where names come from.
+#[cfg(tokio_unstable)]
+#[test]
+fn task_names_are_read_at_the_spawn_site() {
+    let run = run_ignored("fixture_named_tasks", &[]);
+    assert!(!run.success);
+    let report = &run.stdout;
+    let headers: Vec<&str> = report.lines().filter(|line| line.starts_with('×')).collect();
+    assert_eq!(headers.len(), 4, "{report}");
+    assert!(
+        headers.iter().any(|h| h.starts_with("×1 task \"ticker\" (id ")),
+        "{report}"
+    );
+    assert!(
+        headers
+            .iter()
+            .any(|h| h.starts_with("×2 tasks named by `format!(\"conn-{i}\")` (ids ")),
+        "{report}"
+    );
+    let unnamed = headers.iter().filter(|h| h.starts_with("×1 task (id ")).count();
+    assert_eq!(unnamed, 2, "{report}");
+    assert!(
+        !report.contains("conn-0") && !report.contains("conn-1"),
+        "no made-up value:\n{report}"
+    );
+    assert!(report.contains("tokio does not expose them"), "{report}");
+}
+
+/// Members of one group that wait differently are told apart: the first line counts each wait
+/// class, a line per class names its members, and the timed wait's hint names only its member.
+#[test]
+fn group_members_waiting_differently_are_told_apart() {
+    let run = run_ignored("fixture_mixed_waits", &[]);
+    assert!(!run.success);
+    let report = &run.stdout;
+    let header = report
+        .lines()
+        .find(|line| line.starts_with("×3 threads \"waiter-{0..2}\""))
+        .unwrap_or_else(|| panic!("one group of three:\n{report}"));
+    assert!(
+        header.ends_with(", waits differ: untimed wait (2), timed wait (1)"),
+        "{report}"
+    );
+    let members = |class: &str| {
+        report
+            .lines()
+            .find(|line| line.trim_start().starts_with(class))
+            .unwrap_or_else(|| panic!("no line for {class}:\n{report}"))
+            .to_string()
+    };
+    assert!(members("untimed wait (").contains(": tids "), "{report}");
+    let timed = members("timed wait (");
+    let tid = timed
+        .rsplit_once(": tid ")
+        .unwrap_or_else(|| panic!("{report}"))
+        .1;
+    let cause = report
+        .lines()
+        .find(|line| line.contains("cause") && line.contains("a timed wait: it wakes by itself"))
+        .unwrap_or_else(|| panic!("{report}"));
+    assert!(
+        cause.starts_with(&format!("   cause (for tid {tid}, timed wait): ")),
+        "{report}"
+    );
+    assert_eq!(report.matches("cause").count(), 1, "{report}");
+}

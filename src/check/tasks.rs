@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use crate::model::{Hidden, TaskCount};
 #[cfg(tokio_unstable)]
-use crate::model::{Kind, Stack, Survivor};
+use crate::model::{Kind, SpawnSite, Stack, Survivor};
 use crate::options::Options;
 #[cfg(tokio_unstable)]
 use crate::probe::tasks::task_id;
@@ -142,25 +142,20 @@ async fn describe(scope: &TaskScope, options: &Options, ids: Vec<u64>) -> TaskFi
             ..TaskFindings::default()
         };
     };
-    let spawned: Vec<(Option<String>, Box<[usize]>)> = {
+    type Spawn = (Option<&'static std::panic::Location<'static>>, Box<[usize]>);
+    let spawned: Vec<Spawn> = {
         let live = probe.live.lock().unwrap_or_else(|e| e.into_inner());
         ids.iter()
             .map(|id| match live.get(id) {
-                Some(spawned) => (
-                    Some(format!(
-                        "{}:{}",
-                        crate::model::frame::relative_path(spawned.location.file()),
-                        spawned.location.line()
-                    )),
-                    spawned.backtrace.clone(),
-                ),
+                Some(spawned) => (Some(spawned.location), spawned.backtrace.clone()),
                 None => (None, Box::default()),
             })
             .collect()
     };
     let (mut traces, mut notes) = dump(scope, &ids).await;
     let mut findings = TaskFindings::default();
-    for (id, (site, backtrace)) in ids.iter().zip(spawned) {
+    for (id, (location, backtrace)) in ids.iter().zip(spawned) {
+        let (name, site) = location.map(spawn_site).unzip();
         let leaves = traces.remove(id);
         let stack = match &leaves {
             Some(leaves) => Stack::Frames(leaves.concat()),
@@ -175,7 +170,7 @@ async fn describe(scope: &TaskScope, options: &Options, ids: Vec<u64>) -> TaskFi
         };
         let mut survivor = Survivor {
             kind: Kind::Task,
-            name: None,
+            name: name.flatten(),
             id: *id,
             kernel: None,
             stack,
@@ -194,7 +189,7 @@ async fn describe(scope: &TaskScope, options: &Options, ids: Vec<u64>) -> TaskFi
                 Stack::Missing(_) => None,
             },
             created_at: &survivor.created_at,
-            spawn_site: survivor.spawn_site.as_deref(),
+            spawn_site: survivor.spawn_site.as_ref().map(|site| site.at.as_str()),
         };
         if let Some(rule) = options.rules.iter().find(|rule| rule.matches(&subject)) {
             findings.hidden.push(Hidden {
@@ -211,6 +206,25 @@ async fn describe(scope: &TaskScope, options: &Options, ids: Vec<u64>) -> TaskFi
     }
     findings.notes.append(&mut notes);
     findings
+}
+
+/// A task's spawn site, and its name: tokio keeps a `Builder`'s name only in a `tracing` span
+/// (neither the spawn hook's `TaskMeta` nor a task dump has it), so it is read from the source at
+/// the spawn location: a string literal is the name, another expression is shown as such.
+#[cfg(tokio_unstable)]
+fn spawn_site(location: &'static std::panic::Location<'static>) -> (Option<String>, SpawnSite) {
+    use crate::probe::source::{task_name, BuilderName};
+    let (name, named_by) = match task_name(location.file(), location.line(), location.column()) {
+        Some(BuilderName::Literal(name)) => (Some(name), None),
+        Some(BuilderName::Expression(expression)) => (None, Some(expression)),
+        None => (None, None),
+    };
+    let at = format!(
+        "{}:{}",
+        crate::model::frame::relative_path(location.file()),
+        location.line()
+    );
+    (name, SpawnSite { at, named_by })
 }
 
 /// Async traces of `ids`, by id, from a task dump under a watchdog.

@@ -58,6 +58,10 @@ const LIBRARY_CRATES: &[&str] = &[
     "parking_lot",
     "parking_lot_core",
     "lock_api",
+    // Plumbing, never where anything is stuck: with its `tracing` feature (which task names and
+    // tokio-console need), tokio wraps every task and worker in `tracing::Instrumented`.
+    "tracing",
+    "tracing_core",
 ];
 
 /// Crate name prefixes folded as library frames (`futures_util`, `tokio_util`, ...).

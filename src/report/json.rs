@@ -69,10 +69,12 @@ impl Report {
             }
             let _ = write!(out, ",\"origin\":{}", json_opt(survivor.origin().as_deref()));
             let _ = write!(out, ",\"creator\":{}", json_opt(survivor.creator.as_deref()));
+            let site = survivor.spawn_site.as_ref();
             let _ = write!(
                 out,
-                ",\"spawn_site\":{}",
-                json_opt(survivor.spawn_site.as_deref())
+                ",\"spawn_site\":{},\"named_by\":{}",
+                json_opt(site.map(|site| site.at.as_str())),
+                json_opt(site.and_then(|site| site.named_by.as_deref()))
             );
             let state = survivor.kernel.as_ref().and_then(|k| k.state.map(String::from));
             let wchan = survivor.kernel.as_ref().and_then(|k| k.wchan.clone());

@@ -101,7 +101,7 @@ pub(crate) fn hiding_rule(group: &[&Survivor]) -> Option<String> {
         }
     }
     if let Some(site) = &first.spawn_site {
-        return Some(format!("ignore_spawn_site = {site:?}"));
+        return Some(format!("ignore_spawn_site = {:?}", site.at));
     }
     if let Some(spawner) = first
         .created_at

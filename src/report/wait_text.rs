@@ -1,9 +1,10 @@
 //! A thread's wait in words, for the first line of its block: `untimed wait (futex, no wake-up
 //! in 300ms)`, `accept() on 127.0.0.1:40123 (tcp, listening)`.
 
+use std::fmt::Write as _;
 use std::time::Duration;
 
-use crate::model::{Wait, WaitKind};
+use crate::model::{KernelWait, Wait, WaitKind};
 
 /// The wait in words.
 pub(crate) fn describe(wait: &Wait) -> String {
@@ -39,6 +40,44 @@ pub(crate) fn describe(wait: &Wait) -> String {
             _ => "running".to_owned(),
         },
         WaitKind::Other => format!("blocked in {call}{woke}"),
+    }
+}
+
+/// The end of a survivor's first line: `, untimed wait (...)` when its wait was classified, else
+/// the kernel's state (`, sleeping in futex_wait_queue, syscall futex`).
+pub(crate) fn kernel(kernel: &KernelWait) -> String {
+    if let Some(wait) = &kernel.wait {
+        return format!(", {}", describe(wait));
+    }
+    let state = match kernel.state {
+        Some('S') => "sleeping",
+        Some('D') => "in uninterruptible wait",
+        Some('R') => "running",
+        Some('T') | Some('t') => "stopped",
+        Some('Z') => "exiting",
+        _ => return String::new(),
+    };
+    let mut text = format!(", {state}");
+    let detail: Vec<&str> = [kernel.wchan.as_deref(), kernel.syscall.as_deref()]
+        .into_iter()
+        .flatten()
+        .collect();
+    if !detail.is_empty() && state != "running" {
+        let _ = write!(text, " in {}", detail.join(", syscall "));
+    }
+    text
+}
+
+/// A wait class in two words, for a group whose members wait differently.
+pub(crate) fn class(kind: Option<WaitKind>) -> &'static str {
+    match kind {
+        Some(WaitKind::Untimed) => "untimed wait",
+        Some(WaitKind::Timed) => "timed wait",
+        Some(WaitKind::SleepLoop) => "sleep loop",
+        Some(WaitKind::Io) => "blocked in IO",
+        Some(WaitKind::Running) => "running",
+        Some(WaitKind::Other) => "other wait",
+        None => "not classified",
     }
 }
 

@@ -84,7 +84,9 @@ pub(super) fn from_wait(survivor: &Survivor, frames: &[Frame]) -> Option<Hint> {
 
 /// Workers sharing one receiver behind a mutex (the Rust Book's pool: `Arc<Mutex<Receiver>>`):
 /// one waits in `recv` holding the lock, the others wait for the lock. They are one diagnosis:
-/// the channel's senders were never dropped.
+/// the channel's senders were never dropped. A single worker shows no `Mutex::lock` frame (it
+/// holds the lock, no one waits for it); its `recv` is recognised from the source at the calling
+/// line: called on a `.lock()` guard.
 pub(crate) fn for_group(survivors: &mut [Survivor]) {
     let mut by_site: HashMap<String, Vec<usize>> = HashMap::new();
     for (index, survivor) in survivors.iter().enumerate() {
@@ -103,30 +105,63 @@ pub(crate) fn for_group(survivors: &mut [Survivor]) {
                 Stack::Missing(_) => false,
             })
         };
-        let receiving = has("Receiver<T>::recv");
+        let receiving = has(RECV);
         let locking = has("Mutex<T>::lock") || has("futex::Mutex::lock_contended");
-        if !(receiving && locking) {
-            continue;
-        }
         let user = survivors[indices[0]]
             .stuck_frame()
             .map(|frame| frame.function.clone())
             .unwrap_or_default();
+        let (holding, evidence) = if receiving && locking {
+            (
+                "one worker waits in `recv` holding the lock, the others wait for the lock",
+                format!("workers in `recv` and in `Mutex::lock` at the same line of `{user}`"),
+            )
+        } else if let Some((guard, at)) = indices.iter().find_map(|&i| recv_under_lock(&survivors[i])) {
+            let holding = if indices.len() == 1 {
+                "its worker waits in `recv` holding the lock (other workers would wait for the lock)"
+            } else {
+                "its workers wait in `recv` holding the lock (other workers would wait for the lock)"
+            };
+            let evidence = format!(
+                "`recv` called on the guard of `{guard}` at {at} (read from the source), in `{user}`"
+            );
+            (holding, evidence)
+        } else {
+            continue;
+        };
         let hint = Hint {
-            cause: "a worker pool sharing one receiver behind a mutex (`Arc<Mutex<Receiver>>`, as in \
-                    the Rust Book): one worker waits in `recv` holding the lock, the others wait for \
-                    the lock; the channel's sender was never dropped, so no worker ever sees the \
-                    channel close"
-                .into(),
+            cause: format!(
+                "a worker pool sharing one receiver behind a mutex (`Arc<Mutex<Receiver>>`, as in \
+                 the Rust Book): {holding}; the channel's sender was never dropped, so no worker \
+                 ever sees the channel close"
+            ),
             fix: "drop the pool's sender when the pool is done (the Book's `Drop for ThreadPool` \
                   does `drop(self.sender.take())`, then joins the workers); never leak the pool"
                 .into(),
-            evidence: format!("workers in `recv` and in `Mutex::lock` at the same line of `{user}`"),
+            evidence,
         };
         for &index in indices {
             survivors[index].hint = Some(hint.clone());
         }
     }
+}
+
+/// A channel receive in std's `mpsc`/`mpmc` (`recv_timeout` is a timed wait, not this).
+const RECV: &str = "Receiver<T>::recv";
+
+/// The guard a survivor's `recv` is called on, and where: the user frame that calls `recv`,
+/// read from the source (`receiver.lock().unwrap().recv()`, or `recv` on a variable bound to a
+/// `.lock()` guard).
+fn recv_under_lock(survivor: &Survivor) -> Option<(String, String)> {
+    let Stack::Frames(frames) = &survivor.stack else {
+        return None;
+    };
+    let recv = frames
+        .iter()
+        .position(|frame| frame.function.contains(RECV) && !frame.function.contains("recv_timeout"))?;
+    let caller = frames[recv + 1..].iter().find(|frame| !frame.library)?;
+    let guard = crate::probe::source::recv_guard(caller.file.as_deref()?, caller.line?)?;
+    Some((guard, frame::short_location(caller)?))
 }
 
 /// A task whose async trace has several leaves (a `select!` or `join!`) waits on each of them:
