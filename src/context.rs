@@ -2,7 +2,7 @@
 //! its body (`verify_none()`) use its options, baseline and name. Set by the attribute runtime,
 //! read by the front ends; it calls nothing above it.
 
-use std::cell::RefCell;
+use std::cell::Cell;
 use std::collections::HashSet;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
@@ -27,16 +27,28 @@ pub(crate) struct Context {
 }
 
 thread_local! {
-    static CONTEXT: RefCell<Option<Rc<Context>>> = const { RefCell::new(None) };
+    /// The running `#[leak_test]`'s context, borrowed from its [`Entered`] (which outlives every
+    /// use on this thread). A plain pointer: a thread-local with drop glue would register a TLS
+    /// destructor in every test thread, a cost paid per test.
+    static CONTEXT: Cell<*const Context> = const { Cell::new(std::ptr::null()) };
 }
 
 fn context() -> Option<Rc<Context>> {
-    CONTEXT.try_with(|slot| slot.borrow().clone()).ok().flatten()
+    let current = CONTEXT.get();
+    if current.is_null() {
+        return None;
+    }
+    // SAFETY: a non-null `CONTEXT` is the `Rc` an `Entered` on this thread holds until it
+    // restores the previous pointer; this adds a reference of our own.
+    unsafe {
+        Rc::increment_strong_count(current);
+        Some(Rc::from_raw(current))
+    }
 }
 
 /// Installs a context for the duration of a test body; restores the previous one on drop.
 pub(crate) struct Entered {
-    previous: Option<Rc<Context>>,
+    previous: *const Context,
     own: Option<Rc<Context>>,
 }
 
@@ -44,7 +56,7 @@ impl Entered {
     pub(crate) fn new(context: Context) -> Entered {
         let own = Rc::new(context);
         Entered {
-            previous: CONTEXT.with(|slot| slot.replace(Some(own.clone()))),
+            previous: CONTEXT.replace(Rc::as_ptr(&own)),
             own: Some(own),
         }
     }
@@ -61,8 +73,7 @@ impl Entered {
     }
 
     fn restore(&mut self) {
-        let previous = self.previous.take();
-        let _ = CONTEXT.try_with(|slot| *slot.borrow_mut() = previous);
+        CONTEXT.set(self.previous);
     }
 }
 
