@@ -144,8 +144,9 @@ fn checked_async<F: Future>(
         Ok(settle) => settle,
         Err(error) => panic!("{error}"),
     };
-    let mut scope = Scope::enter();
-    let child_scope = ChildScope::enter();
+    let root = lineage::current_named();
+    let mut scope = Scope::enter_at(root.clone());
+    let child_scope = ChildScope::enter_at(root);
     let runtime_threads = Arc::new(Mutex::new(HashSet::new()));
     let (runtime, _probe) = match probe::tasks::build_runtime(config, runtime_threads.clone()) {
         Ok(built) => built,

@@ -40,12 +40,7 @@ pub(crate) struct ChildScope {
 }
 
 impl ChildScope {
-    /// A scope rooted at the calling thread, with the children it already has as baseline.
-    pub(crate) fn enter() -> ChildScope {
-        ChildScope::enter_at(lineage::current_named())
-    }
-
-    /// [`ChildScope::enter`] for a root node the caller already has (the calling thread's).
+    /// A scope rooted at `root` (the calling thread's node), with the children it already has as baseline.
     pub(crate) fn enter_at(root: Arc<Node>) -> ChildScope {
         let lineage_mode = lineage_mode();
         ChildScope {

@@ -42,12 +42,7 @@ pub(crate) struct Scope {
 }
 
 impl Scope {
-    /// A scope rooted at the calling thread, with what it already started as baseline.
-    pub(crate) fn enter() -> Scope {
-        Scope::enter_at(lineage::current_named())
-    }
-
-    /// [`Scope::enter`] for a root node the caller already has (the calling thread's).
+    /// A scope rooted at `root` (the calling thread's node), with what it already started as baseline.
     pub(crate) fn enter_at(root: Arc<Node>) -> Scope {
         let lineage_mode = lineage_mode();
         Scope {

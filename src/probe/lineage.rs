@@ -237,8 +237,29 @@ pub(crate) fn register_child() -> Arc<Node> {
 /// Installs `node` as the calling (new) thread's own. The caller keeps it alive until
 /// [`leave_child`].
 pub(crate) fn enter_child(node: &Arc<Node>) {
-    node.tid.store(gettid(), Ordering::Release);
+    if node.tid.load(Ordering::Acquire) == 0 {
+        node.tid.store(gettid(), Ordering::Release);
+    }
     CURRENT.set(Arc::as_ptr(node));
+}
+
+/// Records a just-created thread's kernel id from its `pthread_t`, on the creating thread,
+/// without a syscall: glibc's `pthread_getcpuclockid` returns the kernel's per-thread CPU clock
+/// id, which encodes the tid (`~tid << 3 | 6`, the kernel's `MAKE_THREAD_CPUCLOCK` ABI); the
+/// kernel set the tid before `clone` returned. The new thread then needs no `gettid`.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+pub(crate) fn record_tid(node: &Node, thread: libc::pthread_t) {
+    let mut clock: libc::clockid_t = 0;
+    // SAFETY: `thread` was just created and is not joined yet; `clock` is a valid out pointer.
+    if unsafe { libc::pthread_getcpuclockid(thread, &mut clock) } != 0 || clock & 7 != 6 {
+        return;
+    }
+    let tid = !(clock >> 3);
+    if tid > 0 {
+        let _ = node
+            .tid
+            .compare_exchange(0, tid, Ordering::AcqRel, Ordering::Acquire);
+    }
 }
 
 /// The calling thread is ending: `node` stops being its own (before its owner drops it).
@@ -375,4 +396,38 @@ pub(crate) fn gettid() -> i32 {
 #[cfg(not(target_os = "linux"))]
 pub(crate) fn gettid() -> i32 {
     0
+}
+
+#[cfg(all(
+    test,
+    target_os = "linux",
+    target_env = "gnu",
+    not(target_feature = "crt-static")
+))]
+mod tests {
+    use super::*;
+
+    /// The creator records a joinable thread's kernel id as `pthread_create` returns, before
+    /// the thread runs, and it is the id the thread itself has.
+    #[test]
+    fn creator_records_the_tid() {
+        if !interposer_active() {
+            return;
+        }
+        for _ in 0..50 {
+            let (go, wait) = std::sync::mpsc::channel::<()>();
+            let (tell, told) = std::sync::mpsc::channel::<i32>();
+            let handle = std::thread::spawn(move || {
+                wait.recv().unwrap();
+                tell.send(gettid()).unwrap();
+            });
+            let mine = current();
+            let children = live_descendants(&mine);
+            let recorded: Vec<i32> = children.iter().filter_map(|node| node.tid()).collect();
+            go.send(()).unwrap();
+            let tid = told.recv().unwrap();
+            assert!(recorded.contains(&tid), "{tid} not in {recorded:?}");
+            handle.join().unwrap();
+        }
+    }
 }

@@ -120,6 +120,23 @@ fn leave(fallback: *const Node) {
     }
 }
 
+/// Whether threads created with `attr` are joinable (the default).
+fn joinable(attr: *const libc::pthread_attr_t) -> bool {
+    if attr.is_null() {
+        return true;
+    }
+    extern "C" {
+        // POSIX; not declared by the `libc` crate.
+        fn pthread_attr_getdetachstate(
+            attr: *const libc::pthread_attr_t,
+            state: *mut libc::c_int,
+        ) -> libc::c_int;
+    }
+    let mut state = 0;
+    // SAFETY: `attr` is the caller's initialized attribute object, as `pthread_create` requires.
+    unsafe { pthread_attr_getdetachstate(attr, &mut state) == 0 && state == libc::PTHREAD_CREATE_JOINABLE }
+}
+
 /// Interposes libc's `pthread_create`; see the module docs.
 ///
 /// # Safety
@@ -146,7 +163,14 @@ pub unsafe extern "C" fn pthread_create(
     let trampoline = unsafe { std::mem::transmute::<UnwindingRoutine, StartRoutine>(trampoline) };
     // SAFETY: forwarding the caller's arguments, with our own start routine and argument.
     let result = unsafe { real(thread, attr, trampoline, start.cast()) };
-    if result != 0 {
+    if result == 0 {
+        // A joinable thread's descriptor stays valid until it is joined, which nobody can do
+        // before this returns; a detached one may be gone and its descriptor reused already.
+        if joinable(attr) {
+            // SAFETY: on success `thread` holds the new thread's id.
+            super::record_tid(&node, unsafe { *thread });
+        }
+    } else {
         // SAFETY: the thread was not created, so the box is still ours.
         drop(unsafe { Box::from_raw(start) });
         super::unregister(&node);
