@@ -84,15 +84,10 @@ impl ChildScope {
     }
 }
 
-/// Whether children are attributed by the interposers: compiled in, in effect (they link like
-/// the `pthread_create` interposer), and `LEAKCHECK_LINEAGE` is not `off`.
+/// Whether children are attributed by the interposers: they are compiled and linked exactly where
+/// the `pthread_create` interposer is, so this is the threads' lineage mode.
 fn lineage_mode() -> bool {
-    cfg!(all(
-        target_os = "linux",
-        target_env = "gnu",
-        not(target_feature = "crt-static")
-    )) && lineage::interposer_active()
-        && crate::config::get().map_or(true, |config| config.lineage)
+    super::threads::lineage_mode()
 }
 
 /// A child a look found, running or exited unwaited.

@@ -127,7 +127,7 @@ fn fallback_reason() -> &'static str {
 
 /// Whether checks use thread lineage: the interposer is in effect, and `LEAKCHECK_LINEAGE=off`
 /// did not ask for the process-diff fallback.
-fn lineage_mode() -> bool {
+pub(crate) fn lineage_mode() -> bool {
     lineage::interposer_active() && crate::config::get().map_or(true, |config| config.lineage)
 }
 

@@ -9,9 +9,10 @@
 //! a copy of its argument vector (a zombie's `/proc/<pid>/cmdline` is empty), and the
 //! `CLOCK_BOOTTIME` of its creation (to tell a reused pid apart and to say its age).
 //!
-//! The registry indexes each child under its creator and every ancestor of its creator, and each
-//! of those nodes counts its recorded children (`Node::children_below`), so a check whose thread
-//! started none reads one counter: no lock, no lookup, no `/proc`.
+//! The registry holds the children by pid; the creator and every ancestor of the creator count
+//! their recorded children (`Node::children_below`), so a check whose thread started none reads
+//! one counter: no lock, no lookup, no `/proc`. Only a check with something to find walks the
+//! registry (children are few: a walk is cheaper than keeping a per-ancestor index).
 //!
 //! Liveness never reaps: [`liveness`] asks `waitid(P_PID, pid, WEXITED | WNOHANG | WNOWAIT)`,
 //! which leaves an exited child for std's or tokio's own `wait`. Entries whose child was reaped
@@ -21,7 +22,7 @@
 //! Not seen: children started by glibc's `system` and `popen` (they call glibc's internal
 //! `__posix_spawn`, which cannot be interposed), and grandchildren (a child's own children).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 use std::time::Duration;
@@ -75,8 +76,6 @@ pub(crate) enum Liveness {
 #[derive(Default)]
 struct Registry {
     by_pid: HashMap<i32, Arc<Child>>,
-    /// For each lineage node uid, the pids of children it or its descendants started.
-    by_ancestor: HashMap<u64, HashSet<i32>>,
 }
 
 static REGISTRY: LazyLock<Mutex<Registry>> = LazyLock::new(Default::default);
@@ -93,13 +92,6 @@ impl Registry {
         };
         for node in std::iter::once(&*child.creator).chain(child.creator.ancestors()) {
             node.children_below.fetch_sub(1, Ordering::Release);
-            let uid = node.uid;
-            if let Some(set) = self.by_ancestor.get_mut(&uid) {
-                set.remove(&pid);
-                if set.is_empty() {
-                    self.by_ancestor.remove(&uid);
-                }
-            }
         }
     }
 }
@@ -138,7 +130,6 @@ pub(crate) fn record(pid: i32, created_at: &[usize], argv: Vec<String>, via: &'s
     registry.remove(pid);
     for node in std::iter::once(&*child.creator).chain(child.creator.ancestors()) {
         node.children_below.fetch_add(1, Ordering::Release);
-        registry.by_ancestor.entry(node.uid).or_default().insert(pid);
     }
     registry.by_pid.insert(pid, child);
 }
@@ -156,10 +147,12 @@ pub(crate) fn descendants_of(root: &Node) -> Vec<(Arc<Child>, Liveness)> {
         return Vec::new();
     }
     let mut registry = registry();
-    let Some(pids) = registry.by_ancestor.get(&root.uid) else {
-        return Vec::new();
-    };
-    let pids: Vec<i32> = pids.iter().copied().collect();
+    let pids: Vec<i32> = registry
+        .by_pid
+        .values()
+        .filter(|child| child.creator.uid == root.uid || child.creator.descends_from(root.uid))
+        .map(|child| child.pid)
+        .collect();
     look(&mut registry, pids)
 }
 

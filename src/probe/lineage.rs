@@ -105,8 +105,8 @@ impl Node {
         self.live_below.load(Ordering::Acquire) != 0
     }
 
-    /// Whether this node is `uid` or descends from it.
-    fn descends_from(&self, uid: u64) -> bool {
+    /// Whether this node descends from the node `uid`.
+    pub(crate) fn descends_from(&self, uid: u64) -> bool {
         let mut node = self.parent.as_deref();
         while let Some(ancestor) = node {
             if ancestor.uid == uid {
