@@ -41,6 +41,12 @@ enum Ran<R> {
 }
 
 /// `#[leak_test]` on a sync fn.
+///
+/// Only this layer is generic. Every test's body has a type of its own, so a runtime generic
+/// over the body would be compiled once per test: thousands of copies of the same code, each one
+/// cold (page faults on the binary's text, cache misses) the one time its test runs; in a debug
+/// build that cost more than everything else a clean pass does. The body runs behind
+/// `&mut dyn FnMut()`, and one [`checked_sync`] serves every test.
 #[track_caller]
 pub(crate) fn run_sync<R>(
     test: &'static Test,
@@ -48,45 +54,72 @@ pub(crate) fn run_sync<R>(
     is_err: fn(&R) -> bool,
     body: impl FnOnce() -> R,
 ) -> R {
-    match checked_sync(test, options, body) {
-        Ran::Unchecked(value) => value,
-        Ran::Checked(outcome, verdict) => conclude(outcome, verdict, is_err),
+    let mut body = Some(body);
+    let mut value = None;
+    let ran = checked_sync(test, options, &mut || {
+        if let Some(body) = body.take() {
+            value = Some(body());
+        }
+    });
+    match (ran, value) {
+        (Ran::Unchecked(()), Some(value)) => value,
+        (Ran::Checked(Ok(()), verdict), Some(value)) => conclude(Ok(value), verdict, is_err),
+        (Ran::Checked(Err(payload), verdict), _) => conclude(Err(payload), verdict, is_err),
+        // The body returned (`Ok`) without storing its value: impossible, it stores it first.
+        (Ran::Unchecked(()) | Ran::Checked(Ok(()), _), None) => unreachable!("the test body ran"),
     }
 }
 
 /// `#[leak_test]` on a sync `#[should_panic]` fn.
 #[track_caller]
 pub(crate) fn run_sync_should_panic(test: &'static Test, options: Options, body: impl FnOnce()) {
-    if let Ran::Checked(outcome, verdict) = checked_sync(test, options, body) {
+    let mut body = Some(body);
+    let ran = checked_sync(test, options, &mut || {
+        if let Some(body) = body.take() {
+            body();
+        }
+    });
+    if let Ran::Checked(outcome, verdict) = ran {
         conclude_should_panic(outcome, verdict);
     }
 }
 
+/// The runtime of a sync test, one for all of them (see [`run_sync`]).
 #[track_caller]
-fn checked_sync<R>(test: &'static Test, options: Options, body: impl FnOnce() -> R) -> Ran<R> {
+fn checked_sync(test: &'static Test, options: Options, body: &mut dyn FnMut()) -> Ran<()> {
     once::record(test);
     let test = test.name;
     let options = options.at(panic::Location::caller());
     let settle = match options.settle_or_off() {
         Ok(Some(settle)) => settle,
-        Ok(None) => return Ran::Unchecked(body()),
+        Ok(None) => {
+            body();
+            return Ran::Unchecked(());
+        }
         Err(error) => panic!("{error}"),
     };
     // The test thread's name is recorded on its node when it starts a thread (reports name the
     // test from it); a clean pass needs none of it.
     let root = lineage::current();
-    let scope = Scope::enter_at(root.clone());
+    let mut scope = Scope::enter_at(root.clone());
     let child_scope = ChildScope::enter_at(root);
-    let entered = Entered::new(Context {
+    // The scope's baseline moves into the context for the body (where `verify_none()` reads it)
+    // and back: no copy on the path of a clean pass.
+    let context = Context {
         test,
         options,
-        baseline: scope.baseline.clone(),
+        baseline: std::mem::take(&mut scope.baseline),
         entry_tids: scope.entry_tids.clone(),
         runtime_threads: None,
         task_baseline: None,
-    });
+    };
+    let entered = Entered::new(&context);
     let outcome = panic::catch_unwind(AssertUnwindSafe(body));
-    let options = entered.exit();
+    drop(entered);
+    let Context {
+        options, baseline, ..
+    } = context;
+    scope.baseline = baseline;
     // A clean pass in one look, as the settled checks would conclude on their first look.
     if scope.nothing_alive() && child_scope.nothing_alive() && !options.is_verbose() {
         return Ran::Checked(outcome, Ok(()));
@@ -99,7 +132,8 @@ fn checked_sync<R>(test: &'static Test, options: Options, body: impl FnOnce() ->
 }
 
 /// `#[leak_test]` on an async fn: builds the runtime, checks tasks inside it, shuts it down with
-/// a bounded wait, then checks threads.
+/// a bounded wait, then checks threads. Generic only in this layer, as [`run_sync`] is: the body
+/// runs as a boxed `dyn Future`, so one [`checked_async`] serves every test.
 #[cfg(feature = "tokio")]
 #[track_caller]
 pub(crate) fn run_async<F: Future>(
@@ -109,9 +143,21 @@ pub(crate) fn run_async<F: Future>(
     is_err: fn(&F::Output) -> bool,
     body: F,
 ) -> F::Output {
-    match checked_async(test, options, config, body) {
-        Ran::Unchecked(value) => value,
-        Ran::Checked(outcome, verdict) => conclude(outcome, verdict, is_err),
+    let mut value = None;
+    let ran = checked_async(
+        test,
+        options,
+        config,
+        Box::pin(async {
+            value = Some(body.await);
+        }),
+    );
+    match (ran, value) {
+        (Ran::Unchecked(()), Some(value)) => value,
+        (Ran::Checked(Ok(()), verdict), Some(value)) => conclude(Ok(value), verdict, is_err),
+        (Ran::Checked(Err(payload), verdict), _) => conclude(Err(payload), verdict, is_err),
+        // The body completed (`Ok`) without storing its value: impossible, it stores it first.
+        (Ran::Unchecked(()) | Ran::Checked(Ok(()), _), None) => unreachable!("the test body ran"),
     }
 }
 
@@ -124,19 +170,20 @@ pub(crate) fn run_async_should_panic<F: Future<Output = ()>>(
     config: Runtime,
     body: F,
 ) {
-    if let Ran::Checked(outcome, verdict) = checked_async(test, options, config, body) {
+    if let Ran::Checked(outcome, verdict) = checked_async(test, options, config, Box::pin(body)) {
         conclude_should_panic(outcome, verdict);
     }
 }
 
+/// The runtime of an async test, one for all of them (see [`run_async`]).
 #[cfg(feature = "tokio")]
 #[track_caller]
-fn checked_async<F: Future>(
+fn checked_async(
     test: &'static Test,
     options: Options,
     config: Runtime,
-    body: F,
-) -> Ran<F::Output> {
+    body: std::pin::Pin<Box<dyn Future<Output = ()> + '_>>,
+) -> Ran<()> {
     once::record(test);
     let test = test.name;
     let options = options.at(panic::Location::caller());
@@ -153,19 +200,20 @@ fn checked_async<F: Future>(
         Err(error) => panic!("leakcheck: failed to build the test's tokio runtime: {error}"),
     };
     let Some(settle) = settle else {
-        let output = runtime.block_on(body);
+        runtime.block_on(body);
         probe::tasks::forget_runtime(&runtime);
-        return Ran::Unchecked(output);
+        return Ran::Unchecked(());
     };
     scope.runtime_threads = Some(runtime_threads.clone());
-    let entered = Entered::new(Context {
+    let context = Context {
         test,
         options: options.clone(),
         baseline: scope.baseline.clone(),
         entry_tids: scope.entry_tids.clone(),
         runtime_threads: Some(runtime_threads),
         task_baseline: Some(0),
-    });
+    };
+    let entered = Entered::new(&context);
     let (outcome, tasks, checked) = runtime.block_on(async {
         let outcome = AssertUnwindSafe(body).catch_unwind().await;
         let checked = Instant::now();

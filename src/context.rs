@@ -4,7 +4,7 @@
 
 use std::cell::Cell;
 use std::collections::HashSet;
-use std::rc::Rc;
+use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
 
 #[cfg(feature = "tokio")]
@@ -19,7 +19,7 @@ use crate::probe::runtime_workers;
 pub(crate) struct Context {
     pub(crate) test: &'static str,
     pub(crate) options: Options,
-    pub(crate) baseline: HashSet<u64>,
+    pub(crate) baseline: Vec<u64>,
     pub(crate) entry_tids: Option<HashSet<i32>>,
     pub(crate) runtime_threads: Option<Arc<Mutex<HashSet<u64>>>>,
     #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
@@ -27,79 +27,58 @@ pub(crate) struct Context {
 }
 
 thread_local! {
-    /// The running `#[leak_test]`'s context, borrowed from its [`Entered`] (which outlives every
-    /// use on this thread). A plain pointer: a thread-local with drop glue would register a TLS
-    /// destructor in every test thread, a cost paid per test.
+    /// The running `#[leak_test]`'s context, borrowed from the attribute runtime's frame for as
+    /// long as its [`Entered`] lives. A plain pointer: a thread-local with drop glue would register
+    /// a TLS destructor in every test thread, a cost paid per test.
     static CONTEXT: Cell<*const Context> = const { Cell::new(std::ptr::null()) };
 }
 
-fn context() -> Option<Rc<Context>> {
+/// Runs `f` on the running `#[leak_test]`'s context, if there is one on this thread.
+fn with_context<T>(f: impl FnOnce(&Context) -> T) -> Option<T> {
     let current = CONTEXT.get();
     if current.is_null() {
         return None;
     }
-    // SAFETY: a non-null `CONTEXT` is the `Rc` an `Entered` on this thread holds until it
-    // restores the previous pointer; this adds a reference of our own.
-    unsafe {
-        Rc::increment_strong_count(current);
-        Some(Rc::from_raw(current))
-    }
+    // SAFETY: a non-null `CONTEXT` points to the context an `Entered` on this thread borrows; it
+    // restores the previous pointer when dropped, before the context can go away. The reference
+    // does not leave this call.
+    Some(f(unsafe { &*current }))
 }
 
-/// Installs a context for the duration of a test body; restores the previous one on drop.
-pub(crate) struct Entered {
+/// Installs a context for the duration of a test body; restores the previous one on drop. The
+/// context stays on the attribute runtime's stack: no allocation per test.
+pub(crate) struct Entered<'a> {
     previous: *const Context,
-    own: Option<Rc<Context>>,
+    context: PhantomData<&'a Context>,
 }
 
-impl Entered {
-    pub(crate) fn new(context: Context) -> Entered {
-        let own = Rc::new(context);
+impl<'a> Entered<'a> {
+    pub(crate) fn new(context: &'a Context) -> Entered<'a> {
         Entered {
-            previous: CONTEXT.replace(Rc::as_ptr(&own)),
-            own: Some(own),
+            previous: CONTEXT.replace(context),
+            context: PhantomData,
         }
-    }
-
-    /// Leaves the context, restoring the previous one; returns this one's options (moved out,
-    /// unless something still holds the context: then a copy).
-    pub(crate) fn exit(mut self) -> Options {
-        self.restore();
-        match self.own.take().map(Rc::try_unwrap) {
-            Some(Ok(own)) => own.options,
-            Some(Err(shared)) => shared.options.clone(),
-            None => Options::new(),
-        }
-    }
-
-    fn restore(&mut self) {
-        CONTEXT.set(self.previous);
     }
 }
 
-impl Drop for Entered {
+impl Drop for Entered<'_> {
     fn drop(&mut self) {
-        if self.own.is_some() {
-            self.restore();
-        }
+        CONTEXT.set(self.previous);
     }
 }
 
 /// The options of the running `#[leak_test]`, or the defaults.
 pub(crate) fn current_options() -> Options {
-    context().map_or_else(Options::new, |context| context.options.clone())
+    with_context(|context| context.options.clone()).unwrap_or_else(Options::new)
 }
 
 /// The name reports blame: the running `#[leak_test]`, else libtest's name for the thread.
 pub(crate) fn current_test_name() -> String {
-    if let Some(context) = context() {
-        if let Some(name) = std::thread::current()
-            .name()
-            .filter(|name| name.ends_with(context.test))
-        {
+    if let Some(test) = with_context(|context| context.test) {
+        if let Some(name) = std::thread::current().name().filter(|name| name.ends_with(test)) {
             return name.to_string();
         }
-        return context.test.to_string();
+        return test.to_string();
     }
     match std::thread::current().name() {
         Some(name) if name != "main" => name.to_string(),
@@ -139,7 +118,7 @@ pub(crate) async fn thread_scope_async() -> Scope {
 
 /// The scope of the running `#[leak_test]`, if any.
 fn in_context_scope() -> Option<Scope> {
-    context().map(|context| Scope {
+    with_context(|context| Scope {
         root: lineage::current_named(),
         baseline: context.baseline.clone(),
         runtime_threads: context.runtime_threads.clone(),
@@ -151,7 +130,7 @@ fn in_context_scope() -> Option<Scope> {
 #[cfg(feature = "tokio")]
 pub(crate) fn task_scope() -> Option<TaskScope> {
     let mut scope = TaskScope::unentered()?;
-    if let Some(baseline) = context().and_then(|context| context.task_baseline) {
+    if let Some(baseline) = with_context(|context| context.task_baseline).flatten() {
         scope.set_baseline_count(baseline);
     }
     Some(scope)

@@ -14,6 +14,7 @@ pub use crate::model::{Flavor, Runtime};
 /// Runs a sync test body between an entry snapshot and the settled exit check. `is_err` tells
 /// whether the body's value is an `Err` (see [`IsErr`]).
 #[track_caller]
+#[inline(always)]
 pub fn run_sync<R>(
     test: &'static Test,
     options: Options,
@@ -25,6 +26,7 @@ pub fn run_sync<R>(
 
 /// [`run_sync`] for a `#[should_panic]` test: a leak fails it by returning normally.
 #[track_caller]
+#[inline(always)]
 pub fn run_sync_should_panic(test: &'static Test, options: Options, body: impl FnOnce()) {
     crate::attribute::run_sync_should_panic(test, options, body)
 }
@@ -33,6 +35,7 @@ pub fn run_sync_should_panic(test: &'static Test, options: Options, body: impl F
 /// bounded wait, then checks threads.
 #[cfg(feature = "tokio")]
 #[track_caller]
+#[inline(always)]
 pub fn run_async<F: Future>(
     test: &'static Test,
     options: Options,
@@ -46,6 +49,7 @@ pub fn run_async<F: Future>(
 /// [`run_async`] for a `#[should_panic]` test: a leak fails it by returning normally.
 #[cfg(feature = "tokio")]
 #[track_caller]
+#[inline(always)]
 pub fn run_async_should_panic<F: Future<Output = ()>>(
     test: &'static Test,
     options: Options,

@@ -34,7 +34,7 @@ pub(crate) struct ChildScope {
     /// The thread whose (transitive) children are checked.
     pub(crate) root: Arc<Node>,
     /// Children (registry uids) alive when the scope was entered.
-    pub(crate) baseline: HashSet<u64>,
+    pub(crate) baseline: Vec<u64>,
     /// The process's children at entry, in the process-diff fallback.
     pub(crate) entry_pids: Option<HashSet<i32>>,
 }
@@ -50,7 +50,7 @@ impl ChildScope {
                     .map(|(child, _)| child.uid)
                     .collect()
             } else {
-                HashSet::new()
+                Vec::new()
             },
             root,
             entry_pids: (!lineage_mode).then(|| proc::child_pids().into_iter().collect()),
@@ -61,7 +61,7 @@ impl ChildScope {
     pub(crate) fn unentered() -> ChildScope {
         ChildScope {
             root: lineage::current_named(),
-            baseline: HashSet::new(),
+            baseline: Vec::new(),
             entry_pids: (!lineage_mode()).then(HashSet::new),
         }
     }

@@ -32,8 +32,9 @@ const CAPTURE_TIMEOUT: Duration = Duration::from_millis(200);
 pub(crate) struct Scope {
     /// The thread whose descendants are checked (the test's thread).
     pub(crate) root: Arc<Node>,
-    /// Descendants alive when the scope was entered.
-    pub(crate) baseline: HashSet<u64>,
+    /// Descendants alive when the scope was entered (usually none: a list, so that an empty one
+    /// costs nothing to make, where a `HashSet` seeds its hasher from the OS on each new thread).
+    pub(crate) baseline: Vec<u64>,
     /// Threads of runtimes that the check itself owns and shuts down later (an async
     /// `#[leak_test]`'s own runtime): not survivors while that runtime lives.
     pub(crate) runtime_threads: Option<Arc<Mutex<HashSet<u64>>>>,
@@ -52,7 +53,7 @@ impl Scope {
                     .iter()
                     .map(|node| node.uid)
                     .collect(),
-                false => HashSet::new(),
+                false => Vec::new(),
             },
             root,
             runtime_threads: None,
@@ -65,9 +66,9 @@ impl Scope {
     pub(crate) fn unentered() -> Scope {
         Scope {
             root: lineage::current_named(),
-            baseline: HashSet::new(),
+            baseline: Vec::new(),
             runtime_threads: None,
-            entry_tids: (!lineage_mode()).then(|| startup::startup_tids().clone()),
+            entry_tids: (!lineage_mode()).then(startup::startup_tids),
         }
     }
 
@@ -126,9 +127,21 @@ fn fallback_reason() -> &'static str {
 }
 
 /// Whether checks use thread lineage: the interposer is in effect, and `LEAKCHECK_LINEAGE=off`
-/// did not ask for the process-diff fallback.
+/// did not ask for the process-diff fallback. Decided once per process (both parts are
+/// definitive once known), then one load: every test asks on entry.
 pub(crate) fn lineage_mode() -> bool {
-    lineage::interposer_active() && crate::config::get().map_or(true, |config| config.lineage)
+    use std::sync::atomic::{AtomicU8, Ordering};
+    static MODE: AtomicU8 = AtomicU8::new(0);
+    match MODE.load(Ordering::Relaxed) {
+        1 => true,
+        2 => false,
+        _ => {
+            let lineage =
+                lineage::interposer_active() && crate::config::get().map_or(true, |config| config.lineage);
+            MODE.store(if lineage { 1 } else { 2 }, Ordering::Relaxed);
+            lineage
+        }
+    }
 }
 
 /// A thread a check found alive.

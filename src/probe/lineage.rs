@@ -46,7 +46,15 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 pub(crate) mod interpose;
 
 /// Deepest creation backtrace recorded, in frames.
-const CREATION_FRAMES: usize = 48;
+pub(crate) const CREATION_FRAMES: usize = 48;
+
+/// The next node's uid.
+static NEXT_UID: AtomicU64 = AtomicU64::new(1);
+
+/// The uid of the newest node so far (0 if none).
+pub(crate) fn last_uid() -> u64 {
+    NEXT_UID.load(Ordering::Relaxed) - 1
+}
 
 /// One thread of the process, alive or the ancestor of a live one.
 pub(crate) struct Node {
@@ -58,8 +66,13 @@ pub(crate) struct Node {
     pub(crate) tid: AtomicI32,
     /// The thread's full name as std knows it, recorded when it is first needed.
     pub(crate) name: OnceLock<Box<str>>,
-    /// Raw instruction pointers of the creation backtrace, innermost first.
-    created_at: Box<[usize]>,
+    /// Raw instruction pointers of the creation backtrace, innermost first (the first
+    /// `created_len`): inline, so that a creation allocates one block, not two.
+    created_at: [usize; CREATION_FRAMES],
+    created_len: usize,
+    /// The start routine and argument the creator passed, read once by the new thread (the
+    /// trampoline's argument is the node itself, so a creation allocates nothing else).
+    start: [AtomicUsize; 2],
     /// Set once the thread has ended (start routine and thread-local destructors done).
     pub(crate) exited: AtomicBool,
     /// The creation backtrace resolved, once needed (it never changes, so rules and reports that
@@ -78,14 +91,15 @@ pub(crate) struct Node {
 }
 
 impl Node {
-    fn new(parent: Option<Arc<Node>>, created_at: Box<[usize]>) -> Node {
-        static NEXT_UID: AtomicU64 = AtomicU64::new(1);
+    fn new(parent: Option<Arc<Node>>, created_at: [usize; CREATION_FRAMES], created_len: usize) -> Node {
         Node {
             uid: NEXT_UID.fetch_add(1, Ordering::Relaxed),
             parent,
             tid: AtomicI32::new(0),
             name: OnceLock::new(),
             created_at,
+            created_len,
+            start: [AtomicUsize::new(0), AtomicUsize::new(0)],
             exited: AtomicBool::new(false),
             resolved: OnceLock::new(),
             singleton: AtomicU8::new(0),
@@ -97,7 +111,7 @@ impl Node {
 
     /// The raw return addresses of the creation backtrace, innermost first (empty for a root).
     pub(crate) fn created_at(&self) -> &[usize] {
-        &self.created_at
+        &self.created_at[..self.created_len]
     }
 
     /// Whether any registered thread descends from this one (one load; no lock).
@@ -193,7 +207,7 @@ pub(crate) fn current() -> Arc<Node> {
             return Arc::from_raw(own);
         }
     }
-    let node = Node::new(None, Box::new([]));
+    let node = Node::new(None, [0; CREATION_FRAMES], 0);
     node.tid.store(gettid(), Ordering::Release);
     let node = Arc::new(node);
     // During this thread's TLS destruction `ROOT` is gone: the node is then a fresh root, which
@@ -222,7 +236,9 @@ pub(crate) fn register_child() -> Arc<Node> {
     INTERPOSER_SEEN.store(true, Ordering::Relaxed);
     let detached = DETACH_NEXT.replace(false);
     let parent = if detached { None } else { Some(current_named()) };
-    let node = Arc::new(Node::new(parent, creation_backtrace()));
+    let mut frames = [0usize; CREATION_FRAMES];
+    let len = super::unwind::trace(&mut frames);
+    let node = Arc::new(Node::new(parent, frames, len));
     let mut registry = registry();
     let mut ancestor = node.parent.as_deref();
     while let Some(above) = ancestor {
@@ -236,11 +252,11 @@ pub(crate) fn register_child() -> Arc<Node> {
 
 /// Installs `node` as the calling (new) thread's own. The caller keeps it alive until
 /// [`leave_child`].
-pub(crate) fn enter_child(node: &Arc<Node>) {
+pub(crate) fn enter_child(node: &Node) {
     if node.tid.load(Ordering::Acquire) == 0 {
         node.tid.store(gettid(), Ordering::Release);
     }
-    CURRENT.set(Arc::as_ptr(node));
+    CURRENT.set(node);
 }
 
 /// Records a just-created thread's kernel id from its `pthread_t`, on the creating thread,
@@ -343,6 +359,15 @@ pub(crate) fn all_live() -> Vec<Arc<Node>> {
     registry().live.clone()
 }
 
+/// How many registered threads have a known kernel id (started, and not yet ended), if the
+/// interposer has seen any creation; `None` before that.
+pub(crate) fn started_count() -> Option<usize> {
+    if !INTERPOSER_SEEN.load(Ordering::Relaxed) {
+        return None;
+    }
+    Some(registry().live.iter().filter(|node| node.tid().is_some()).count())
+}
+
 /// Looks up a live node by kernel thread id.
 pub(crate) fn by_tid(tid: i32) -> Option<Arc<Node>> {
     registry()
@@ -378,13 +403,6 @@ pub(crate) fn interposer_active() -> bool {
         }
         INTERPOSER_SEEN.load(Ordering::Relaxed)
     })
-}
-
-/// The caller's raw return addresses, innermost first (resolved only for a report).
-pub(crate) fn creation_backtrace() -> Box<[usize]> {
-    let mut frames = [0usize; CREATION_FRAMES];
-    let len = super::unwind::trace(&mut frames);
-    frames[..len].into()
 }
 
 #[cfg(target_os = "linux")]

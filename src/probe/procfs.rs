@@ -13,6 +13,14 @@ pub(crate) fn process_tids() -> Vec<i32> {
         .collect()
 }
 
+/// How many threads the process has, from the `Threads:` line of `/proc/self/status` (one
+/// small read, whatever the count; listing `/proc/self/task` costs per thread).
+pub(crate) fn thread_count() -> Option<usize> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with("Threads:"))?;
+    line["Threads:".len()..].trim().parse().ok()
+}
+
 /// The kernel's name of a thread of this process.
 pub(crate) fn thread_name(tid: i32) -> Option<String> {
     if tid == 0 {

@@ -65,7 +65,7 @@ fn enclosing(ip: usize) -> usize {
 #[inline(never)]
 fn trace() -> Vec<usize> {
     let mut functions = Vec::new();
-    // SAFETY: as in `lineage::creation_backtrace`, the unwinder is thread-safe on Linux.
+    // SAFETY: as for `lineage::register_child`'s backtrace, the unwinder is thread-safe on Linux.
     unsafe {
         backtrace::trace_unsynchronized(|frame| {
             functions.push(enclosing(frame.ip() as usize));

@@ -41,6 +41,14 @@ impl Probe {
     }
 }
 
+/// The spawning caller's raw return addresses, innermost first (resolved only for a report).
+#[cfg(tokio_unstable)]
+fn spawn_backtrace() -> Box<[usize]> {
+    let mut frames = [0usize; crate::probe::lineage::CREATION_FRAMES];
+    let len = crate::probe::unwind::trace(&mut frames);
+    frames[..len].into()
+}
+
 #[cfg(tokio_unstable)]
 pub(crate) fn task_id(id: tokio::task::Id) -> u64 {
     id.to_string().parse().unwrap_or(0)
@@ -76,7 +84,7 @@ pub(crate) fn build_runtime(
                 task_id(meta.id()),
                 Spawned {
                     location: meta.spawned_at(),
-                    backtrace: crate::probe::lineage::creation_backtrace(),
+                    backtrace: spawn_backtrace(),
                 },
             );
         });

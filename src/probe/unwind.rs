@@ -308,15 +308,19 @@ mod fast {
         let eh_frame = EhFrame::new(eh_frame_bytes, NativeEndian);
         let bases = bases.set_eh_frame(eh_frame_address as u64);
         let table = parsed.table()?;
-        let mut context = Box::new(UnwindContext::new());
+        // One context for all evaluations (making one initializes a large table: in a debug
+        // build about half of an evaluation); a busy one means another thread is evaluating.
+        static SHARED: std::sync::Mutex<Option<Box<UnwindContext<usize>>>> = std::sync::Mutex::new(None);
+        let mut shared = SHARED.try_lock().ok();
+        let mut own = None;
+        let context = match shared.as_mut() {
+            Some(shared) => shared.get_or_insert_with(|| Box::new(UnwindContext::new())),
+            None => own.insert(Box::new(UnwindContext::new())),
+        };
         let row = table
-            .unwind_info_for_address(
-                &eh_frame,
-                &bases,
-                &mut context,
-                pc as u64,
-                |section, bases, offset| section.cie_from_offset(bases, offset),
-            )
+            .unwind_info_for_address(&eh_frame, &bases, context, pc as u64, |section, bases, offset| {
+                section.cie_from_offset(bases, offset)
+            })
             .ok()?;
         let (cfa_from_fp, cfa_offset) = match row.cfa() {
             CfaRule::RegisterAndOffset { register, offset } if *register == SP => (false, *offset),
@@ -477,7 +481,6 @@ mod fast {
     /// slow path runs).
     #[inline(never)]
     pub(super) fn trace(out: &mut [usize]) -> Option<usize> {
-        let top = stack_top()?;
         let (pc, sp, fp, lr) = registers();
         let registers = Registers { pc, sp, fp, lr };
         let room = out.len();
@@ -486,6 +489,8 @@ mod fast {
             if let Some(len) = last.as_ref().and_then(|last| last.replay(registers, room, out)) {
                 return Some(len);
             }
+            // A replay needs no stack bounds: the walk it repeats checked every read.
+            let top = stack_top()?;
             let memo = last.get_or_insert_with(|| {
                 Box::new(Last {
                     registers,
@@ -510,7 +515,7 @@ mod fast {
         })
         .ok()
         .flatten()
-        .or_else(|| Some(walk(registers, top, out, None)))
+        .or_else(|| Some(walk(registers, stack_top()?, out, None)))
     }
 
     /// Follows the cached (else evaluated) CFI steps from `registers` up the calling thread's

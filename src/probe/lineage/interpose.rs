@@ -33,12 +33,6 @@ pub(crate) fn real() -> Option<PthreadCreate> {
     (address != 0).then(|| unsafe { std::mem::transmute::<usize, PthreadCreate>(address) })
 }
 
-struct Start {
-    routine: StartRoutine,
-    arg: *mut c_void,
-    node: Arc<Node>,
-}
-
 /// The pthread key whose destructor unregisters a thread (`u32::MAX` until created, `u32::MAX - 1`
 /// if creation failed). glibc runs key destructors when the thread is truly ending: after its start
 /// routine returned or `pthread_exit` unwound it, and after the `thread_local!` (C++
@@ -98,14 +92,22 @@ extern "C-unwind" fn trampoline(start: *mut c_void) -> *mut c_void {
 /// Installs the thread's node and arms the exit key; returns the routine, its argument and, when
 /// no key could be armed, the node to unregister on return (as a raw `Arc`).
 fn enter(start: *mut c_void) -> (UnwindingRoutine, *mut c_void, *const Node) {
-    // SAFETY: `start` is the box leaked by `pthread_create` below, handed over exactly once.
-    let Start { routine, arg, node } = *unsafe { Box::from_raw(start.cast::<Start>()) };
-    // SAFETY: same ABI; "C-unwind" only allows the forced unwind the routine may start.
-    let routine = unsafe { std::mem::transmute::<StartRoutine, UnwindingRoutine>(routine) };
-    super::enter_child(&node);
-    let raw = Arc::into_raw(node);
+    let raw = start.cast_const().cast::<Node>();
+    // SAFETY: `start` is the `Arc::into_raw` that `pthread_create` below handed over to this
+    // thread, exactly once; the creator stored the routine and argument before creating it.
+    let node = unsafe { &*raw };
+    let routine = node.start[0].load(Ordering::Relaxed);
+    let arg = node.start[1].load(Ordering::Relaxed) as *mut c_void;
+    // SAFETY: the caller's start routine, stored as an address by `pthread_create`; same ABI,
+    // "C-unwind" only allows the forced unwind the routine may start.
+    let routine = unsafe { std::mem::transmute::<usize, UnwindingRoutine>(routine) };
+    super::enter_child(node);
+    let key = exit_key();
     // SAFETY: a key created by `exit_key`; the value is released by `release`.
-    let armed = exit_key().is_some_and(|key| unsafe { libc::pthread_setspecific(key, raw.cast()) } == 0);
+    let armed = match key {
+        Some(key) => (unsafe { libc::pthread_setspecific(key, raw.cast()) }) == 0,
+        None => false,
+    };
     (routine, arg, if armed { std::ptr::null() } else { raw })
 }
 
@@ -154,15 +156,14 @@ pub unsafe extern "C" fn pthread_create(
         return libc::ENOSYS;
     };
     let node = super::register_child();
-    let start = Box::into_raw(Box::new(Start {
-        routine,
-        arg,
-        node: node.clone(),
-    }));
+    node.start[0].store(routine as usize, Ordering::Relaxed);
+    node.start[1].store(arg as usize, Ordering::Relaxed);
+    // The new thread's own reference, handed over as the trampoline's argument.
+    let start = Arc::into_raw(node.clone());
     // SAFETY: the trampoline has the C ABI of a start routine ("C-unwind" only adds unwinding).
     let trampoline = unsafe { std::mem::transmute::<UnwindingRoutine, StartRoutine>(trampoline) };
     // SAFETY: forwarding the caller's arguments, with our own start routine and argument.
-    let result = unsafe { real(thread, attr, trampoline, start.cast()) };
+    let result = unsafe { real(thread, attr, trampoline, start.cast_mut().cast()) };
     if result == 0 {
         // A joinable thread's descriptor stays valid until it is joined, which nobody can do
         // before this returns; a detached one may be gone and its descriptor reused already.
@@ -171,8 +172,8 @@ pub unsafe extern "C" fn pthread_create(
             super::record_tid(&node, unsafe { *thread });
         }
     } else {
-        // SAFETY: the thread was not created, so the box is still ours.
-        drop(unsafe { Box::from_raw(start) });
+        // SAFETY: the thread was not created, so its reference is still ours.
+        drop(unsafe { Arc::from_raw(start) });
         super::unregister(&node);
     }
     result
