@@ -61,6 +61,13 @@ pub(crate) fn run_sync<R>(
             value = Some(body());
         }
     });
+    finish(ran, value, is_err)
+}
+
+/// The test's value or panic, with the verdict (generic only in the value's type, so shared by
+/// tests that return the same type).
+#[track_caller]
+fn finish<R>(ran: Ran<()>, value: Option<R>, is_err: fn(&R) -> bool) -> R {
     match (ran, value) {
         (Ran::Unchecked(()), Some(value)) => value,
         (Ran::Checked(Ok(()), verdict), Some(value)) => conclude(Ok(value), verdict, is_err),
@@ -84,11 +91,11 @@ pub(crate) fn run_sync_should_panic(test: &'static Test, options: Options, body:
     }
 }
 
-/// The runtime of a sync test, one for all of them (see [`run_sync`]).
+/// The runtime of a sync test, one for all of them (see [`run_sync`]). The body runs inside this
+/// frame, so it holds only what a clean pass needs; the settled checks are a call away.
 #[track_caller]
 fn checked_sync(test: &'static Test, options: Options, body: &mut dyn FnMut()) -> Ran<()> {
     once::record(test);
-    let test = test.name;
     let options = options.at(panic::Location::caller());
     let settle = match options.settle_or_off() {
         Ok(Some(settle)) => settle,
@@ -96,7 +103,7 @@ fn checked_sync(test: &'static Test, options: Options, body: &mut dyn FnMut()) -
             body();
             return Ran::Unchecked(());
         }
-        Err(error) => panic!("{error}"),
+        Err(error) => misconfigured(error),
     };
     // The test thread's name is recorded on its node when it starts a thread (reports name the
     // test from it); a clean pass needs none of it.
@@ -106,7 +113,7 @@ fn checked_sync(test: &'static Test, options: Options, body: &mut dyn FnMut()) -
     // The scope's baseline moves into the context for the body (where `verify_none()` reads it)
     // and back: no copy on the path of a clean pass.
     let context = Context {
-        test,
+        test: test.name,
         options,
         baseline: std::mem::take(&mut scope.baseline),
         entry_tids: scope.entry_tids.clone(),
@@ -124,11 +131,34 @@ fn checked_sync(test: &'static Test, options: Options, body: &mut dyn FnMut()) -
     if scope.nothing_alive() && child_scope.nothing_alive() && !options.is_verbose() {
         return Ran::Checked(outcome, Ok(()));
     }
+    Ran::Checked(
+        outcome,
+        settled_sync(test.name, &scope, &child_scope, &options, settle),
+    )
+}
+
+/// The settled thread and child checks of a sync test, when the one look found something.
+#[inline(never)]
+fn settled_sync(
+    test: &'static str,
+    scope: &Scope,
+    child_scope: &ChildScope,
+    options: &Options,
+    settle: std::time::Duration,
+) -> Result<(), LeakError> {
     let name = test_name(test);
     let checked = Instant::now();
-    let verdict = check_threads(&scope, &options, settle, &name);
-    let found = children::find(&child_scope, &options, settle, checked);
-    Ran::Checked(outcome, merge_children(verdict, found, &options, settle, &name))
+    let verdict = check_threads(scope, options, settle, &name);
+    let found = children::find(child_scope, options, settle, checked);
+    merge_children(verdict, found, options, settle, &name)
+}
+
+/// A configuration error (a malformed `LEAKCHECK*` variable) fails the test that met it.
+#[cold]
+#[inline(never)]
+#[track_caller]
+fn misconfigured(error: LeakError) -> ! {
+    panic!("{error}")
 }
 
 /// `#[leak_test]` on an async fn: builds the runtime, checks tasks inside it, shuts it down with
@@ -152,13 +182,7 @@ pub(crate) fn run_async<F: Future>(
             value = Some(body.await);
         }),
     );
-    match (ran, value) {
-        (Ran::Unchecked(()), Some(value)) => value,
-        (Ran::Checked(Ok(()), verdict), Some(value)) => conclude(Ok(value), verdict, is_err),
-        (Ran::Checked(Err(payload), verdict), _) => conclude(Err(payload), verdict, is_err),
-        // The body completed (`Ok`) without storing its value: impossible, it stores it first.
-        (Ran::Unchecked(()) | Ran::Checked(Ok(()), _), None) => unreachable!("the test body ran"),
-    }
+    finish(ran, value, is_err)
 }
 
 /// `#[leak_test]` on an async `#[should_panic]` fn.
@@ -189,7 +213,7 @@ fn checked_async(
     let options = options.at(panic::Location::caller());
     let settle = match options.settle_or_off() {
         Ok(settle) => settle,
-        Err(error) => panic!("{error}"),
+        Err(error) => misconfigured(error),
     };
     let root = lineage::current_named();
     let mut scope = Scope::enter_at(root.clone());

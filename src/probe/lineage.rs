@@ -48,8 +48,25 @@ pub(crate) mod interpose;
 /// Deepest creation backtrace recorded, in frames.
 pub(crate) const CREATION_FRAMES: usize = 48;
 
+/// A static on cache lines of its own. The statics that every creation and exit writes (the uid
+/// counter, the registry, the exit count) sit next to read-mostly ones (configuration, the lineage
+/// decision) in the binary's data: sharing a line, each write on the creating thread would evict
+/// what the new thread reads next on another CPU (two lines: the adjacent-line prefetcher pairs
+/// them).
+#[repr(align(128))]
+struct Line<T>(T);
+
+impl<T> std::ops::Deref for Line<T> {
+    type Target = T;
+
+    #[inline(always)]
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
 /// The next node's uid.
-static NEXT_UID: AtomicU64 = AtomicU64::new(1);
+static NEXT_UID: Line<AtomicU64> = Line(AtomicU64::new(1));
 
 /// The uid of the newest node so far (0 if none).
 pub(crate) fn last_uid() -> u64 {
@@ -164,7 +181,7 @@ struct Registry {
     live: Vec<Arc<Node>>,
 }
 
-static REGISTRY: Mutex<Registry> = Mutex::new(Registry { live: Vec::new() });
+static REGISTRY: Line<Mutex<Registry>> = Line(Mutex::new(Registry { live: Vec::new() }));
 
 fn registry() -> MutexGuard<'static, Registry> {
     // Nothing panics while holding the lock; a poisoned lock still holds consistent data.
@@ -233,7 +250,10 @@ pub(crate) fn current_named() -> Arc<Node> {
 
 /// Registers a thread about to be created by the calling thread and returns its node.
 pub(crate) fn register_child() -> Arc<Node> {
-    INTERPOSER_SEEN.store(true, Ordering::Relaxed);
+    // Written once: a store per creation would dirty the cache line for every reader.
+    if !INTERPOSER_SEEN.load(Ordering::Relaxed) {
+        INTERPOSER_SEEN.store(true, Ordering::Relaxed);
+    }
     let detached = DETACH_NEXT.replace(false);
     let parent = if detached { None } else { Some(current_named()) };
     let mut frames = [0usize; CREATION_FRAMES];
@@ -286,9 +306,9 @@ pub(crate) fn leave_child(node: &Node) {
 }
 
 /// Counts thread ends, so a check waiting for threads to finish wakes when one does.
-static EXITS: AtomicU64 = AtomicU64::new(0);
+static EXITS: Line<AtomicU64> = Line(AtomicU64::new(0));
 /// Checks blocked in [`wait_for_exit`]; an ending thread signals only if there are some.
-static WAITING: AtomicUsize = AtomicUsize::new(0);
+static WAITING: Line<AtomicUsize> = Line(AtomicUsize::new(0));
 static EXIT_LOCK: Mutex<()> = Mutex::new(());
 static EXITED: std::sync::Condvar = std::sync::Condvar::new();
 
