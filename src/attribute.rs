@@ -24,7 +24,7 @@ use crate::check::merge;
 use crate::check::tasks::{self, TaskFindings, TaskScope};
 use crate::check::threads::Scope;
 use crate::check::{check_threads, merge_children};
-use crate::context::{Context, Entered};
+use crate::context::{self, Context};
 use crate::error::LeakError;
 #[cfg(feature = "tokio")]
 use crate::model::Runtime;
@@ -120,9 +120,7 @@ fn checked_sync(test: &'static Test, options: Options, body: &mut dyn FnMut()) -
         runtime_threads: None,
         task_baseline: None,
     };
-    let entered = Entered::new(&context);
-    let outcome = panic::catch_unwind(AssertUnwindSafe(body));
-    drop(entered);
+    let outcome = context::installed(&context, || panic::catch_unwind(AssertUnwindSafe(body)));
     let Context {
         options, baseline, ..
     } = context;
@@ -237,17 +235,17 @@ fn checked_async(
         runtime_threads: Some(runtime_threads),
         task_baseline: Some(0),
     };
-    let entered = Entered::new(&context);
-    let (outcome, tasks, checked) = runtime.block_on(async {
-        let outcome = AssertUnwindSafe(body).catch_unwind().await;
-        let checked = Instant::now();
-        let tasks = match TaskScope::unentered() {
-            Some(scope) => tasks::find(&scope, &options, settle).await,
-            None => TaskFindings::default(),
-        };
-        (outcome, tasks, checked)
+    let (outcome, tasks, checked) = context::installed(&context, || {
+        runtime.block_on(async {
+            let outcome = AssertUnwindSafe(body).catch_unwind().await;
+            let checked = Instant::now();
+            let tasks = match TaskScope::unentered() {
+                Some(scope) => tasks::find(&scope, &options, settle).await,
+                None => TaskFindings::default(),
+            };
+            (outcome, tasks, checked)
+        })
     });
-    drop(entered);
     probe::tasks::forget_runtime(&runtime);
     // Plain drop would wait forever for a `spawn_blocking` closure that never returns; that
     // thread is reported by the thread check below instead.

@@ -4,7 +4,6 @@
 
 use std::cell::Cell;
 use std::collections::HashSet;
-use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
 
 #[cfg(feature = "tokio")]
@@ -28,7 +27,7 @@ pub(crate) struct Context {
 
 thread_local! {
     /// The running `#[leak_test]`'s context, borrowed from the attribute runtime's frame for as
-    /// long as its [`Entered`] lives. A plain pointer: a thread-local with drop glue would register
+    /// long as [`installed`] runs. A plain pointer: a thread-local with drop glue would register
     /// a TLS destructor in every test thread, a cost paid per test.
     static CONTEXT: Cell<*const Context> = const { Cell::new(std::ptr::null()) };
 }
@@ -39,32 +38,25 @@ fn with_context<T>(f: impl FnOnce(&Context) -> T) -> Option<T> {
     if current.is_null() {
         return None;
     }
-    // SAFETY: a non-null `CONTEXT` points to the context an `Entered` on this thread borrows; it
-    // restores the previous pointer when dropped, before the context can go away. The reference
-    // does not leave this call.
+    // SAFETY: a non-null `CONTEXT` points to the context that `installed` runs with on this
+    // thread; it restores the previous pointer before it returns or unwinds, so before the
+    // context can go away. The reference does not leave this call.
     Some(f(unsafe { &*current }))
 }
 
-/// Installs a context for the duration of a test body; restores the previous one on drop. The
-/// context stays on the attribute runtime's stack: no allocation per test.
-pub(crate) struct Entered<'a> {
-    previous: *const Context,
-    context: PhantomData<&'a Context>,
-}
-
-impl<'a> Entered<'a> {
-    pub(crate) fn new(context: &'a Context) -> Entered<'a> {
-        Entered {
-            previous: CONTEXT.replace(context),
-            context: PhantomData,
+/// Runs `f` (a test body) with `context` installed as this thread's running test; restores the
+/// previous one afterwards, also when `f` panics. The context stays on the caller's stack: no
+/// allocation per test. Scoped by a closure so that the pointer can never outlive the context.
+pub(crate) fn installed<T>(context: &Context, f: impl FnOnce() -> T) -> T {
+    /// Restores the previous context when dropped (on return or unwind).
+    struct Restore(*const Context);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            CONTEXT.set(self.0);
         }
     }
-}
-
-impl Drop for Entered<'_> {
-    fn drop(&mut self) {
-        CONTEXT.set(self.previous);
-    }
+    let _restore = Restore(CONTEXT.replace(context));
+    f()
 }
 
 /// The options of the running `#[leak_test]`, or the defaults.

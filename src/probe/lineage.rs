@@ -258,8 +258,10 @@ pub(crate) fn register_child() -> Arc<Node> {
     let parent = if detached { None } else { Some(current_named()) };
     let mut frames = [0usize; CREATION_FRAMES];
     let len = super::unwind::trace(&mut frames);
-    let node = Arc::new(Node::new(parent, frames, len));
+    // The uid is taken under the lock, so the registered nodes are exactly the live ones among
+    // those up to `last_uid()` at any moment the lock is held (see `all_registered`).
     let mut registry = registry();
+    let node = Arc::new(Node::new(parent, frames, len));
     let mut ancestor = node.parent.as_deref();
     while let Some(above) = ancestor {
         above.live_below.fetch_add(1, Ordering::Release);
@@ -379,13 +381,28 @@ pub(crate) fn all_live() -> Vec<Arc<Node>> {
     registry().live.clone()
 }
 
-/// How many registered threads have a known kernel id (started, and not yet ended), if the
-/// interposer has seen any creation; `None` before that.
-pub(crate) fn started_count() -> Option<usize> {
+/// Whether every thread of the process but the calling one is registered, judged by the
+/// kernel's count of threads (`kernel_count`, read while the registry is locked); if so, the uid
+/// of the newest node. `None` before the interposer has seen a creation.
+///
+/// Under the lock the count is exact: a node with a known kernel id is alive in the kernel
+/// (creation registers before `clone`, the id is known only after it, and a thread unregisters,
+/// under this lock, before it leaves the kernel), and no node comes or goes. A thread being
+/// created or ending meanwhile, or one the registry never saw, only makes the kernel's count
+/// larger: the answer is then `None`, never a wrong `Some`. (A thread that left through
+/// `pthread_exit` without the exit key would stay registered; the caller asks only with the key.)
+pub(crate) fn all_registered(kernel_count: impl FnOnce() -> Option<usize>) -> Option<u64> {
     if !INTERPOSER_SEEN.load(Ordering::Relaxed) {
         return None;
     }
-    Some(registry().live.iter().filter(|node| node.tid().is_some()).count())
+    let registry = registry();
+    let started = registry.live.iter().filter(|node| node.tid().is_some()).count();
+    // Every registered node got its uid under this lock: those registered from now on have
+    // larger ones.
+    let last_uid = last_uid();
+    let all = kernel_count() == Some(started + 1);
+    drop(registry);
+    all.then_some(last_uid)
 }
 
 /// Looks up a live node by kernel thread id.

@@ -18,26 +18,24 @@ static STARTUP: OnceLock<Startup> = OnceLock::new();
 #[ctor::ctor(unsafe)]
 fn init() {
     #[cfg(all(target_os = "linux", target_env = "gnu", not(target_feature = "crt-static")))]
-    {
+    let keyed = {
         let _ = super::lineage::interpose::real();
-        let _ = super::lineage::interpose::exit_key();
         super::children::interpose::resolve_all();
-    }
-    let _ = STARTUP.set(startup_threads());
+        super::lineage::interpose::exit_key().is_some()
+    };
+    #[cfg(not(all(target_os = "linux", target_env = "gnu", not(target_feature = "crt-static"))))]
+    let keyed = false;
+    let _ = STARTUP.set(startup_threads(keyed));
 }
 
 /// The threads alive now. Where all of them but this one are registered, the registry already
 /// knows them: listing `/proc/self/task` costs per thread (a process whose constructors started
 /// 1000 threads paid milliseconds at every start), the kernel's thread count is one small read.
-/// The count is taken between two reads of the registry that must agree, so a thread starting or
-/// ending meanwhile makes it list (a registered thread unregisters before it leaves the kernel,
-/// and one that is starting counts only once its id is known).
-fn startup_threads() -> Startup {
-    let before = super::lineage::started_count();
-    if before.is_some() {
-        let last_uid = super::lineage::last_uid();
-        let kernel = super::procfs::thread_count();
-        if before == super::lineage::started_count() && kernel == before.map(|count| count + 1) {
+/// Only with the exit key (`keyed`): without it a thread that calls `pthread_exit` stays
+/// registered after it has gone, and could stand in for an unregistered one in the count.
+fn startup_threads(keyed: bool) -> Startup {
+    if keyed {
+        if let Some(last_uid) = super::lineage::all_registered(super::procfs::thread_count) {
             return Startup::Registered { last_uid };
         }
     }

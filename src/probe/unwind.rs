@@ -311,7 +311,12 @@ mod fast {
         // One context for all evaluations (making one initializes a large table: in a debug
         // build about half of an evaluation); a busy one means another thread is evaluating.
         static SHARED: std::sync::Mutex<Option<Box<UnwindContext<usize>>>> = std::sync::Mutex::new(None);
-        let mut shared = SHARED.try_lock().ok();
+        let mut shared = match SHARED.try_lock() {
+            Ok(shared) => Some(shared),
+            // A panic inside a lookup leaves a context that is reset on its next use anyway.
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        };
         let mut own = None;
         let context = match shared.as_mut() {
             Some(shared) => shared.get_or_insert_with(|| Box::new(UnwindContext::new())),
