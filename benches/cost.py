@@ -13,7 +13,11 @@ themselves (not cargo), alternating plain and checked runs, and prints a Markdow
 - with `--compile`: a clean build of the checked crate's tests and its test binary's size, with
   leakcheck's default features and with `default-features = false`.
 
-Usage: python3 benches/cost.py [--runs N] [--compile]
+With `--pairs N`: only the debug row of trivial tests, as N alternating pairs (the order
+flips every pair), printing both medians and the quartiles of the pairs' ratios; on a noisy
+machine the paired ratio is the steadier figure (a plain-against-plain run shows the noise).
+
+Usage: python3 benches/cost.py [--runs N] [--compile] | [--pairs N]
 """
 import json
 import os
@@ -68,6 +72,26 @@ def alternate(a, b, *args):
         ta.append(run(a, *args)[0])
         tb.append(run(b, *args)[0])
     return statistics.median(ta), statistics.median(tb)
+
+
+def pairs(n):
+    """The debug trivial-test row as `n` alternating pairs: medians and the pairs' ratios."""
+    plain = build("plain", False)["cost"]
+    checked = build("checked", False)["cost"]
+    args = ("--test-threads=1", "-q", "trivial_")
+    run(plain, *args), run(checked, *args)  # warm the page cache
+    tp, tc = [], []
+    for i in range(n):
+        first, second = (plain, checked) if i % 2 else (checked, plain)
+        a, b = run(first, *args)[0], run(second, *args)[0]
+        tp.append(a if first == plain else b)
+        tc.append(b if first == plain else a)
+    ratios = [c / p for p, c in zip(tp, tc)]
+    quartiles = ", ".join(f"{q:.3f}" for q in statistics.quantiles(ratios, n=4))
+    print(f"1000 trivial tests, 1000 idle threads (debug), {n} alternating pairs: "
+          f"without {ms(statistics.median(tp))}, with {ms(statistics.median(tc))}, "
+          f"ratio of medians {statistics.median(tc) / statistics.median(tp):.3f}, "
+          f"paired ratios (quartiles) {quartiles}")
 
 
 def ms(seconds):
@@ -132,4 +156,7 @@ def compile_rows():
 
 
 if __name__ == "__main__":
-    main()
+    if "--pairs" in sys.argv:
+        pairs(int(sys.argv[sys.argv.index("--pairs") + 1]))
+    else:
+        main()
