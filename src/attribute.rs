@@ -33,11 +33,11 @@ use crate::options::Options;
 use crate::probe;
 use crate::probe::lineage;
 
-/// A test body run under the attribute: its outcome and the leak verdict, or (settle off) just
-/// its value.
-enum Ran<R> {
-    Unchecked(R),
-    Checked(std::thread::Result<R>, Result<(), LeakError>),
+/// A test body run under the attribute (its value, if any, is kept by the caller): its outcome
+/// and the leak verdict, or (settle off) just that it ran.
+enum Ran {
+    Unchecked,
+    Checked(std::thread::Result<()>, Result<(), LeakError>),
 }
 
 /// `#[leak_test]` on a sync fn.
@@ -67,13 +67,13 @@ pub(crate) fn run_sync<R>(
 /// The test's value or panic, with the verdict (generic only in the value's type, so shared by
 /// tests that return the same type).
 #[track_caller]
-fn finish<R>(ran: Ran<()>, value: Option<R>, is_err: fn(&R) -> bool) -> R {
+fn finish<R>(ran: Ran, value: Option<R>, is_err: fn(&R) -> bool) -> R {
     match (ran, value) {
-        (Ran::Unchecked(()), Some(value)) => value,
+        (Ran::Unchecked, Some(value)) => value,
         (Ran::Checked(Ok(()), verdict), Some(value)) => conclude(Ok(value), verdict, is_err),
         (Ran::Checked(Err(payload), verdict), _) => conclude(Err(payload), verdict, is_err),
         // The body returned (`Ok`) without storing its value: impossible, it stores it first.
-        (Ran::Unchecked(()) | Ran::Checked(Ok(()), _), None) => unreachable!("the test body ran"),
+        (Ran::Unchecked | Ran::Checked(Ok(()), _), None) => unreachable!("the test body ran"),
     }
 }
 
@@ -94,14 +94,14 @@ pub(crate) fn run_sync_should_panic(test: &'static Test, options: Options, body:
 /// The runtime of a sync test, one for all of them (see [`run_sync`]). The body runs inside this
 /// frame, so it holds only what a clean pass needs; the settled checks are a call away.
 #[track_caller]
-fn checked_sync(test: &'static Test, options: Options, body: &mut dyn FnMut()) -> Ran<()> {
+fn checked_sync(test: &'static Test, options: Options, body: &mut dyn FnMut()) -> Ran {
     once::record(test);
     let options = options.at(panic::Location::caller());
     let settle = match options.settle_or_off() {
         Ok(Some(settle)) => settle,
         Ok(None) => {
             body();
-            return Ran::Unchecked(());
+            return Ran::Unchecked;
         }
         Err(error) => misconfigured(error),
     };
@@ -205,7 +205,7 @@ fn checked_async(
     options: Options,
     config: Runtime,
     body: std::pin::Pin<Box<dyn Future<Output = ()> + '_>>,
-) -> Ran<()> {
+) -> Ran {
     once::record(test);
     let test = test.name;
     let options = options.at(panic::Location::caller());
@@ -224,7 +224,7 @@ fn checked_async(
     let Some(settle) = settle else {
         runtime.block_on(body);
         probe::tasks::forget_runtime(&runtime);
-        return Ran::Unchecked(());
+        return Ran::Unchecked;
     };
     scope.runtime_threads = Some(runtime_threads.clone());
     let context = Context {

@@ -33,12 +33,6 @@ use super::lineage::{self, Node};
 pub(crate) mod interpose;
 pub(crate) mod proc;
 
-/// Deepest creation backtrace recorded, in frames.
-#[cfg_attr(
-    not(all(target_os = "linux", target_env = "gnu", not(target_feature = "crt-static"))),
-    allow(dead_code)
-)]
-pub(crate) const CREATION_FRAMES: usize = 48;
 /// Most arguments copied from a child's argument vector.
 const ARGS_KEPT: usize = 16;
 /// Longest argument copied, in bytes.

@@ -45,7 +45,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 #[cfg(all(target_os = "linux", target_env = "gnu", not(target_feature = "crt-static")))]
 pub(crate) mod interpose;
 
-/// Deepest creation backtrace recorded, in frames.
+/// Deepest creation backtrace recorded, in frames (threads, child processes, tasks).
 pub(crate) const CREATION_FRAMES: usize = 48;
 
 /// A static on cache lines of its own. The statics that every creation and exit writes (the uid
@@ -69,7 +69,7 @@ impl<T> std::ops::Deref for Line<T> {
 static NEXT_UID: Line<AtomicU64> = Line(AtomicU64::new(1));
 
 /// The uid of the newest node so far (0 if none).
-pub(crate) fn last_uid() -> u64 {
+fn last_uid() -> u64 {
     NEXT_UID.load(Ordering::Relaxed) - 1
 }
 

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use libc::{c_char, c_int, pid_t, posix_spawn_file_actions_t, posix_spawnattr_t};
 
-use super::CREATION_FRAMES;
+use crate::probe::lineage::CREATION_FRAMES;
 
 type SpawnFn = unsafe extern "C" fn(
     *mut pid_t,
