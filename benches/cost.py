@@ -10,12 +10,15 @@ themselves (not cargo), alternating plain and checked runs, and prints a Markdow
   nothing (`ignore_thread = "unrelated-*"`);
 - the first report in a fresh process (cold) and a second one in the same process (warm), for
   five survivors, settle 0;
+- the debug trivial row again with leakcheck itself built at `opt-level = 3`, as the README
+  recommends (`[profile.dev.package.leakcheck]`; the tests stay unoptimised);
 - with `--compile`: a clean build of the checked crate's tests and its test binary's size, with
-  leakcheck's default features and with `default-features = false`.
+  leakcheck's default features, with `default-features = false`, and with the profile override.
 
-With `--pairs N`: only the debug row of trivial tests, as N alternating pairs (the order
-flips every pair), printing both medians and the quartiles of the pairs' ratios; on a noisy
-machine the paired ratio is the steadier figure (a plain-against-plain run shows the noise).
+With `--pairs N`: only the debug rows of trivial tests (default, and with the override), as N
+rounds of the three binaries in rotating order, printing the medians and the quartiles of each
+round's ratio to the plain binary; on a noisy machine the paired ratio is the steadier figure (a
+plain-against-plain run shows the noise).
 
 Usage: python3 benches/cost.py [--runs N] [--compile] | [--pairs N]
 """
@@ -32,9 +35,13 @@ TARGET = os.path.join(COST, "target")
 RUNS = int(sys.argv[sys.argv.index("--runs") + 1]) if "--runs" in sys.argv else 9
 
 
-def build(crate, release, features=(), target=TARGET):
+# The profile override the README recommends: leakcheck optimised in debug builds.
+OPTIMISED = ["--config", "profile.dev.package.leakcheck.opt-level=3"]
+
+
+def build(crate, release, features=(), target=TARGET, config=()):
     """Builds a crate's test binaries; returns {test target name: executable path}."""
-    cmd = ["cargo", "test", "--no-run", "--message-format=json", "--quiet"]
+    cmd = ["cargo", *config, "test", "--no-run", "--message-format=json", "--quiet"]
     if release:
         cmd.append("--release")
     if features:
@@ -75,23 +82,31 @@ def alternate(a, b, *args):
 
 
 def pairs(n):
-    """The debug trivial-test row as `n` alternating pairs: medians and the pairs' ratios."""
-    plain = build("plain", False)["cost"]
-    checked = build("checked", False)["cost"]
+    """The debug trivial-test rows as `n` rounds: medians and the quartiles of each round's ratio."""
+    exes = {
+        "without": build("plain", False)["cost"],
+        "with": build("checked", False)["cost"],
+        "with, leakcheck at opt-level 3": build("checked", False, target=TARGET + "-opt", config=OPTIMISED)["cost"],
+    }
     args = ("--test-threads=1", "-q", "trivial_")
-    run(plain, *args), run(checked, *args)  # warm the page cache
-    tp, tc = [], []
+    names = list(exes)
+    for exe in exes.values():
+        run(exe, *args)  # warm the page cache
+    times = {name: [] for name in names}
     for i in range(n):
-        first, second = (plain, checked) if i % 2 else (checked, plain)
-        a, b = run(first, *args)[0], run(second, *args)[0]
-        tp.append(a if first == plain else b)
-        tc.append(b if first == plain else a)
-    ratios = [c / p for p, c in zip(tp, tc)]
-    quartiles = ", ".join(f"{q:.3f}" for q in statistics.quantiles(ratios, n=4))
-    print(f"1000 trivial tests, 1000 idle threads (debug), {n} alternating pairs: "
-          f"without {ms(statistics.median(tp))}, with {ms(statistics.median(tc))}, "
-          f"ratio of medians {statistics.median(tc) / statistics.median(tp):.3f}, "
-          f"paired ratios (quartiles) {quartiles}")
+        # Each binary takes each place in the round equally often.
+        order = names[i % 3:] + names[: i % 3]
+        if i // 3 % 2:
+            order.reverse()
+        for name in order:
+            times[name].append(run(exes[name], *args)[0])
+    plain = statistics.median(times["without"])
+    print(f"1000 trivial tests, 1000 idle threads (debug), {n} rounds: without {ms(plain)}")
+    for name in names[1:]:
+        ratios = [c / p for p, c in zip(times["without"], times[name])]
+        quartiles = ", ".join(f"{q:.3f}" for q in statistics.quantiles(ratios, n=4))
+        print(f"  {name}: {ms(statistics.median(times[name]))}, ratio of medians "
+              f"{statistics.median(times[name]) / plain:.3f}, paired ratios (quartiles) {quartiles}")
 
 
 def ms(seconds):
@@ -108,6 +123,11 @@ def main():
         p, c = alternate(plain, checked, "--test-threads=1", "-q", "trivial_")
         rows.append((f"1000 trivial tests, 1000 idle threads ({mode})", ms(p), ms(c), f"{c / p:.2f}×",
                      f"{(c - p) / 1000 * 1e6:.1f} µs"))
+        if not release:
+            optimised = build("checked", False, target=TARGET + "-opt", config=OPTIMISED)["cost"]
+            p, o = alternate(plain, optimised, "--test-threads=1", "-q", "trivial_")
+            rows.append(("same, leakcheck at opt-level 3 (the README's profile override) (debug)", ms(p), ms(o),
+                         f"{o / p:.2f}×", f"{(o - p) / 1000 * 1e6:.1f} µs"))
         p, c = alternate(plain, checked, "--test-threads=1", "-q", "settling_")
         rows.append((f"1000 tests leaving a thread that ends 1 ms later ({mode})", ms(p), ms(c), f"{c / p:.2f}×",
                      f"{(c - p) / 1000 * 1e6:.1f} µs"))
@@ -136,18 +156,23 @@ def compile_rows():
     """Clean builds of the checked crate's tests with and without leakcheck's default features."""
     print("\n| leakcheck features | clean `cargo test --no-run` (debug) | test binary size |")
     print("|---|---|---|")
-    for label, flag in (("default", None), ("`default-features = false`", "--no-default-features-leakcheck")):
+    variants = (
+        ("default", False, ()),
+        ("`default-features = false`", True, ()),
+        ("default, leakcheck at `opt-level = 3` (profile override)", False, OPTIMISED),
+    )
+    for label, threads_only, config in variants:
         target = TARGET + "-compile"
         subprocess.run(["rm", "-rf", target], check=True)
         manifest = os.path.join(COST, "checked", "Cargo.toml")
         original = open(manifest).read()
         try:
-            if flag:
+            if threads_only:
                 open(manifest, "w").write(original.replace(
                     'leakcheck = { path = "../../.." }',
                     'leakcheck = { path = "../../..", default-features = false }'))
             started = time.perf_counter()
-            exes = build("checked", False, target=target)
+            exes = build("checked", False, target=target, config=config)
             elapsed = time.perf_counter() - started
         finally:
             open(manifest, "w").write(original)
