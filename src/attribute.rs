@@ -22,7 +22,7 @@ use crate::check::children::{self, ChildScope};
 use crate::check::merge;
 #[cfg(feature = "tokio")]
 use crate::check::tasks::{self, TaskFindings, TaskScope};
-use crate::check::threads::Scope;
+use crate::check::threads::{self, Scope};
 use crate::check::{check_threads, merge_children};
 use crate::context::{self, Context};
 use crate::error::LeakError;
@@ -97,8 +97,8 @@ pub(crate) fn run_sync_should_panic(test: &'static Test, options: Options, body:
 fn checked_sync(test: &'static Test, options: Options, body: &mut dyn FnMut()) -> Ran {
     once::record(test);
     let options = options.at(panic::Location::caller());
-    let settle = match options.settle_or_off() {
-        Ok(Some(settle)) => settle,
+    let (settle, verbose) = match options.settle_and_verbose() {
+        Ok(Some(plan)) => plan,
         Ok(None) => {
             body();
             return Ran::Unchecked;
@@ -108,15 +108,24 @@ fn checked_sync(test: &'static Test, options: Options, body: &mut dyn FnMut()) -
     // The test thread's name is recorded on its node when it starts a thread (reports name the
     // test from it); a clean pass needs none of it.
     let root = lineage::current();
-    let mut scope = Scope::enter_at(root.clone());
-    let child_scope = ChildScope::enter_at(root);
-    // The scope's baseline moves into the context for the body (where `verify_none()` reads it)
-    // and back: no copy on the path of a clean pass.
+    // The usual entry, in lineage mode: the test's thread owns no thread and no child process
+    // yet. Its scopes would be empty, so they are made only if the look after the body finds
+    // something; otherwise they are entered now, with what the thread owns as baseline.
+    let usual = threads::lineage_mode()
+        && Scope::nothing_alive_below(&root)
+        && ChildScope::nothing_alive_below(&root);
+    let mut entered = (!usual).then(|| (Scope::enter_at(root.clone()), ChildScope::enter_at(root.clone())));
+    // The baseline moves into the context for the body (where `verify_none()` reads it) and
+    // back: no copy on the path of a clean pass.
+    let (baseline, entry_tids) = match &mut entered {
+        Some((scope, _)) => (std::mem::take(&mut scope.baseline), scope.entry_tids.clone()),
+        None => (Vec::new(), None),
+    };
     let context = Context {
         test: test.name,
         options,
-        baseline: std::mem::take(&mut scope.baseline),
-        entry_tids: scope.entry_tids.clone(),
+        baseline,
+        entry_tids,
         runtime_threads: None,
         task_baseline: None,
     };
@@ -124,11 +133,23 @@ fn checked_sync(test: &'static Test, options: Options, body: &mut dyn FnMut()) -
     let Context {
         options, baseline, ..
     } = context;
-    scope.baseline = baseline;
     // A clean pass in one look, as the settled checks would conclude on their first look.
-    if scope.nothing_alive() && child_scope.nothing_alive() && !options.is_verbose() {
-        return Ran::Checked(outcome, Ok(()));
-    }
+    let (scope, child_scope) = match entered {
+        None if !verbose && Scope::nothing_alive_below(&root) && ChildScope::nothing_alive_below(&root) => {
+            return Ran::Checked(outcome, Ok(()));
+        }
+        None => (
+            Scope::owned_nothing_at_entry(root.clone()),
+            ChildScope::owned_nothing_at_entry(root),
+        ),
+        Some((mut scope, child_scope)) => {
+            scope.baseline = baseline;
+            if !verbose && scope.nothing_alive() && child_scope.nothing_alive() {
+                return Ran::Checked(outcome, Ok(()));
+            }
+            (scope, child_scope)
+        }
+    };
     Ran::Checked(
         outcome,
         settled_sync(test.name, &scope, &child_scope, &options, settle),

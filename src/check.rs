@@ -32,6 +32,12 @@ use wait::WaitSamples;
 impl Options {
     /// The settle deadline, or `None` when `LEAKCHECK=off`.
     pub(crate) fn settle_or_off(&self) -> Result<Option<Duration>, LeakError> {
+        Ok(self.settle_and_verbose()?.map(|(settle, _)| settle))
+    }
+
+    /// The settle deadline and [`is_verbose`](Self::is_verbose) from one read of the
+    /// configuration (what every `#[leak_test]` asks), or `None` when `LEAKCHECK=off`.
+    pub(crate) fn settle_and_verbose(&self) -> Result<Option<(Duration, bool)>, LeakError> {
         let config = config::get().map_err(LeakError::config)?;
         if let Some(message) = config::stacks_env_error() {
             return Err(LeakError::config(message));
@@ -40,7 +46,10 @@ impl Options {
             config::say_disabled_once();
             return Ok(None);
         }
-        Ok(Some(self.settle.unwrap_or(config.settle)))
+        Ok(Some((
+            self.settle.unwrap_or(config.settle),
+            self.verbose.unwrap_or(config.verbose),
+        )))
     }
 
     /// The settle deadline these options give (for reports; ignores `LEAKCHECK=off`).

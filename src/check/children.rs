@@ -57,6 +57,21 @@ impl ChildScope {
         }
     }
 
+    /// What [`enter_at`](Self::enter_at) makes for a root with no child recorded at entry, in
+    /// lineage mode (see [`Scope::owned_nothing_at_entry`](super::threads::Scope::owned_nothing_at_entry)).
+    pub(crate) fn owned_nothing_at_entry(root: Arc<Node>) -> ChildScope {
+        ChildScope {
+            root,
+            baseline: Vec::new(),
+            entry_pids: None,
+        }
+    }
+
+    /// [`nothing_alive`](Self::nothing_alive) of a lineage-mode scope, asked of its root.
+    pub(crate) fn nothing_alive_below(root: &Node) -> bool {
+        !children::any_below(root)
+    }
+
     /// A scope rooted at the calling thread without an entry snapshot: all it started counts.
     pub(crate) fn unentered() -> ChildScope {
         ChildScope {

@@ -61,6 +61,24 @@ impl Scope {
         }
     }
 
+    /// What [`enter_at`](Self::enter_at) makes for a root that owned no live thread at entry, in
+    /// lineage mode, without looking again: the attribute makes it only when the look after the
+    /// body ([`nothing_alive_below`](Self::nothing_alive_below)) finds something.
+    pub(crate) fn owned_nothing_at_entry(root: Arc<Node>) -> Scope {
+        Scope {
+            root,
+            baseline: Vec::new(),
+            runtime_threads: None,
+            entry_tids: None,
+        }
+    }
+
+    /// [`nothing_alive`](Self::nothing_alive) of a lineage-mode scope with an empty baseline,
+    /// asked of its root without making the scope.
+    pub(crate) fn nothing_alive_below(root: &Node) -> bool {
+        !root.has_live_descendants() && !untracked::one_test_per_process()
+    }
+
     /// A scope rooted at the calling thread without an entry snapshot (a plain `#[test]`): all it
     /// started counts. In the process-diff fallback, the baseline is the process at start-up.
     pub(crate) fn unentered() -> Scope {
