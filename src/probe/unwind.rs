@@ -23,7 +23,6 @@
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{PoisonError, RwLock};
 
 /// Records the return addresses of the calling thread's stack into `out`, innermost first (the
 /// first is inside this function); returns how many were written.
@@ -55,71 +54,14 @@ fn slow_trace(out: &mut [usize]) -> usize {
 }
 
 #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
+mod cfi;
+#[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
+mod fde;
+
+#[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
 mod fast {
+    use super::cfi::{evaluate, Step};
     use super::*;
-    use gimli::{
-        BaseAddresses, CfaRule, EhFrame, EhFrameHdr, NativeEndian, Register, RegisterRule, UnwindContext,
-        UnwindSection as _,
-    };
-
-    #[cfg(target_arch = "x86_64")]
-    const SP: Register = gimli::X86_64::RSP;
-    #[cfg(target_arch = "x86_64")]
-    const FP: Register = gimli::X86_64::RBP;
-    #[cfg(target_arch = "x86_64")]
-    const RA: Register = gimli::X86_64::RA;
-    #[cfg(target_arch = "aarch64")]
-    const SP: Register = gimli::AArch64::SP;
-    #[cfg(target_arch = "aarch64")]
-    const FP: Register = gimli::AArch64::X29;
-    #[cfg(target_arch = "aarch64")]
-    const RA: Register = gimli::AArch64::X30;
-
-    /// How to find the caller's frame from a frame stopped at some program counter.
-    #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-    pub(super) struct Step {
-        /// The CFA is the frame pointer (else the stack pointer) plus `cfa_offset`.
-        cfa_from_fp: bool,
-        cfa_offset: i32,
-        /// Where the return address is saved, relative to the CFA; `None`: still in the return
-        /// address register (aarch64 before the prologue saved it).
-        ra: Option<i32>,
-        /// Where the caller's frame pointer is saved, relative to the CFA; `None`: unchanged.
-        fp: Option<i32>,
-    }
-
-    impl Step {
-        /// Packs into one word: the CFA offset (32 bits), the CFA base (1 bit), then the return
-        /// address and frame pointer slots in words of 8 bytes (a presence bit and 8 signed bits
-        /// each). [`Step::fits`] says whether a step can be packed.
-        fn pack(self) -> u64 {
-            let slot =
-                |offset: Option<i32>| offset.map_or(0, |offset| ((offset / 8) as i8 as u8 as u64) << 1 | 1);
-            (self.cfa_offset as u32 as u64)
-                | (self.cfa_from_fp as u64) << 32
-                | slot(self.ra) << 33
-                | slot(self.fp) << 42
-        }
-
-        #[cfg(test)]
-        fn unpack(word: u64) -> Step {
-            let slot = |bits: u64| (bits & 1 == 1).then_some(i32::from((bits >> 1) as u8 as i8) * 8);
-            Step {
-                cfa_offset: word as u32 as i32,
-                cfa_from_fp: (word >> 32) & 1 == 1,
-                ra: slot(word >> 33 & 0x1ff),
-                fp: slot(word >> 42 & 0x1ff),
-            }
-        }
-
-        /// Saved registers sit at word-aligned offsets within ±1 KiB of the CFA.
-        fn fits(self) -> bool {
-            [self.ra, self.fp]
-                .into_iter()
-                .flatten()
-                .all(|offset| offset % 8 == 0 && (-1024..1024).contains(&offset))
-        }
-    }
 
     /// Direct-mapped cache of steps by program counter; a slot is written under a sequence lock
     /// (odd while written), so a reader never takes a step that belongs to another address.
@@ -198,74 +140,6 @@ mod fast {
         slot.sequence.store(sequence + 2, Ordering::Release);
     }
 
-    /// One loaded object's unwind tables.
-    #[derive(Clone, Copy)]
-    struct Module {
-        /// Executable range `[start, end)`.
-        start: usize,
-        end: usize,
-        eh_frame_hdr: usize,
-        eh_frame_hdr_len: usize,
-        /// End of the loaded segment that holds `.eh_frame` (its length is not recorded).
-        segment_end: usize,
-    }
-
-    static MODULES: RwLock<Vec<Module>> = RwLock::new(Vec::new());
-
-    fn module_of(pc: usize) -> Option<Module> {
-        let find = |modules: &[Module]| modules.iter().copied().find(|m| (m.start..m.end).contains(&pc));
-        if let Some(found) = find(&MODULES.read().unwrap_or_else(PoisonError::into_inner)) {
-            return Some(found);
-        }
-        // A module loaded since (dlopen), or a pc outside any: read the list again.
-        let fresh = loaded_modules();
-        let found = find(&fresh);
-        *MODULES.write().unwrap_or_else(PoisonError::into_inner) = fresh;
-        found
-    }
-
-    fn loaded_modules() -> Vec<Module> {
-        unsafe extern "C" fn visit(
-            info: *mut libc::dl_phdr_info,
-            _size: usize,
-            data: *mut libc::c_void,
-        ) -> libc::c_int {
-            // SAFETY: `data` is the Vec passed below; `info` and its headers are valid during
-            // the callback.
-            let (modules, info) = unsafe { (&mut *data.cast::<Vec<Module>>(), &*info) };
-            // SAFETY: dlpi_phdr points to dlpi_phnum headers.
-            let headers = unsafe { std::slice::from_raw_parts(info.dlpi_phdr, usize::from(info.dlpi_phnum)) };
-            let base = info.dlpi_addr as usize;
-            let Some(hdr) = headers.iter().find(|h| h.p_type == libc::PT_GNU_EH_FRAME) else {
-                return 0;
-            };
-            let eh_frame_hdr = base + hdr.p_vaddr as usize;
-            let loads = || headers.iter().filter(|h| h.p_type == libc::PT_LOAD);
-            let segment_end = loads()
-                .map(|h| (base + h.p_vaddr as usize, base + (h.p_vaddr + h.p_memsz) as usize))
-                .filter(|(start, _)| *start <= eh_frame_hdr)
-                .map(|(_, end)| end)
-                .max()
-                .unwrap_or(eh_frame_hdr + hdr.p_memsz as usize);
-            for text in loads().filter(|h| h.p_flags & libc::PF_X != 0) {
-                let start = base + text.p_vaddr as usize;
-                modules.push(Module {
-                    start,
-                    end: start + text.p_memsz as usize,
-                    eh_frame_hdr,
-                    eh_frame_hdr_len: hdr.p_memsz as usize,
-                    segment_end,
-                });
-            }
-            0
-        }
-        let mut modules: Vec<Module> = Vec::new();
-        // SAFETY: `visit` matches the callback type and only uses `modules` during the call.
-        unsafe { libc::dl_iterate_phdr(Some(visit), (&mut modules as *mut Vec<Module>).cast()) };
-        modules
-    }
-
-    /// Evaluates the CFI for `pc` (slow path, then cached).
     /// A cached "no step from here" (no CFI, or a rule this walker does not follow), so that the
     /// outermost frame of every walk is not evaluated anew each time. No packed step has these
     /// bits: a step's bits above 50 are zero.
@@ -279,75 +153,6 @@ mod fast {
         let step = evaluate(pc).map_or(STOP, Step::pack);
         remember(pc, step);
         step
-    }
-
-    /// Evaluates the CFI for `pc` (the slow path).
-    fn evaluate(pc: usize) -> Option<Step> {
-        let module = module_of(pc)?;
-        // SAFETY: the PT_GNU_EH_FRAME segment is mapped for as long as the module is loaded, and
-        // a module whose code is on our stack is loaded.
-        let hdr_bytes =
-            unsafe { std::slice::from_raw_parts(module.eh_frame_hdr as *const u8, module.eh_frame_hdr_len) };
-        let bases = BaseAddresses::default().set_eh_frame_hdr(module.eh_frame_hdr as u64);
-        let parsed = EhFrameHdr::new(hdr_bytes, NativeEndian)
-            .parse(&bases, size_of::<usize>() as u8)
-            .ok()?;
-        let eh_frame_address = match parsed.eh_frame_ptr() {
-            gimli::Pointer::Direct(address) => address as usize,
-            gimli::Pointer::Indirect(_) => return None,
-        };
-        if !(module.eh_frame_hdr..module.segment_end).contains(&eh_frame_address)
-            && eh_frame_address >= module.segment_end
-        {
-            return None;
-        }
-        let eh_frame_len = module.segment_end.checked_sub(eh_frame_address)?;
-        // SAFETY: `.eh_frame` lies in a loaded read-only segment that ends at `segment_end`.
-        let eh_frame_bytes =
-            unsafe { std::slice::from_raw_parts(eh_frame_address as *const u8, eh_frame_len) };
-        let eh_frame = EhFrame::new(eh_frame_bytes, NativeEndian);
-        let bases = bases.set_eh_frame(eh_frame_address as u64);
-        let table = parsed.table()?;
-        // One context for all evaluations (making one initializes a large table: in a debug
-        // build about half of an evaluation); a busy one means another thread is evaluating.
-        static SHARED: std::sync::Mutex<Option<Box<UnwindContext<usize>>>> = std::sync::Mutex::new(None);
-        let mut shared = match SHARED.try_lock() {
-            Ok(shared) => Some(shared),
-            // A panic inside a lookup leaves a context that is reset on its next use anyway.
-            Err(std::sync::TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
-            Err(std::sync::TryLockError::WouldBlock) => None,
-        };
-        let mut own = None;
-        let context = match shared.as_mut() {
-            Some(shared) => shared.get_or_insert_with(|| Box::new(UnwindContext::new())),
-            None => own.insert(Box::new(UnwindContext::new())),
-        };
-        let row = table
-            .unwind_info_for_address(&eh_frame, &bases, context, pc as u64, |section, bases, offset| {
-                section.cie_from_offset(bases, offset)
-            })
-            .ok()?;
-        let (cfa_from_fp, cfa_offset) = match row.cfa() {
-            CfaRule::RegisterAndOffset { register, offset } if *register == SP => (false, *offset),
-            CfaRule::RegisterAndOffset { register, offset } if *register == FP => (true, *offset),
-            _ => return None,
-        };
-        // `None` (no rule) and `SameValue` keep the register; an offset says where it is saved.
-        let saved = |register| match row.register(register) {
-            Some(RegisterRule::Offset(offset)) => Some(Some(i32::try_from(offset).ok()?)),
-            None | Some(RegisterRule::Undefined | RegisterRule::SameValue) => Some(None),
-            Some(_) => None,
-        };
-        let step = Step {
-            cfa_from_fp,
-            cfa_offset: i32::try_from(cfa_offset).ok()?,
-            ra: saved(RA)?,
-            fp: saved(FP)?,
-        };
-        if !step.fits() {
-            return None;
-        }
-        Some(step)
     }
 
     thread_local! {
@@ -654,33 +459,6 @@ mod fast {
             // where a walk is slow.
             if cfg!(debug_assertions) {
                 assert!(REPLAYS.with(Cell::get) > replays, "a loop from one place replays");
-            }
-        }
-
-        /// Steps survive packing, including negative offsets and absent registers.
-        #[test]
-        fn steps_pack() {
-            for step in [
-                Step {
-                    cfa_from_fp: false,
-                    cfa_offset: 8,
-                    ra: Some(-8),
-                    fp: None,
-                },
-                Step {
-                    cfa_from_fp: true,
-                    cfa_offset: 16,
-                    ra: Some(-8),
-                    fp: Some(-16),
-                },
-                Step {
-                    cfa_from_fp: false,
-                    cfa_offset: 123_456,
-                    ra: None,
-                    fp: Some(-1024),
-                },
-            ] {
-                assert_eq!(Step::unpack(step.pack()), step);
             }
         }
     }
