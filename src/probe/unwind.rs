@@ -468,10 +468,12 @@ mod fast {
 mod tests {
     use super::*;
 
+    /// Recurses `depth` times, then traces; `black_box` keeps every call a real frame (no tail
+    /// call, no loop) in optimised builds too.
     #[inline(never)]
     fn nested(depth: usize, out: &mut [usize]) -> usize {
         if depth == 0 {
-            trace(out)
+            std::hint::black_box(trace(out))
         } else {
             std::hint::black_box(nested(depth - 1, out))
         }
@@ -489,7 +491,7 @@ mod tests {
                 #[inline(never)]
                 fn slow_nested(depth: usize, out: &mut [usize]) -> usize {
                     if depth == 0 {
-                        slow_trace(out)
+                        std::hint::black_box(slow_trace(out))
                     } else {
                         std::hint::black_box(slow_nested(depth - 1, out))
                     }
