@@ -6,6 +6,7 @@ Builds `benches/cost/plain` (plain `#[test]`) and `benches/cost/checked` (the sa
 themselves (not cargo), alternating plain and checked runs, and prints a Markdown table of medians:
 
 - 1000 trivial tests at `--test-threads=1`, 1000 idle threads started before `main`;
+- one trivial test in a fresh process (how `cargo nextest` runs every test), no idle threads;
 - 1000 tests whose thread finishes 1 ms after the body, with and without a rule that hides
   nothing (`ignore_thread = "unrelated-*"`);
 - the first report in a fresh process (cold) and a second one in the same process (warm), for
@@ -58,11 +59,12 @@ def build(crate, release, features=(), target=TARGET, config=()):
     return exes
 
 
-def run(exe, *args):
+def run(exe, *args, extra_env=None):
     env = dict(os.environ)
     for key in list(env):
         if key.startswith("LEAKCHECK") or key == "RUST_BACKTRACE":
             env.pop(key)
+    env.update(extra_env or {})
     started = time.perf_counter()
     out = subprocess.run([exe, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     elapsed = time.perf_counter() - started
@@ -71,13 +73,13 @@ def run(exe, *args):
     return elapsed, out.stdout
 
 
-def alternate(a, b, *args):
+def alternate(a, b, *args, runs=None, extra_env=None):
     """Median wall time of `a` and `b`, run alternately RUNS times each."""
     ta, tb = [], []
-    run(a, *args), run(b, *args)  # warm the page cache
-    for _ in range(RUNS):
-        ta.append(run(a, *args)[0])
-        tb.append(run(b, *args)[0])
+    run(a, *args, extra_env=extra_env), run(b, *args, extra_env=extra_env)  # warm the page cache
+    for _ in range(runs or RUNS):
+        ta.append(run(a, *args, extra_env=extra_env)[0])
+        tb.append(run(b, *args, extra_env=extra_env)[0])
     return statistics.median(ta), statistics.median(tb)
 
 
@@ -128,6 +130,12 @@ def main():
             p, o = alternate(plain, optimised, "--test-threads=1", "-q", "trivial_")
             rows.append(("same, leakcheck at opt-level 3 (the README's profile override) (debug)", ms(p), ms(o),
                          f"{o / p:.2f}×", f"{(o - p) / 1000 * 1e6:.1f} µs"))
+        # A process per test, as `cargo nextest` runs them: the start-up and the first thread
+        # creation (its backtrace's call-frame information evaluated afresh) are paid per test.
+        p, c = alternate(plain, checked, "--exact", "trivial_0001", runs=RUNS * 5,
+                         extra_env={"COST_IDLE_THREADS": "0"})
+        rows.append((f"1 trivial test in a fresh process, no idle threads, as nextest runs each test ({mode})",
+                     f"{p * 1e3:.1f} ms", f"{c * 1e3:.1f} ms", f"{c / p:.2f}×", f"{(c - p) * 1e6:.0f} µs"))
         p, c = alternate(plain, checked, "--test-threads=1", "-q", "settling_")
         rows.append((f"1000 tests leaving a thread that ends 1 ms later ({mode})", ms(p), ms(c), f"{c / p:.2f}×",
                      f"{(c - p) / 1000 * 1e6:.1f} µs"))
