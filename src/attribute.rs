@@ -111,9 +111,10 @@ fn checked_sync(test: &'static Test, options: Options, body: &mut dyn FnMut()) -
     // The usual entry, in lineage mode: the test's thread owns no thread and no child process
     // yet. Its scopes would be empty, so they are made only if the look after the body finds
     // something; otherwise they are entered now, with what the thread owns as baseline.
-    let usual = threads::lineage_mode()
-        && Scope::nothing_alive_below(&root)
-        && ChildScope::nothing_alive_below(&root);
+    // (Under nextest's process per test the look after the body always settles: see
+    // `Scope::nothing_alive_below`.)
+    let usual =
+        threads::lineage_mode() && !root.has_live_descendants() && ChildScope::nothing_alive_below(&root);
     let mut entered = (!usual).then(|| (Scope::enter_at(root.clone()), ChildScope::enter_at(root.clone())));
     // The baseline moves into the context for the body (where `verify_none()` reads it) and
     // back: no copy on the path of a clean pass.

@@ -42,6 +42,10 @@ pub(super) fn step_at(eh_frame: &[u8], eh_frame_address: usize, fde: usize, pc: 
     )?;
     let begin = bytes.pointer(cie.fde_encoding, eh_frame_address)?;
     let range = bytes.pointer(cie.fde_encoding & 0x0f, eh_frame_address)?;
+    // A range that wraps around is malformed (gimli refuses it too).
+    if begin.checked_add(range).is_none() {
+        return Err(Unhandled);
+    }
     if pc < begin || pc - begin >= range {
         return Ok(None);
     }
@@ -56,6 +60,7 @@ pub(super) fn step_at(eh_frame: &[u8], eh_frame_address: usize, fde: usize, pc: 
         pc,
         saved: [cie.initial; SAVED],
         depth: 0,
+        in_cie: false,
     };
     program.run(&mut bytes)?;
     program.row.step()
@@ -161,19 +166,28 @@ impl Cie {
         let augmented = augmentation.first() == Some(&b'z');
         if augmented {
             let length = bytes.uleb()? as usize;
-            let end = bytes.at.checked_add(length).ok_or(Unhandled)?;
+            let end = bytes
+                .at
+                .checked_add(length)
+                .filter(|&end| end <= bytes.end)
+                .ok_or(Unhandled)?;
             for &letter in &augmentation[1..] {
                 match letter {
                     b'R' => fde_encoding = bytes.u8()?,
+                    // gimli reads every FDE's LSDA pointer in this encoding: only the ones it
+                    // can read without more base addresses pass.
                     b'L' => {
-                        bytes.u8()?;
+                        pointer_size(bytes.u8()?)?;
                     }
                     b'P' => {
                         let encoding = bytes.u8()?;
-                        bytes.skip(pointer_size(encoding)?)?;
+                        bytes.skip(pointer_size(encoding & !INDIRECT)?)?;
                     }
                     _ => return Err(Unhandled), // `S` (signal frames) and the rest
                 }
+            }
+            if bytes.at > end {
+                return Err(Unhandled);
             }
             bytes.at = end;
         } else if !augmentation.is_empty() {
@@ -198,8 +212,13 @@ impl Cie {
             pc: usize::MAX,
             saved: [cie.initial; SAVED],
             depth: 0,
+            in_cie: true,
         };
         program.run(&mut bytes)?;
+        // gimli carries state the CIE remembered into every FDE's stack; not modelled here.
+        if program.depth != 0 {
+            return Err(Unhandled);
+        }
         let initial = program.row;
         cie.initial = initial;
         Ok(cie)
@@ -207,7 +226,10 @@ impl Cie {
 }
 
 /// `DW_CFA_remember_state` depth this reads (compilers nest one or two).
-const SAVED: usize = 4;
+/// gimli's row stack holds four rows, one of them the current row and, when the CIE sets two
+/// rules or more, one the CIE's initial row: two saved states always fit in it. Deeper nesting
+/// is left to gimli (compilers nest one).
+const SAVED: usize = 2;
 
 struct Program<'a> {
     cie: &'a Cie,
@@ -216,6 +238,8 @@ struct Program<'a> {
     pc: usize,
     saved: [Row; SAVED],
     depth: usize,
+    /// Running the CIE's initial instructions (where `DW_CFA_restore` is invalid).
+    in_cie: bool,
 }
 
 impl Program<'_> {
@@ -238,6 +262,7 @@ impl Program<'_> {
                     self.row.set(low, Rule::At(offset));
                 }
                 // DW_CFA_restore
+                3 if self.in_cie => return Err(Unhandled),
                 3 => self.row.set(low, self.cie.initial.rule(low)),
                 _ => match opcode {
                     0x00 => {} // nop
@@ -262,6 +287,7 @@ impl Program<'_> {
                         self.row.set(register, Rule::At(offset));
                     }
                     // restore_extended
+                    0x06 if self.in_cie => return Err(Unhandled),
                     0x06 => {
                         let register = bytes.uleb()?;
                         self.row.set(register, self.cie.initial.rule(register));
@@ -339,7 +365,8 @@ impl Program<'_> {
                 self.location = location;
                 Ok(false)
             }
-            _ => Ok(true),
+            Some(_) => Ok(true),
+            None => Err(Unhandled),
         }
     }
 }
@@ -420,7 +447,8 @@ impl<'a> Bytes<'a> {
         let mut shift = 0;
         loop {
             let byte = self.u8()?;
-            if shift > 63 {
+            // Bits past 64 are an error to gimli.
+            if shift > 63 || (shift == 63 && byte & 0x7e != 0) {
                 return Err(Unhandled);
             }
             value |= u64::from(byte & 0x7f) << shift;
@@ -436,7 +464,8 @@ impl<'a> Bytes<'a> {
         let mut shift = 0;
         loop {
             let byte = self.u8()?;
-            if shift > 63 {
+            // Past 64 bits only a sign extension is valid.
+            if shift > 63 || (shift == 63 && !matches!(byte & 0x7f, 0 | 0x7f)) {
                 return Err(Unhandled);
             }
             value |= i64::from(byte & 0x7f) << shift;
@@ -470,8 +499,15 @@ impl<'a> Bytes<'a> {
     }
 }
 
-/// The size of a pointer in `encoding`.
+/// The indirect bit of a pointer encoding.
+const INDIRECT: u8 = 0x80;
+
+/// The size of a pointer in `encoding`: absolute or pc-relative, of a known size (the encodings
+/// gimli reads without more base addresses than this module gives it).
 fn pointer_size(encoding: u8) -> Read<usize> {
+    if !matches!(encoding & 0x70, 0x00 | 0x10) || encoding & INDIRECT != 0 {
+        return Err(Unhandled);
+    }
     match encoding & 0x0f {
         0x00 | 0x04 | 0x0c => Ok(8),
         0x02 | 0x0a => Ok(2),
