@@ -18,17 +18,17 @@ use gimli::{
 };
 
 #[cfg(target_arch = "x86_64")]
-const SP: Register = gimli::X86_64::RSP;
+pub(super) const SP: Register = gimli::X86_64::RSP;
 #[cfg(target_arch = "x86_64")]
-const FP: Register = gimli::X86_64::RBP;
+pub(super) const FP: Register = gimli::X86_64::RBP;
 #[cfg(target_arch = "x86_64")]
-const RA: Register = gimli::X86_64::RA;
+pub(super) const RA: Register = gimli::X86_64::RA;
 #[cfg(target_arch = "aarch64")]
-const SP: Register = gimli::AArch64::SP;
+pub(super) const SP: Register = gimli::AArch64::SP;
 #[cfg(target_arch = "aarch64")]
-const FP: Register = gimli::AArch64::X29;
+pub(super) const FP: Register = gimli::AArch64::X29;
 #[cfg(target_arch = "aarch64")]
-const RA: Register = gimli::AArch64::X30;
+pub(super) const RA: Register = gimli::AArch64::X30;
 
 /// How to find the caller's frame from a frame stopped at some program counter.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -351,27 +351,20 @@ mod tests {
         pcs.push(libc::getpid as *const () as usize);
         assert!(pcs.len() > 5, "{pcs:x?}");
         for pc in pcs {
-            let module = module_of(pc).expect("a loaded module");
-            // SAFETY: as in `evaluate`.
-            let hdr = unsafe {
-                std::slice::from_raw_parts(module.eh_frame_hdr as *const u8, module.eh_frame_hdr_len)
-            };
-            let bases = BaseAddresses::default().set_eh_frame_hdr(module.eh_frame_hdr as u64);
+            let tables = Tables::of(&module_of(pc).expect("a loaded module")).unwrap();
+            let (hdr, hdr_address) = (tables.hdr, tables.hdr_address);
+            let bases = BaseAddresses::default().set_eh_frame_hdr(hdr_address as u64);
             let parsed = EhFrameHdr::new(hdr, NativeEndian)
                 .parse(&bases, size_of::<usize>() as u8)
                 .unwrap();
-            let ours = search_table(hdr, module.eh_frame_hdr, pc).expect("the usual encoding");
+            let ours = search_table(hdr, hdr_address, pc).expect("the usual encoding");
             let gimlis = match parsed.table().unwrap().lookup(pc as u64, &bases) {
                 Ok(gimli::Pointer::Direct(address)) => Some(address as usize),
                 Ok(gimli::Pointer::Indirect(_)) => unreachable!("a direct pointer"),
                 Err(_) => None,
             };
             assert_eq!(ours, gimlis, "pc {pc:#x}");
-            assert_eq!(
-                search_table(hdr, module.eh_frame_hdr, 1),
-                Ok(None),
-                "below every entry"
-            );
+            assert_eq!(search_table(hdr, hdr_address, 1), Ok(None), "below every entry");
         }
     }
 

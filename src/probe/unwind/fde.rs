@@ -10,20 +10,12 @@
 //! pointer encoding, a CFA expression, a rule it does not model), so that gimli decides. It never
 //! panics: every read is checked, and a malformed table is [`Unhandled`] too.
 
-use super::cfi::Step;
+use super::cfi::{self, Step};
 
-#[cfg(target_arch = "x86_64")]
-const SP: u64 = 7;
-#[cfg(target_arch = "x86_64")]
-const FP: u64 = 6;
-#[cfg(target_arch = "x86_64")]
-const RA: u64 = 16;
-#[cfg(target_arch = "aarch64")]
-const SP: u64 = 31;
-#[cfg(target_arch = "aarch64")]
-const FP: u64 = 29;
-#[cfg(target_arch = "aarch64")]
-const RA: u64 = 30;
+/// The DWARF numbers of the registers the walker follows (defined per architecture in `cfi`).
+const SP: u64 = cfi::SP.0 as u64;
+const FP: u64 = cfi::FP.0 as u64;
+const RA: u64 = cfi::RA.0 as u64;
 
 /// Not read here: gimli evaluates it.
 #[derive(Debug, PartialEq, Eq)]
