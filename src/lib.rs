@@ -75,8 +75,9 @@
 //! | check | `check` (verdict), `check/settle`, `check/threads`, `check/tasks`, `check/children`, `check/untracked`, `check/wait` | settle-and-retry, find candidates, classify their waits across the settle window, describe them once, apply the rules |
 //! | rules | `options`, `rules` | the `Options` builder and the ignore rules, built-in ones included |
 //! | report | `report` (text), `report/json`, `report/names`, `report/members`, `report/wait_text`, `report/hints` (+ `idioms`), `report/children`, `report/github`, `error` | rendering, grouping, rules to paste, CI annotations and cause-and-fix hints, reading the model (and the user's source at a line via `probe/source`: a `select!`'s branches, a task's name, a `recv` under a lock) |
-//! | probes | `probe/lineage` (+ `interpose`), `probe/children` (+ `interpose`, `proc`), `probe/procfs`, `probe/stack` (`protocol`, `safety`, `handler`, `slots`, `unwinder`), `probe/symbols`, `probe/unwind`, `probe/tasks`, `probe/startup`, `probe/source` (+ `tokens`, `chains`) | what the OS, tokio and the user's source tell; nothing of options or reports |
+//! | probes | `probe/lineage`, `probe/children` (+ `interpose`, `proc`), `probe/procfs`, `probe/stack` (`protocol`, `safety`, `handler`, `slots`, `unwinder`), `probe/symbols`, `probe/unwind`, `probe/tasks`, `probe/startup`, `probe/source` (+ `tokens`, `chains`) | what the OS, tokio and the user's source tell; nothing of options or reports |
 //! | model | `model`, `model/frame`, `config`, `project` | plain data every layer shares; the environment's settings and the package's `[package.metadata.leakcheck]` |
+//! | hot path | `hot` (`lineage`, `interpose`, `node`, `unwind`, `api`, `sys`; `src/hot/lib.rs`) | what runs for every thread creation and clean pass: the interposed `pthread_create`, the lineage registry, the fast unwinder; compiled optimised on its own by `build.rs` and reached through `probe/lineage`; names nothing above it |
 //!
 //! The path of one check, from attribute to verdict: the expansion of `#[leak_test]` calls
 //! `__private::run_sync` (`attribute::run_sync`), which takes a `check::threads::Scope` (the
@@ -99,6 +100,26 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 // How the crate is built: see the "How the crate is built" section of the crate docs above.
+
+// The hot path (thread creation, the lineage registry, the creation backtrace), compiled on its own
+// with optimisation by `build.rs` and linked as an object where it can be (`leakcheck_hot_linked`):
+// see `src/hot/lib.rs`. Otherwise, and for leakcheck's own unit tests, rustdoc and clippy, its
+// files are this module. With the object linked, only the shared type and the list of functions
+// are compiled here.
+#[cfg(not(all(leakcheck_hot_linked, not(test), not(doc), not(clippy))))]
+#[path = "hot/lib.rs"]
+#[macro_use]
+mod hot;
+#[cfg(all(leakcheck_hot_linked, not(test), not(doc), not(clippy)))]
+#[macro_use]
+mod hot {
+    #[path = "api.rs"]
+    #[macro_use]
+    pub mod api;
+    #[path = "node.rs"]
+    pub mod node;
+}
+
 // Front ends
 mod attribute;
 mod binary;

@@ -401,7 +401,9 @@ fn creation_frames(node: Option<&Node>) -> Vec<Frame> {
 /// The node's creation backtrace, resolved and stripped once per thread.
 fn resolved_creation(node: &Node) -> &[Frame] {
     node.resolved
-        .get_or_init(|| strip_creation_frames(symbols::resolve(node.created_at())).into())
+        .get_or_init(|| Box::new(strip_creation_frames(symbols::resolve(node.created_at()))))
+        .downcast_ref::<Vec<Frame>>()
+        .map_or(&[], Vec::as_slice)
 }
 
 /// Whether a rule that needs no stack (name, creator) hides this candidate. Cheap enough to run

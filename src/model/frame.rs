@@ -55,6 +55,8 @@ const LIBRARY_CRATES: &[&str] = &[
     "rustc_demangle",
     "libc",
     "leakcheck",
+    // The hot path, compiled on its own by `build.rs` (`src/hot/lib.rs`).
+    "leakcheck_hot",
     "parking_lot",
     "parking_lot_core",
     "lock_api",
@@ -441,6 +443,7 @@ mod tests {
     #[test]
     fn classifies_frames() {
         let own_src = format!("{OWN_ROOT}/src/probe/stack.rs");
+        let own_hot = format!("{OWN_ROOT}/src/hot/lineage.rs");
         let own_test = format!("{OWN_ROOT}/tests/stack_capture_handler.rs");
         let library = [
             (
@@ -464,7 +467,10 @@ mod tests {
                 Some("/rust/deps/hashbrown-0.15.2/src/raw/mod.rs"),
             ),
             ("leakcheck::probe::stack::capture", Some(own_src.as_str())),
-            ("leakcheck::probe::lineage::interpose::trampoline", None),
+            ("leakcheck::hot::interpose::trampoline", None),
+            // The hot path as the optimised object names it (`src/hot/lib.rs`).
+            ("leakcheck_hot::interpose::trampoline", None),
+            ("leakcheck_hot::lineage::register_child", Some(own_hot.as_str())),
             ("test::run_test::{closure#0}", None),
             (
                 "__rustc::rust_begin_unwind",

@@ -17,14 +17,9 @@ static STARTUP: OnceLock<Startup> = OnceLock::new();
 
 #[ctor::ctor(unsafe)]
 fn init() {
+    let keyed = super::lineage::prepare();
     #[cfg(all(target_os = "linux", target_env = "gnu", not(target_feature = "crt-static")))]
-    let keyed = {
-        let _ = super::lineage::interpose::real();
-        super::children::interpose::resolve_all();
-        super::lineage::interpose::exit_key().is_some()
-    };
-    #[cfg(not(all(target_os = "linux", target_env = "gnu", not(target_feature = "crt-static"))))]
-    let keyed = false;
+    super::children::interpose::resolve_all();
     let _ = STARTUP.set(startup_threads(keyed));
 }
 
@@ -35,7 +30,7 @@ fn init() {
 /// registered after it has gone, and could stand in for an unregistered one in the count.
 fn startup_threads(keyed: bool) -> Startup {
     if keyed {
-        if let Some(last_uid) = super::lineage::all_registered(super::procfs::thread_count) {
+        if let Some(last_uid) = super::lineage::all_registered(&mut super::procfs::thread_count) {
             return Startup::Registered { last_uid };
         }
     }

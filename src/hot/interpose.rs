@@ -9,15 +9,17 @@ use std::ffi::c_void;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use super::Node;
+use super::lineage;
+use super::node::Node;
+use super::sys;
 
 type StartRoutine = extern "C" fn(*mut c_void) -> *mut c_void;
 type PthreadCreate = unsafe extern "C" fn(
-    *mut libc::pthread_t,
-    *const libc::pthread_attr_t,
+    *mut sys::pthread_t,
+    *const sys::pthread_attr_t,
     StartRoutine,
     *mut c_void,
-) -> libc::c_int;
+) -> std::ffi::c_int;
 
 static REAL: AtomicUsize = AtomicUsize::new(0);
 
@@ -26,7 +28,7 @@ pub(crate) fn real() -> Option<PthreadCreate> {
     let mut address = REAL.load(Ordering::Acquire);
     if address == 0 {
         // SAFETY: the name is a valid C string; RTLD_NEXT finds the next definition after ours.
-        address = unsafe { libc::dlsym(libc::RTLD_NEXT, c"pthread_create".as_ptr()) } as usize;
+        address = unsafe { sys::dlsym(sys::RTLD_NEXT, c"pthread_create".as_ptr()) } as usize;
         REAL.store(address, Ordering::Release);
     }
     // SAFETY: a non-null result of dlsym for `pthread_create` is that function.
@@ -42,12 +44,12 @@ const UNSET: u32 = u32::MAX;
 const FAILED: u32 = u32::MAX - 1;
 
 /// The exit key, created on first use (before `main`, by `probe::startup`).
-pub(crate) fn exit_key() -> Option<libc::pthread_key_t> {
+pub(crate) fn exit_key() -> Option<sys::pthread_key_t> {
     let mut key = EXIT_KEY.load(Ordering::Acquire);
     if key == UNSET {
-        let mut created: libc::pthread_key_t = 0;
+        let mut created: sys::pthread_key_t = 0;
         // SAFETY: `created` is a valid out pointer; `release` has the destructor's signature.
-        let result = unsafe { libc::pthread_key_create(&mut created, Some(release)) };
+        let result = unsafe { sys::pthread_key_create(&mut created, Some(release)) };
         let new = if result == 0 && created < FAILED {
             created
         } else {
@@ -58,7 +60,7 @@ pub(crate) fn exit_key() -> Option<libc::pthread_key_t> {
             Err(existing) => {
                 if new != FAILED {
                     // SAFETY: the key was created above and is used nowhere else.
-                    unsafe { libc::pthread_key_delete(new) };
+                    unsafe { sys::pthread_key_delete(new) };
                 }
                 existing
             }
@@ -72,8 +74,8 @@ unsafe extern "C" fn release(node: *mut c_void) {
     // SAFETY: the value set by the trampoline, an `Arc::into_raw` handed over exactly once (glibc
     // clears the slot before calling the destructor).
     let node = unsafe { Arc::from_raw(node.cast_const().cast::<Node>()) };
-    super::leave_child(&node);
-    super::unregister(&node);
+    lineage::leave_child(&node);
+    lineage::unregister(&node);
 }
 
 /// The start routine as it is called: `C-unwind`, so `pthread_exit`'s forced unwind may pass.
@@ -101,11 +103,11 @@ fn enter(start: *mut c_void) -> (UnwindingRoutine, *mut c_void, *const Node) {
     // SAFETY: the caller's start routine, stored as an address by `pthread_create`; same ABI,
     // "C-unwind" only allows the forced unwind the routine may start.
     let routine = unsafe { std::mem::transmute::<usize, UnwindingRoutine>(routine) };
-    super::enter_child(node);
+    lineage::enter_child(node);
     let key = exit_key();
     // SAFETY: a key created by `exit_key`; the value is released by `release`.
     let armed = match key {
-        Some(key) => (unsafe { libc::pthread_setspecific(key, raw.cast()) }) == 0,
+        Some(key) => (unsafe { sys::pthread_setspecific(key, raw.cast()) }) == 0,
         None => false,
     };
     (routine, arg, if armed { std::ptr::null() } else { raw })
@@ -117,26 +119,21 @@ fn leave(fallback: *const Node) {
     if !fallback.is_null() {
         // SAFETY: the `Arc::into_raw` of `enter`, not stored anywhere else.
         let node = unsafe { Arc::from_raw(fallback) };
-        super::leave_child(&node);
-        super::unregister(&node);
+        lineage::leave_child(&node);
+        lineage::unregister(&node);
     }
 }
 
 /// Whether threads created with `attr` are joinable (the default).
-fn joinable(attr: *const libc::pthread_attr_t) -> bool {
+fn joinable(attr: *const sys::pthread_attr_t) -> bool {
     if attr.is_null() {
         return true;
     }
-    extern "C" {
-        // POSIX; not declared by the `libc` crate.
-        fn pthread_attr_getdetachstate(
-            attr: *const libc::pthread_attr_t,
-            state: *mut libc::c_int,
-        ) -> libc::c_int;
-    }
     let mut state = 0;
     // SAFETY: `attr` is the caller's initialized attribute object, as `pthread_create` requires.
-    unsafe { pthread_attr_getdetachstate(attr, &mut state) == 0 && state == libc::PTHREAD_CREATE_JOINABLE }
+    unsafe {
+        sys::pthread_attr_getdetachstate(attr, &mut state) == 0 && state == sys::PTHREAD_CREATE_JOINABLE
+    }
 }
 
 /// Interposes libc's `pthread_create`; see the module docs.
@@ -146,16 +143,16 @@ fn joinable(attr: *const libc::pthread_attr_t) -> bool {
 /// The contract of `pthread_create(3)`.
 #[no_mangle]
 pub unsafe extern "C" fn pthread_create(
-    thread: *mut libc::pthread_t,
-    attr: *const libc::pthread_attr_t,
+    thread: *mut sys::pthread_t,
+    attr: *const sys::pthread_attr_t,
     routine: StartRoutine,
     arg: *mut c_void,
-) -> libc::c_int {
+) -> std::ffi::c_int {
     let Some(real) = real() else {
         // No next definition to forward to (static builds do not compile this module at all).
-        return libc::ENOSYS;
+        return sys::ENOSYS;
     };
-    let node = super::register_child();
+    let node = lineage::register_child();
     node.start[0].store(routine as usize, Ordering::Relaxed);
     node.start[1].store(arg as usize, Ordering::Relaxed);
     // The new thread's own reference, handed over as the trampoline's argument.
@@ -169,12 +166,12 @@ pub unsafe extern "C" fn pthread_create(
         // before this returns; a detached one may be gone and its descriptor reused already.
         if joinable(attr) {
             // SAFETY: on success `thread` holds the new thread's id.
-            super::record_tid(&node, unsafe { *thread });
+            lineage::record_tid(&node, unsafe { *thread });
         }
     } else {
         // SAFETY: the thread was not created, so its reference is still ours.
         drop(unsafe { Arc::from_raw(start) });
-        super::unregister(&node);
+        lineage::unregister(&node);
     }
     result
 }
