@@ -105,52 +105,50 @@ fn checked_sync(test: &'static Test, options: Options, body: &mut dyn FnMut()) -
         }
         Err(error) => misconfigured(error),
     };
-    // The test thread's name is recorded on its node when it starts a thread (reports name the
-    // test from it); a clean pass needs none of it.
-    let root = lineage::current();
-    // The usual entry, in lineage mode: the test's thread owns no thread and no child process
-    // yet. Its scopes would be empty, so they are made only if the look after the body finds
-    // something; otherwise they are entered now, with what the thread owns as baseline.
-    // (Under nextest's process per test the look after the body always settles: see
-    // `Scope::nothing_alive_below`.)
-    let usual =
-        threads::lineage_mode() && !root.has_live_descendants() && ChildScope::nothing_alive_below(&root);
-    let mut entered = (!usual).then(|| (Scope::enter_at(root.clone()), ChildScope::enter_at(root.clone())));
-    // The baseline moves into the context for the body (where `verify_none()` reads it) and
-    // back: no copy on the path of a clean pass.
-    let (baseline, entry_tids) = match &mut entered {
-        Some((scope, _)) => (std::mem::take(&mut scope.baseline), scope.entry_tids.clone()),
-        None => (Vec::new(), None),
-    };
-    let context = Context {
+    let mut context = Context {
         test: test.name,
         options,
-        baseline,
-        entry_tids,
+        baseline: Vec::new(),
+        entry_tids: None,
         runtime_threads: None,
         task_baseline: None,
     };
+    // The usual entry, in lineage mode: the test's thread owns no thread and no child process
+    // yet, so its scopes would be empty. The hot path then runs the whole clean pass in one call
+    // (`src/hot/pass.rs`): the entry look, the body with the context installed (where
+    // `verify_none()` reads it), the look after it; the scopes are made only if that look finds
+    // something. (A verbose check always settles, and so does every check under nextest's
+    // process per test: see `threads::clean_in_one_look`.)
+    if !verbose && threads::clean_in_one_look() {
+        let mut found = None;
+        if let Some(outcome) = lineage::run_usual(std::ptr::from_ref(&context).cast(), body, &mut found) {
+            let Some(root) = found else {
+                return Ran::Checked(outcome, Ok(()));
+            };
+            let scope = Scope::owned_nothing_at_entry(root.clone());
+            let child_scope = ChildScope::owned_nothing_at_entry(root);
+            let verdict = settled_sync(test.name, &scope, &child_scope, &context.options, settle);
+            return Ran::Checked(outcome, verdict);
+        }
+    }
+    // Otherwise the scopes are entered now, with what the thread owns as baseline. The baseline
+    // moves into the context for the body and back: no copy.
+    // The test thread's name is recorded on its node when it starts a thread (reports name the
+    // test from it); a clean pass needs none of it.
+    let root = lineage::current();
+    let mut scope = Scope::enter_at(root.clone());
+    let child_scope = ChildScope::enter_at(root);
+    context.baseline = std::mem::take(&mut scope.baseline);
+    context.entry_tids = scope.entry_tids.clone();
     let outcome = context::installed(&context, || panic::catch_unwind(AssertUnwindSafe(body)));
     let Context {
         options, baseline, ..
     } = context;
+    scope.baseline = baseline;
     // A clean pass in one look, as the settled checks would conclude on their first look.
-    let (scope, child_scope) = match entered {
-        None if !verbose && Scope::nothing_alive_below(&root) && ChildScope::nothing_alive_below(&root) => {
-            return Ran::Checked(outcome, Ok(()));
-        }
-        None => (
-            Scope::owned_nothing_at_entry(root.clone()),
-            ChildScope::owned_nothing_at_entry(root),
-        ),
-        Some((mut scope, child_scope)) => {
-            scope.baseline = baseline;
-            if !verbose && scope.nothing_alive() && child_scope.nothing_alive() {
-                return Ran::Checked(outcome, Ok(()));
-            }
-            (scope, child_scope)
-        }
-    };
+    if !verbose && scope.nothing_alive() && child_scope.nothing_alive() {
+        return Ran::Checked(outcome, Ok(()));
+    }
     Ran::Checked(
         outcome,
         settled_sync(test.name, &scope, &child_scope, &options, settle),

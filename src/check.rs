@@ -38,17 +38,36 @@ impl Options {
     /// The settle deadline and [`is_verbose`](Self::is_verbose) from one read of the
     /// configuration (what every `#[leak_test]` asks), or `None` when `LEAKCHECK=off`.
     pub(crate) fn settle_and_verbose(&self) -> Result<Option<(Duration, bool)>, LeakError> {
-        let config = config::get().map_err(LeakError::config)?;
-        if let Some(message) = config::stacks_env_error() {
-            return Err(LeakError::config(message));
+        use std::sync::atomic::{AtomicU64, Ordering};
+        /// The configuration's part of the answer, packed once it was read without error (it
+        /// never changes): `KNOWN`, `ENABLED`, `VERBOSE` and the settle deadline in nanoseconds.
+        static PLAN: AtomicU64 = AtomicU64::new(0);
+        const KNOWN: u64 = 1 << 63;
+        const ENABLED: u64 = 1 << 62;
+        const VERBOSE: u64 = 1 << 61;
+        const NANOS: u64 = (1 << 60) - 1;
+        let mut plan = PLAN.load(Ordering::Relaxed);
+        if plan & KNOWN == 0 {
+            let config = config::get().map_err(LeakError::config)?;
+            if let Some(message) = config::stacks_env_error() {
+                return Err(LeakError::config(message));
+            }
+            let nanos = u64::try_from(config.settle.as_nanos())
+                .unwrap_or(NANOS)
+                .min(NANOS);
+            plan = KNOWN
+                | if config.enabled { ENABLED } else { 0 }
+                | if config.verbose { VERBOSE } else { 0 }
+                | nanos;
+            PLAN.store(plan, Ordering::Relaxed);
         }
-        if !config.enabled {
+        if plan & ENABLED == 0 {
             config::say_disabled_once();
             return Ok(None);
         }
         Ok(Some((
-            self.settle.unwrap_or(config.settle),
-            self.verbose.unwrap_or(config.verbose),
+            self.settle.unwrap_or(Duration::from_nanos(plan & NANOS)),
+            self.verbose.unwrap_or(plan & VERBOSE != 0),
         )))
     }
 

@@ -3,7 +3,9 @@
 //! registers the function, `#[leak_test]` adds its own, and libtest runs the test twice under one
 //! name. The second run in the process fails with the fix, so the mistake is never silent.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
+
+use crate::hot::api::call;
 
 /// Why the second run fails.
 const REGISTERED_TWICE: &str = "is registered twice: a `#[test]` is written above `#[leak_test]` \
@@ -34,18 +36,13 @@ impl Test {
 /// `my_test::case_1`), is never mistaken for a second run.
 ///
 /// One flag per function, not a set of names: this runs once per test, in the unoptimised builds
-/// `cargo test` makes, where a `HashSet<String>` insert costs thousands of instructions.
+/// `cargo test` makes, where a `HashSet<String>` insert costs thousands of instructions; the
+/// comparison runs on the hot path (`src/hot/pass.rs`), optimised.
 #[track_caller]
 pub(super) fn record(test: &Test) {
-    let thread = std::thread::current();
-    let Some(name) = thread.name() else {
-        return;
-    };
-    let own = name == test.name
-        || name
-            .strip_suffix(test.name)
-            .is_some_and(|module| module.ends_with("::"));
-    if own && test.ran.swap(true, Ordering::Relaxed) {
+    if call::ran_before(&test.ran, test.name) {
+        let thread = std::thread::current();
+        let name = thread.name().unwrap_or(test.name);
         panic!("leakcheck: test `{name}` {REGISTERED_TWICE}");
     }
 }

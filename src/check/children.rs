@@ -67,11 +67,6 @@ impl ChildScope {
         }
     }
 
-    /// [`nothing_alive`](Self::nothing_alive) of a lineage-mode scope, asked of its root.
-    pub(crate) fn nothing_alive_below(root: &Node) -> bool {
-        !children::any_below(root)
-    }
-
     /// A scope rooted at the calling thread without an entry snapshot: all it started counts.
     pub(crate) fn unentered() -> ChildScope {
         ChildScope {

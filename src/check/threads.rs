@@ -63,7 +63,7 @@ impl Scope {
 
     /// What [`enter_at`](Self::enter_at) makes for a root that owned no live thread at entry, in
     /// lineage mode, without looking again: the attribute makes it only when the look after the
-    /// body ([`nothing_alive_below`](Self::nothing_alive_below)) finds something.
+    /// body (the hot path's `run_usual`) finds something.
     pub(crate) fn owned_nothing_at_entry(root: Arc<Node>) -> Scope {
         Scope {
             root,
@@ -71,12 +71,6 @@ impl Scope {
             runtime_threads: None,
             entry_tids: None,
         }
-    }
-
-    /// [`nothing_alive`](Self::nothing_alive) of a lineage-mode scope with an empty baseline,
-    /// asked of its root without making the scope.
-    pub(crate) fn nothing_alive_below(root: &Node) -> bool {
-        !root.has_live_descendants() && !untracked::one_test_per_process()
     }
 
     /// A scope rooted at the calling thread without an entry snapshot (a plain `#[test]`): all it
@@ -158,6 +152,22 @@ pub(crate) fn lineage_mode() -> bool {
                 lineage::interposer_active() && crate::config::get().map_or(true, |config| config.lineage);
             MODE.store(if lineage { 1 } else { 2 }, Ordering::Relaxed);
             lineage
+        }
+    }
+}
+
+/// Whether a check can conclude in one look that the calling thread owns nothing (lineage mode,
+/// and not one test per process, where untracked threads count too): decided once.
+pub(crate) fn clean_in_one_look() -> bool {
+    use std::sync::atomic::{AtomicU8, Ordering};
+    static ONE_LOOK: AtomicU8 = AtomicU8::new(0);
+    match ONE_LOOK.load(Ordering::Relaxed) {
+        1 => true,
+        2 => false,
+        _ => {
+            let one_look = lineage_mode() && !untracked::one_test_per_process();
+            ONE_LOOK.store(if one_look { 1 } else { 2 }, Ordering::Relaxed);
+            one_look
         }
     }
 }

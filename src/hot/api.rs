@@ -22,6 +22,14 @@ macro_rules! hot_api {
             fn wait_for_exit(seen: u64, timeout: Duration) -> () = lineage::wait_for_exit;
             fn prepare() -> bool = lineage::prepare;
             fn fast_trace(out: &mut [usize]) -> Option<usize> = unwind::trace;
+            fn ran_before(ran: &AtomicBool, test: &str) -> bool = pass::ran_before;
+            fn swap_context(context: *const ()) -> *const () = pass::swap_context;
+            fn context() -> *const () = pass::context;
+            fn run_usual(
+                context: *const (),
+                body: &mut dyn FnMut(),
+                found: &mut Option<Arc<Node>>
+            ) -> Option<std::thread::Result<()>> = pass::run_usual;
         }
     };
 }
@@ -70,4 +78,23 @@ macro_rules! direct {
             $($path)::+($($arg),*)
         }
     )*};
+}
+
+/// leakcheck's calls into the hot path: the object's functions where `build.rs` linked it, else
+/// the functions of these same files compiled into leakcheck.
+#[cfg(not(leakcheck_hot_object))]
+pub(crate) mod call {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::super::node::Node;
+
+    #[cfg(all(leakcheck_hot_linked, not(test), not(doc), not(clippy)))]
+    hot_api!(import);
+
+    #[cfg(not(all(leakcheck_hot_linked, not(test), not(doc), not(clippy))))]
+    use super::super::{lineage, pass, unwind};
+    #[cfg(not(all(leakcheck_hot_linked, not(test), not(doc), not(clippy))))]
+    hot_api!(direct);
 }

@@ -39,6 +39,8 @@ pub mod interpose;
 pub mod lineage;
 #[path = "node.rs"]
 pub mod node;
+#[path = "pass.rs"]
+pub mod pass;
 #[path = "sys.rs"]
 mod sys;
 #[path = "unwind.rs"]
@@ -46,11 +48,12 @@ pub mod unwind;
 
 #[cfg(leakcheck_hot_object)]
 mod exports {
+    use std::sync::atomic::AtomicBool;
     use std::sync::Arc;
     use std::time::Duration;
 
     use super::node::Node;
-    use super::{lineage, unwind};
+    use super::{lineage, pass, unwind};
 
     hot_api!(export);
 }

@@ -4,20 +4,15 @@
 //! creates, so they live on the hot path (`src/hot/lineage.rs`, `src/hot/interpose.rs`,
 //! `src/hot/node.rs`, whose docs give the design), compiled optimised whatever the profile (see
 //! `src/hot/lib.rs`). This module is leakcheck's door to them: the functions of the hot path's
-//! list (`src/hot/api.rs`), called in the optimised object when `build.rs` linked it, else in
-//! leakcheck's own copy; and what needs more than the hot path has (std threads, `libc`).
+//! list (`src/hot/api.rs`) that concern threads; and what needs more than the hot path has (std
+//! threads, `libc`).
 
-use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::sync::OnceLock;
 
-#[cfg(all(leakcheck_hot_linked, not(test), not(doc), not(clippy)))]
-hot_api!(import);
-
-#[cfg(not(all(leakcheck_hot_linked, not(test), not(doc), not(clippy))))]
-use crate::hot::{lineage, unwind};
-#[cfg(not(all(leakcheck_hot_linked, not(test), not(doc), not(clippy))))]
-hot_api!(direct);
-
+pub(crate) use crate::hot::api::call::{
+    all_live, all_registered, by_tid, current, current_named, exit_count, fast_trace, interposer_seen,
+    live_descendants, prepare, run_usual, set_detach_next, wait_for_exit,
+};
 pub(crate) use crate::hot::node::{Node, CREATION_FRAMES};
 
 /// Runs `spawn` so that the thread it creates belongs to no test: for leakcheck's own helpers.
