@@ -77,12 +77,15 @@
 //! | report | `report` (text), `report/json`, `report/names`, `report/members`, `report/wait_text`, `report/hints` (+ `idioms`), `report/children`, `report/github`, `error` | rendering, grouping, rules to paste, CI annotations and cause-and-fix hints, reading the model (and the user's source at a line via `probe/source`: a `select!`'s branches, a task's name, a `recv` under a lock) |
 //! | probes | `probe/lineage`, `probe/children` (+ `interpose`, `proc`), `probe/procfs`, `probe/stack` (`protocol`, `safety`, `handler`, `slots`, `unwinder`), `probe/symbols`, `probe/unwind`, `probe/tasks`, `probe/startup`, `probe/source` (+ `tokens`, `chains`) | what the OS, tokio and the user's source tell; nothing of options or reports |
 //! | model | `model`, `model/frame`, `config`, `project` | plain data every layer shares; the environment's settings and the package's `[package.metadata.leakcheck]` |
-//! | hot path | `hot` (`lineage`, `interpose`, `node`, `unwind`, `api`, `sys`; `src/hot/lib.rs`) | what runs for every thread creation and clean pass: the interposed `pthread_create`, the lineage registry, the fast unwinder; compiled optimised on its own by `build.rs` and reached through `probe/lineage`; names nothing above it |
+//! | hot path | `hot` (`lineage`, `interpose`, `node`, `pass`, `unwind`, `api`, `sys`; `src/hot/lib.rs`) | what runs for every thread creation and clean pass: the interposed `pthread_create`, the lineage registry, the fast unwinder, the attribute's usual clean pass; compiled optimised on its own by `build.rs`, reached through `hot::api::call` (`probe/lineage`, `context`, `attribute/once`); names nothing above it, and calls back by exported name only for what it cannot do (CFI evaluation, libgcc's unwinder: `probe/unwind`) |
 //!
 //! The path of one check, from attribute to verdict: the expansion of `#[leak_test]` calls
-//! `__private::run_sync` (`attribute::run_sync`), which takes a `check::threads::Scope` (the
-//! test thread's lineage node and what it already started), installs a `context::Context`, runs
-//! the body under `catch_unwind`, then calls `check::check_threads`. That settles on
+//! `__private::run_sync` (`attribute::run_sync`). When the test's thread owns nothing yet (the
+//! usual case), the hot path's `run_usual` (`src/hot/pass.rs`) installs the `context::Context`,
+//! runs the body under `catch_unwind` and looks again, in one call; a clean pass ends there.
+//! Otherwise, or when that look finds something, the attribute takes a `check::threads::Scope`
+//! (the test thread's lineage node and what it already started), runs the body, then calls
+//! `check::check_threads`. That settles on
 //! `check::threads::candidates` (one registry lookup in `probe::lineage`; a clean pass ends here,
 //! without sleeping; a look that finds candidates takes the first kernel reading of their wait,
 //! `check::wait`), and only for what survives the deadline describes each thread

@@ -96,8 +96,12 @@ fn classify(first: Option<&(Instant, Sample)>, now: Instant, end: &Sample) -> Wa
             match (waits, args[3] != 0) {
                 (false, _) => WaitKind::Other,
                 (true, true) => WaitKind::Timed,
-                // A wake-up or two is start-up or a spurious wake; a loop wakes again and again.
-                (true, false) if wakeups.unwrap_or(0) < LOOP_WAKEUPS => WaitKind::Untimed,
+                // A wake-up or two is start-up or a spurious wake; a loop wakes again and again,
+                // on the same futex. Wake-ups counted from a first reading elsewhere (the thread
+                // still starting, or waiting on another lock) say nothing of this wait.
+                (true, false) if wakeups.unwrap_or(0) < LOOP_WAKEUPS || !same_futex(first, args[0]) => {
+                    WaitKind::Untimed
+                }
                 (true, false) => WaitKind::SleepLoop,
             }
         }
@@ -118,6 +122,13 @@ fn classify(first: Option<&(Instant, Sample)>, now: Instant, end: &Sample) -> Wa
     };
     wait.call = Some(call);
     wait
+}
+
+/// Whether the first reading shows the thread waiting on the futex at `address` already.
+fn same_futex(first: Option<&(Instant, Sample)>, address: u64) -> bool {
+    first
+        .and_then(|(_, start)| start.syscall)
+        .is_some_and(|(nr, args)| procfs::call_name(nr) == "futex" && args[0] == address)
 }
 
 #[cfg(test)]
@@ -155,6 +166,11 @@ mod tests {
         let looping = classify(Some(&first), later, &blocked(futex, [1, 0x80, 0, 0, 0, 0], 9));
         assert_eq!(looping.kind, WaitKind::SleepLoop);
         assert_eq!(looping.wakeups, Some(4));
+        // The same wake-ups counted from a first reading on another lock (a thread still
+        // starting when the settle window opened): the wait itself is untimed.
+        let starting = (start, blocked(futex, [2, 0x80, 0, 0, 0, 0], 5));
+        let settled = classify(Some(&starting), later, &blocked(futex, [1, 0x80, 0, 0, 0, 0], 9));
+        assert_eq!(settled.kind, WaitKind::Untimed);
         let sleep = classify(None, later, &blocked(libc::SYS_clock_nanosleep, [0; 6], 1));
         assert_eq!(sleep.kind, WaitKind::SleepLoop);
         let running = Sample {

@@ -9,9 +9,10 @@
 //! pointers of the creation backtrace (symbols are resolved only when a report is printed) and,
 //! once the thread runs, its kernel thread id.
 //!
-//! Nodes are created by an interposed `pthread_create` (see [`interpose`]): it runs on the creating
-//! thread, registers the new node *before* the thread exists (so a check right after a spawn sees
-//! it) and starts the thread through a trampoline that installs the node as the thread's own. The
+//! Nodes are created by an interposed `pthread_create` (see [`super::interpose`]): it runs on the
+//! creating
+//! thread, registers the new node *before* the thread exists (so a check right after a spawn
+//! sees it) and starts the thread through a trampoline that installs the node as the thread's own. The
 //! node is unregistered when the thread is truly gone: by the destructor of a pthread key, which
 //! glibc runs after the start routine returned or `pthread_exit` unwound it, and after the thread's
 //! `thread_local!` destructors (a thread stuck in one of those is still alive, and reported).
@@ -21,8 +22,9 @@
 //! counter of the calling thread's node: zero means nothing to find, with no lock and no lookup, so
 //! it costs nothing however many threads the process holds (scanning `/proc/self/task` costs
 //! ~430 µs with 1000 threads). Only a check that has something to find walks the list. The hot
-//! paths (creation, exit, the clean look) avoid hash maps on purpose: `cargo test` builds this
-//! crate without optimisation, where a SipHash insert costs thousands of instructions.
+//! paths (creation, exit, the clean look) avoid hash maps on purpose: where these files are
+//! compiled with the crate (see the crate docs) `cargo test` builds them without optimisation,
+//! where a SipHash insert costs thousands of instructions.
 //!
 //! Threads that were not created through `pthread_create` after the process loaded (the main
 //! thread, threads of a build where interposition does not take effect) get a root node lazily, the

@@ -48,9 +48,17 @@ pub(crate) fn run_usual(
     if !owns_nothing(&root) {
         return None;
     }
-    let previous = CONTEXT.replace(context);
+    /// Puts the previous context back when dropped: after the body, and also when a forced
+    /// unwind (`pthread_exit` in the body) passes through, which `catch_unwind` does not stop.
+    struct Restore(*const ());
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            CONTEXT.set(self.0);
+        }
+    }
+    let restore = Restore(CONTEXT.replace(context));
     let outcome = panic::catch_unwind(AssertUnwindSafe(body));
-    CONTEXT.set(previous);
+    drop(restore);
     if !owns_nothing(&root) {
         *found = Some(root);
     }

@@ -1,5 +1,5 @@
-//! leakcheck optimised inside an unoptimised test binary (the README's recommended profile
-//! override): verdicts, the report's frames and rules are what they are in a plain debug build.
+//! leakcheck optimised inside an unoptimised test binary (a profile override for it): verdicts,
+//! the report's frames and rules are what they are in a plain debug build.
 
 use std::process::Command;
 use std::sync::mpsc::{self, Receiver};
