@@ -8,7 +8,8 @@
 //! leakcheck compiles the same files itself instead (correct, slower in debug builds) where the
 //! object is not needed or would not fit:
 //! - an optimised build (`opt-level` above 0): the crate is optimised already, and such builds
-//!   are where link-time optimisation is used, which hides the std symbols the object calls;
+//!   are where link-time optimisation is used, which hides the std symbols the object calls (and
+//!   a build whose `lto` this script can see, in the environment or `RUSTFLAGS`);
 //! - targets other than Linux, and Miri;
 //! - `LEAKCHECK_BUILD_INLINE=1` (for toolchains whose std is not the sysroot's, `-Zbuild-std`);
 //! - and if the object cannot be built: cargo then shows a warning saying so.
@@ -28,7 +29,7 @@ fn main() {
     // the fast unwinder, most of the hot path, exist only there.
     let linux = env("CARGO_CFG_TARGET_OS") == "linux";
     let miri = std::env::var_os("CARGO_CFG_MIRI").is_some();
-    if inline || optimised || !linux || miri {
+    if inline || optimised || !linux || miri || lto_requested() {
         return;
     }
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
@@ -50,6 +51,29 @@ fn main() {
             }
         }
     }
+}
+
+/// Whether link-time optimisation was asked for where a build script can see it: a profile's
+/// `lto` set through the environment (`CARGO_PROFILE_DEV_LTO=true`) or `-C lto` in `RUSTFLAGS`. A
+/// profile's `lto` written in a manifest is not visible here: see the README's Limits.
+fn lto_requested() -> bool {
+    let off = |value: &str| matches!(value, "" | "false" | "off" | "no" | "0");
+    // (Cargo rebuilds on a change of either, profile settings and flags being part of the build.)
+    let by_profile = std::env::vars()
+        .any(|(name, value)| name.starts_with("CARGO_PROFILE_") && name.ends_with("_LTO") && !off(&value));
+    let flags = env("CARGO_ENCODED_RUSTFLAGS");
+    let mut flags = flags.split('\x1f');
+    let mut by_flags = false;
+    while let Some(flag) = flags.next() {
+        let value = match flag {
+            "-C" => flags.next().unwrap_or_default(),
+            _ => flag.strip_prefix("-C").unwrap_or_default(),
+        };
+        if let Some(lto) = value.strip_prefix("lto") {
+            by_flags |= !off(lto.trim_start_matches('='));
+        }
+    }
+    by_profile || by_flags
 }
 
 /// `$RUSTC` on `src/hot/lib.rs`: one object, optimised, for the target and with the `RUSTFLAGS`
