@@ -10,7 +10,7 @@
 //! - an optimised build (`opt-level` above 0): the crate is optimised already, and such builds
 //!   are where link-time optimisation is used, which hides the std symbols the object calls (and
 //!   a build whose `lto` this script can see, in the environment or `RUSTFLAGS`);
-//! - targets other than Linux, and Miri;
+//! - targets other than Linux, Miri, and nightly's `-Zrandomize-layout`;
 //! - `LEAKCHECK_BUILD_INLINE=1` (for toolchains whose std is not the sysroot's, `-Zbuild-std`);
 //! - and if the object cannot be built: cargo then shows a warning saying so.
 
@@ -29,7 +29,10 @@ fn main() {
     // the fast unwinder, most of the hot path, exist only there.
     let linux = env("CARGO_CFG_TARGET_OS") == "linux";
     let miri = std::env::var_os("CARGO_CFG_MIRI").is_some();
-    if inline || optimised || !linux || miri || lto_requested() {
+    // Types cross between the two compilations: a layout that may differ between them (nightly's
+    // `-Zrandomize-layout` seeds by the type's path, which differs) rules the object out.
+    let random_layout = env("CARGO_ENCODED_RUSTFLAGS").contains("randomize-layout");
+    if inline || optimised || !linux || miri || random_layout || lto_requested() {
         return;
     }
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
