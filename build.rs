@@ -195,32 +195,22 @@ fn elf_defined_globals(elf: &[u8]) -> Option<Vec<Vec<u8>>> {
         return None;
     }
     let big = *elf.get(5)? == 2;
-    let u16_at = |at: usize| -> Option<usize> {
-        let raw: [u8; 2] = elf.get(at..at + 2)?.try_into().ok()?;
-        Some(usize::from(if big {
-            u16::from_be_bytes(raw)
+    // An unsigned field of `len` bytes at `at`, in the object's byte order.
+    let int = |at: usize, len: usize| -> Option<usize> {
+        let bytes = elf.get(at..at + len)?;
+        let value = if big {
+            bytes
+                .iter()
+                .fold(0u64, |value, &byte| value << 8 | u64::from(byte))
         } else {
-            u16::from_le_bytes(raw)
-        }))
+            bytes
+                .iter()
+                .rev()
+                .fold(0u64, |value, &byte| value << 8 | u64::from(byte))
+        };
+        usize::try_from(value).ok()
     };
-    let u32_at = |at: usize| -> Option<usize> {
-        let raw: [u8; 4] = elf.get(at..at + 4)?.try_into().ok()?;
-        usize::try_from(if big {
-            u32::from_be_bytes(raw)
-        } else {
-            u32::from_le_bytes(raw)
-        })
-        .ok()
-    };
-    let u64_at = |at: usize| -> Option<usize> {
-        let raw: [u8; 8] = elf.get(at..at + 8)?.try_into().ok()?;
-        usize::try_from(if big {
-            u64::from_be_bytes(raw)
-        } else {
-            u64::from_le_bytes(raw)
-        })
-        .ok()
-    };
+    let (u16_at, u32_at, u64_at) = (|at| int(at, 2), |at| int(at, 4), |at| int(at, 8));
     let (sections, section_size, count) = (u64_at(0x28)?, u16_at(0x3a)?, u16_at(0x3c)?);
     let section = |index: usize| sections + index * section_size;
     let mut names = Vec::new();

@@ -10,6 +10,7 @@
 //!   say so. Plain `cargo test` runs tests in parallel threads, whose threads it would blame.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -142,32 +143,29 @@ fn fallback_reason() -> &'static str {
 /// did not ask for the process-diff fallback. Decided once per process (both parts are
 /// definitive once known), then one load: every test asks on entry.
 pub(crate) fn lineage_mode() -> bool {
-    use std::sync::atomic::{AtomicU8, Ordering};
     static MODE: AtomicU8 = AtomicU8::new(0);
-    match MODE.load(Ordering::Relaxed) {
-        1 => true,
-        2 => false,
-        _ => {
-            let lineage =
-                lineage::interposer_active() && crate::config::get().map_or(true, |config| config.lineage);
-            MODE.store(if lineage { 1 } else { 2 }, Ordering::Relaxed);
-            lineage
-        }
-    }
+    decided_once(&MODE, || {
+        lineage::interposer_active() && crate::config::get().map_or(true, |config| config.lineage)
+    })
 }
 
 /// Whether a check can conclude in one look that the calling thread owns nothing (lineage mode,
 /// and not one test per process, where untracked threads count too): decided once.
 pub(crate) fn clean_in_one_look() -> bool {
-    use std::sync::atomic::{AtomicU8, Ordering};
     static ONE_LOOK: AtomicU8 = AtomicU8::new(0);
-    match ONE_LOOK.load(Ordering::Relaxed) {
+    decided_once(&ONE_LOOK, || lineage_mode() && !untracked::one_test_per_process())
+}
+
+/// A yes/no answer that never changes once known, kept in `cell` (0 unknown, 1 yes, 2 no): one
+/// load after the first ask, which runs `decide`.
+fn decided_once(cell: &AtomicU8, decide: fn() -> bool) -> bool {
+    match cell.load(Ordering::Relaxed) {
         1 => true,
         2 => false,
         _ => {
-            let one_look = lineage_mode() && !untracked::one_test_per_process();
-            ONE_LOOK.store(if one_look { 1 } else { 2 }, Ordering::Relaxed);
-            one_look
+            let answer = decide();
+            cell.store(if answer { 1 } else { 2 }, Ordering::Relaxed);
+            answer
         }
     }
 }
