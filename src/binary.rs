@@ -202,7 +202,7 @@ fn name_pool_creator(survivor: &mut Survivor, candidates: &[Candidate]) -> Optio
     let frames = symbols::resolve(parent.created_at());
     // The pool's own spawning code (outside std and leakcheck), not the test that touched it.
     let spawner = frames.iter().find(|f| {
-        frame::subject_crate(&f.function)
+        frame::subject_crate(&f.key)
             .is_some_and(|krate| !["std", "core", "alloc", "leakcheck", "libc", "backtrace"].contains(&krate))
     });
     let at = spawner.map(|f| format!(" by {}", f.function)).unwrap_or_default();

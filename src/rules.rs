@@ -56,16 +56,18 @@ impl Rule {
             Rule::TopFunction(pattern) => subject
                 .stack
                 .and_then(frame::first_user_frame)
-                .is_some_and(|frame| function_matches(pattern, &frame.function)),
+                .is_some_and(|frame| function_matches(&frame::match_key(pattern), &frame.key)),
             Rule::AnyFunction(pattern) => subject.stack.is_some_and(|stack| {
-                stack
-                    .iter()
-                    .any(|frame| function_matches(pattern, &frame.function))
+                let pattern = frame::match_key(pattern);
+                stack.iter().any(|frame| function_matches(&pattern, &frame.key))
             }),
-            Rule::Creator(pattern) => subject.created_at.iter().any(|frame| {
-                function_matches(pattern, &frame.function)
-                    || frame::short_location(frame).is_some_and(|site| site_matches(pattern, &site))
-            }),
+            Rule::Creator(pattern) => {
+                let function = frame::match_key(pattern);
+                subject.created_at.iter().any(|frame| {
+                    function_matches(&function, &frame.key)
+                        || frame::short_location(frame).is_some_and(|site| site_matches(pattern, &site))
+                })
+            }
             Rule::SpawnSite(pattern) => subject.spawn_site.is_some_and(|site| site_matches(pattern, site)),
             Rule::ProcessName(_) => false,
         }
@@ -90,16 +92,12 @@ pub(crate) const BUILTINS: &[Builtin] = &[Builtin {
 /// a `spawn_blocking` closure is *not* matched: its stack shows the closure, not the idle wait.
 fn tokio_idle_blocking_thread(subject: &Subject<'_>) -> bool {
     subject.stack.is_some_and(|stack| {
-        let in_pool = stack.iter().any(|frame| {
-            frame
-                .function
-                .contains("tokio::runtime::blocking::pool::Inner::run")
-        });
+        let in_pool = stack
+            .iter()
+            .any(|frame| frame.key.contains("tokio::runtime::blocking::pool::Inner::run"));
         let running_work = stack.iter().any(|frame| {
-            frame.function.contains("blocking::task::BlockingTask")
-                || frame
-                    .function
-                    .contains("tokio::runtime::blocking::pool::Task::run")
+            frame.key.contains("blocking::task::BlockingTask")
+                || frame.key.contains("tokio::runtime::blocking::pool::Task::run")
         });
         in_pool && !running_work
     })
@@ -159,7 +157,8 @@ fn glob_prefix(pattern: &str, prefix: &str) -> bool {
     go(pattern.as_bytes(), prefix.as_bytes())
 }
 
-/// `pattern` names `function` by its trailing path segments (closures ignored), or as a glob.
+/// `pattern` names `function` by its trailing path segments (closures ignored), or as a glob; both
+/// in the form [`frame::match_key`] writes (generic arguments dropped).
 pub(crate) fn function_matches(pattern: &str, function: &str) -> bool {
     let function = function.replace("::{{closure}}", "");
     if pattern.contains(['*', '?']) {
@@ -261,6 +260,43 @@ mod tests {
         assert!(function_matches("my_crate::logger::run", "my_crate::logger::run"));
         assert!(!function_matches("run", "my_crate::logger::rerun"));
         assert!(function_matches("my_crate::*", "my_crate::logger::run"));
+    }
+
+    /// Function rules and the built-in rule read v0 names (`cargo llvm-cov`) as they read legacy
+    /// ones: a pattern written with or without generic arguments matches either.
+    #[test]
+    fn v0_names() {
+        let frames = |names: &[&str]| -> Vec<Frame> {
+            names
+                .iter()
+                .map(|name| Frame::new((*name).into(), None, None))
+                .collect()
+        };
+        let idle = frames(&[
+            "<tokio::runtime::blocking::pool::Inner>::run",
+            "<tokio::runtime::blocking::pool::Spawner>::spawn_thread::{closure#0}",
+        ]);
+        let busy = frames(&[
+            "<tokio::runtime::blocking::task::BlockingTask<app::work::{closure#0}> as core::future::future::Future>::poll",
+            "<tokio::runtime::blocking::pool::Inner>::run",
+        ]);
+        let subject = |stack| Subject {
+            name: Some("tokio-runtime-worker"),
+            kernel_name: false,
+            stack: Some(stack),
+            created_at: &[],
+            spawn_site: None,
+        };
+        assert!(tokio_idle_blocking_thread(&subject(&idle)));
+        assert!(!tokio_idle_blocking_thread(&subject(&busy)));
+        let pool = frames(&["<my_crate::Pool<u8>>::worker::{closure#0}"]);
+        for pattern in ["my_crate::Pool::worker", "Pool<T>::worker", "my_crate::Pool*"] {
+            assert!(
+                Rule::AnyFunction(pattern.into()).matches(&subject(&pool)),
+                "{pattern}"
+            );
+        }
+        assert!(!Rule::AnyFunction("Pool::work".into()).matches(&subject(&pool)));
     }
 
     /// Site patterns match a whole site, a trailing path, or the file alone.

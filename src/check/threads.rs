@@ -375,7 +375,7 @@ fn singleton_by_name(node: &Node) -> bool {
     let at = node.created_at().iter().find(|&&ip| {
         symbols::resolve(&[ip])
             .iter()
-            .any(|frame| singleton::is_initializer_name(&frame.function))
+            .any(|frame| singleton::is_initializer_name(&frame.key))
     });
     if let Some(&ip) = at {
         singleton::learn(node, ip);

@@ -10,9 +10,13 @@ use std::sync::OnceLock;
 /// One resolved frame; an address with inlined calls becomes several, innermost first.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Frame {
-    /// Demangled name without the `::h<hash>` suffix (closures keep `{{closure}}`), or `0x…` for
-    /// an address that could not be resolved.
+    /// Demangled name without the `::h<hash>` suffix (closures keep `{{closure}}`, or v0's
+    /// `{closure#0}`) and with an inherent impl's type unbracketed as legacy writes it, or `0x…`
+    /// for an address that could not be resolved: what reports show.
     pub(crate) function: String,
+    /// The name as every name rule matches it, whichever mangling the build used: see
+    /// [`match_key`].
+    pub(crate) key: String,
     /// Source file as recorded in the debug info.
     pub(crate) file: Option<String>,
     pub(crate) line: Option<u32>,
@@ -24,10 +28,12 @@ impl Frame {
     /// A frame from parts symbolized elsewhere (tokio's task dumps): drops a hash suffix from the
     /// name and classifies it like [`resolve`] does.
     pub(crate) fn new(function: String, file: Option<String>, line: Option<u32>) -> Frame {
-        let function = clean_name(strip_hash(&function));
-        let library = is_library(&function, file.as_deref());
+        let function = unwrap_inherent(clean_name(strip_hash(&function)));
+        let key = match_key(&function);
+        let library = is_library(&key, file.as_deref());
         Frame {
             function,
+            key,
             file,
             line,
             library,
@@ -128,7 +134,7 @@ pub(crate) fn tier(frame: &Frame) -> Tier {
     if !frame.library {
         return Tier::User;
     }
-    let internal_crate = subject_crate(&frame.function).is_some_and(is_internal_crate);
+    let internal_crate = subject_crate(&frame.key).is_some_and(is_internal_crate);
     if !internal_crate && dependency_crate(frame).is_some() {
         Tier::Dependency
     } else {
@@ -188,11 +194,11 @@ pub(crate) fn stuck_frame(frames: &[Frame]) -> Option<&Frame> {
         .or_else(|| {
             frames
                 .iter()
-                .find(|frame| RUNTIME_WAITS.iter().any(|wait| frame.function.starts_with(wait)))
+                .find(|frame| RUNTIME_WAITS.iter().any(|wait| frame.key.starts_with(wait)))
         })
         .or_else(|| {
             frames.iter().find(|frame| {
-                subject_crate(&frame.function)
+                subject_crate(&frame.key)
                     .is_some_and(|krate| !STD_CRATES.contains(&krate) && !krate.starts_with("__"))
             })
         })
@@ -233,17 +239,17 @@ const CHAIN_LINKS: usize = 4;
 pub(crate) fn creation_chain(frames: &[Frame]) -> Option<String> {
     let start = frames.iter().position(|frame| tier(frame) != Tier::Internal)?;
     let mut links: Vec<&Frame> = vec![&frames[start]];
-    let mut seen: Vec<&str> = vec![base_name(&frames[start].function)];
+    let mut seen: Vec<&str> = vec![base_name(&frames[start].key)];
     let mut more = false;
     for frame in &frames[start + 1..] {
-        if frame.library || seen.contains(&base_name(&frame.function)) {
+        if frame.library || seen.contains(&base_name(&frame.key)) {
             continue;
         }
         if links.len() == CHAIN_LINKS {
             more = true;
             break;
         }
-        seen.push(base_name(&frame.function));
+        seen.push(base_name(&frame.key));
         links.push(frame);
     }
     let mut text = links
@@ -339,6 +345,93 @@ pub(crate) fn relative_path(file: &str) -> String {
         .filter_map(|root| path.strip_prefix(root).ok())
         .find(|relative| !relative.as_os_str().is_empty())
         .map_or_else(|| file.to_owned(), |relative| relative.display().to_string())
+}
+
+/// A function's name in the one form every name rule matches (the hints, the idioms, the built-in
+/// rules and the user's ignore rules), whichever symbol mangling the build used.
+///
+/// Legacy mangling, rustc's default, demangles to `std::sync::mpmc::zero::Channel<T>::send::{{closure}}`;
+/// v0 (`-C symbol-mangling-version=v0`, and `-C instrument-coverage`, which `cargo llvm-cov` sets)
+/// to `<std::sync::mpmc::zero::Channel<u32>>::send::{closure#0}`. Both become
+/// `std::sync::mpmc::zero::Channel::send::{{closure}}`: generic arguments dropped (declared or
+/// concrete, and a function's `::<..>`), an inherent impl's `<Type>::` unwrapped, closures and
+/// shims written as legacy writes them (`{closure#0}` → `{{closure}}`, `{shim:vtable#0}` →
+/// `{{vtable.shim}}`). A trait impl keeps its `<Type as Trait>::` form.
+pub(crate) fn match_key(name: &str) -> String {
+    let mut key = String::with_capacity(name.len());
+    let mut rest = name;
+    while let Some(c) = rest.chars().next() {
+        let follows_path = key.ends_with("::")
+            || key
+                .chars()
+                .next_back()
+                .is_some_and(|last| last.is_alphanumeric() || last == '_');
+        if c == '<' && follows_path {
+            // Generic arguments, or a function's turbofish: dropped, with the turbofish's `::`.
+            rest = &rest[angle_group_len(rest)..];
+            if key.ends_with("::") {
+                key.truncate(key.len() - 2);
+            }
+        } else if let Some(legacy) = rest.strip_prefix("{{") {
+            let end = legacy.find("}}").map_or(legacy.len(), |end| end + 2);
+            key.push_str("{{");
+            key.push_str(&legacy[..end]);
+            rest = &legacy[end..];
+        } else if let Some((inner, after)) = rest.strip_prefix('{').and_then(|v0| v0.split_once('}')) {
+            // `{closure#0}`, `{shim:vtable#0}`: the kind, without the disambiguator.
+            let kind = inner.split('#').next().unwrap_or(inner);
+            match kind.split_once(':') {
+                Some((namespace, detail)) => {
+                    // Legacy appends a shim to its function's name: `call_once{{vtable.shim}}`.
+                    if namespace == "shim" && key.ends_with("::") {
+                        key.truncate(key.len() - 2);
+                    }
+                    key.push_str(&format!("{{{{{detail}.{namespace}}}}}"));
+                }
+                None => key.push_str(&format!("{{{{{kind}}}}}")),
+            }
+            rest = after;
+        } else {
+            key.push(c);
+            rest = &rest[c.len_utf8()..];
+        }
+    }
+    unwrap_inherent(key)
+}
+
+/// `<app::Worker<u8>>::start` → `app::Worker<u8>::start`: v0 demangling brackets the type of an
+/// inherent impl, where legacy writes the path plainly; a trait impl's `<T as Trait>::` stays.
+fn unwrap_inherent(name: String) -> String {
+    if !name.starts_with('<') {
+        return name;
+    }
+    let end = angle_group_len(&name);
+    let inner = &name[1..end.saturating_sub(1)];
+    if inner.contains(" as ") || !name[end..].starts_with("::") {
+        return name;
+    }
+    format!("{inner}{}", &name[end..])
+}
+
+/// The length of the `<...>` group `text` starts with, through its matching `>` (a `->` inside,
+/// as in `dyn Fn() -> u32`, is no bracket); all of `text` if it never closes.
+fn angle_group_len(text: &str) -> usize {
+    let mut depth = 0usize;
+    let mut previous = '\0';
+    for (at, c) in text.char_indices() {
+        match c {
+            '<' => depth += 1,
+            '>' if previous != '-' => {
+                depth -= 1;
+                if depth == 0 {
+                    return at + 1;
+                }
+            }
+            _ => {}
+        }
+        previous = c;
+    }
+    text.len()
 }
 
 /// Drops a `::h0123456789abcdef` suffix left by a symbol the demangler did not understand.
@@ -506,6 +599,84 @@ mod tests {
         for (function, file) in user {
             assert!(!is_library(function, file), "{function} should be user code");
         }
+    }
+
+    /// Legacy and v0 demanglings of one function give one key; what is not a generic argument list
+    /// (a trait impl's `<Type as Trait>`, `->` in a `dyn Fn`) is kept.
+    #[test]
+    fn match_keys_are_mangling_free() {
+        let same = [
+            (
+                "std::sync::mpmc::zero::Channel<T>::send::{{closure}}",
+                "<std::sync::mpmc::zero::Channel<u32>>::send::{closure#0}",
+                "std::sync::mpmc::zero::Channel::send::{{closure}}",
+            ),
+            (
+                "tokio::runtime::blocking::pool::Inner::run",
+                "<tokio::runtime::blocking::pool::Inner>::run",
+                "tokio::runtime::blocking::pool::Inner::run",
+            ),
+            (
+                "<alloc::boxed::Box<F,A> as core::ops::function::FnOnce<Args>>::call_once",
+                "<alloc::boxed::Box<dyn core::ops::function::FnOnce<(), Output = ()> + core::marker::Send> as core::ops::function::FnOnce<()>>::call_once",
+                "<alloc::boxed::Box as core::ops::function::FnOnce>::call_once",
+            ),
+            (
+                "std::sys::backtrace::__rust_begin_short_backtrace",
+                "std::sys::backtrace::__rust_begin_short_backtrace::<app::main::{closure#0}, ()>",
+                "std::sys::backtrace::__rust_begin_short_backtrace",
+            ),
+            (
+                "<F as core::ops::function::FnOnce<()>>::call_once{{vtable.shim}}",
+                "<F as core::ops::function::FnOnce<()>>::call_once::{shim:vtable#0}",
+                "<F as core::ops::function::FnOnce>::call_once{{vtable.shim}}",
+            ),
+            (
+                "core::ptr::drop_in_place<alloc::boxed::Box<dyn core::ops::function::Fn() -> u32>>",
+                "core::ptr::drop_in_place::<alloc::boxed::Box<dyn core::ops::function::Fn() -> u32>>",
+                "core::ptr::drop_in_place",
+            ),
+            ("app::worker::{{closure}}::{{closure}}", "app::worker::{closure#0}::{closure#1}", "app::worker::{{closure}}::{{closure}}"),
+        ];
+        for (legacy, v0, key) in same {
+            assert_eq!(match_key(legacy), key, "{legacy}");
+            assert_eq!(match_key(v0), key, "{v0}");
+        }
+        assert_eq!(match_key("app::main"), "app::main");
+        assert_eq!(match_key("0x1234"), "0x1234");
+        assert_eq!(match_key("libc.so.6+0x891f4"), "libc.so.6+0x891f4");
+        assert_eq!(
+            match_key("<&mut I as core::iter::traits::iterator::Iterator>::next"),
+            "<&mut I as core::iter::traits::iterator::Iterator>::next"
+        );
+        // Unclosed brackets (a name cut short) end the key, never panic.
+        assert_eq!(match_key("app::Pool<T"), "app::Pool");
+        assert_eq!(match_key("<app::Pool"), "<app::Pool");
+        assert_eq!(match_key("app::{closure"), "app::{closure");
+    }
+
+    /// A v0 name is classified as its legacy twin is: std's generic code instantiated in the
+    /// user's crate is library, the user's inherent methods are not.
+    #[test]
+    fn classifies_v0_names() {
+        let std_send = frame(
+            "<std::sync::mpmc::zero::Channel<u32>>::send::{closure#0}",
+            None,
+            None,
+        );
+        assert!(std_send.library);
+        assert_eq!(subject_crate(&std_send.key), Some("std"));
+        let user = frame(
+            "<app::Worker<u8>>::run::{closure#0}",
+            Some("/work/app/src/lib.rs"),
+            Some(3),
+        );
+        assert!(!user.library);
+        assert_eq!(subject_crate(&user.key), Some("app"));
+        // Shown as legacy writes an inherent method, with v0's concrete arguments and closures.
+        assert_eq!(user.function, "app::Worker<u8>::run::{closure#0}");
+        let boxed = "<alloc::boxed::Box<F> as core::ops::function::FnOnce<()>>::call_once";
+        assert_eq!(frame(boxed, None, None).function, boxed);
     }
 
     /// Hash suffixes go, closures and generic arguments stay.

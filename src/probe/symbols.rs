@@ -44,15 +44,13 @@ fn resolve_ip(ip: usize) -> Vec<Frame> {
         let mut frame = Frame::new(format!("{name:#}"), file, symbol.lineno());
         // C code of libc or the loader may come with source files (debug info packages), yet
         // it is never the user's.
-        frame.library |= shared_object && frame::subject_crate(&frame.function).is_none();
+        frame.library |= shared_object && frame::subject_crate(&frame.key).is_none();
         frames.push(frame);
     });
     if frames.is_empty() {
         frames.push(Frame {
-            function: format!("{ip:#x}"),
-            file: None,
-            line: None,
             library: true,
+            ..Frame::new(format!("{ip:#x}"), None, None)
         });
     }
     frames
@@ -111,10 +109,8 @@ fn system_library_frame(ip: usize) -> Option<Frame> {
     let function =
         named.unwrap_or_else(|| format!("{object}+{:#x}", address.wrapping_sub(info.dli_fbase as usize)));
     Some(Frame {
-        function,
-        file: None,
-        line: None,
         library: true,
+        ..Frame::new(function, None, None)
     })
 }
 

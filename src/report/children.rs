@@ -103,7 +103,7 @@ pub(crate) fn hint(survivor: &Survivor) -> Option<Hint> {
         survivor
             .created_at
             .iter()
-            .find(|frame| frame.function.contains(needle))
+            .find(|frame| frame.key.contains(needle))
             .map(|frame| frame.function.clone())
     };
     let at = frame::first_user_frame(&survivor.created_at)

@@ -85,7 +85,7 @@ fn test_frame(survivor: &crate::model::Survivor, test: &str) -> Option<Location>
     let frame = survivor
         .created_at
         .iter()
-        .find(|frame| frame.function == name || frame.function.ends_with(&format!("::{name}")))?;
+        .find(|frame| frame.key == name || frame.key.ends_with(&format!("::{name}")))?;
     file_line(&crate::model::frame::short_location(frame)?)
 }
 

@@ -13,7 +13,8 @@ use crate::model::{Frame, Hint, Kind, Stack, Survivor};
 
 /// One checklist entry: frames that show the symptom, the cause, the fix.
 struct Rule {
-    /// Substrings of a frame's function name, any of which is the symptom.
+    /// Substrings of a frame's function name as [`frame::match_key`] writes it (no generic
+    /// arguments), any of which is the symptom.
     frames: &'static [&'static str],
     /// Substrings that must NOT be in the matching function name (to tell send from recv...).
     unless: &'static [&'static str],
@@ -25,14 +26,14 @@ struct Rule {
 const RULES: &[Rule] = &[
     Rule {
         frames: &[
-            "mpsc::SyncSender<T>::send",
-            "mpmc::Sender<T>::send",
-            "mpmc::array::Channel<T>::send",
-            "mpmc::zero::Channel<T>::send",
-            "mpsc::bounded::Sender<T>::send",
-            "mpsc::bounded::Sender<T>::reserve",
-            "crossbeam_channel::channel::Sender<T>::send",
-            "broadcast::Sender<T>::send",
+            "mpsc::SyncSender::send",
+            "mpmc::Sender::send",
+            "mpmc::array::Channel::send",
+            "mpmc::zero::Channel::send",
+            "mpsc::bounded::Sender::send",
+            "mpsc::bounded::Sender::reserve",
+            "crossbeam_channel::channel::Sender::send",
+            "broadcast::Sender::send",
         ],
         unless: &[],
         cause: "blocked sending on a channel that nobody receives from (a rendezvous or full bounded channel whose receiver is alive but never reads)",
@@ -40,20 +41,20 @@ const RULES: &[Rule] = &[
     },
     Rule {
         frames: &[
-            "mpsc::Receiver<T>::recv",
-            "mpmc::Receiver<T>::recv",
-            "mpmc::list::Channel<T>::recv",
-            "mpmc::array::Channel<T>::recv",
-            "mpmc::zero::Channel<T>::recv",
-            "mpsc::bounded::Receiver<T>::recv",
-            "mpsc::unbounded::UnboundedReceiver<T>::recv",
-            "mpsc::chan::Rx<T,S>::recv",
-            "broadcast::Receiver<T>::recv",
-            "watch::Receiver<T>::changed",
-            "oneshot::Receiver<T>",
-            "crossbeam_channel::channel::Receiver<T>::recv",
-            "mpsc::Receiver<T>::iter",
-            "IntoIter<T> as core::iter::traits::iterator::Iterator>::next",
+            "mpsc::Receiver::recv",
+            "mpmc::Receiver::recv",
+            "mpmc::list::Channel::recv",
+            "mpmc::array::Channel::recv",
+            "mpmc::zero::Channel::recv",
+            "mpsc::bounded::Receiver::recv",
+            "mpsc::unbounded::UnboundedReceiver::recv",
+            "mpsc::chan::Rx::recv",
+            "broadcast::Receiver::recv",
+            "watch::Receiver::changed",
+            "oneshot::Receiver",
+            "crossbeam_channel::channel::Receiver::recv",
+            "mpsc::Receiver::iter",
+            "IntoIter as core::iter::traits::iterator::Iterator>::next",
         ],
         unless: &["recv_timeout"],
         cause: "blocked receiving from a channel whose senders are never dropped (a sender kept in a registry, a struct or a clone that outlives the work)",
@@ -66,13 +67,13 @@ const RULES: &[Rule] = &[
         fix: "make sure every path that should wake it notifies (including error and shutdown paths), or wait with a timeout and re-check a stop flag",
     },
     Rule {
-        frames: &["Mutex<T>::lock", "RwLock<T>::read", "RwLock<T>::write", "futex::Mutex::lock_contended", "Mutex<T>::lock_owned"],
+        frames: &["Mutex::lock", "RwLock::read", "RwLock::write", "futex::Mutex::lock_contended", "Mutex::lock_owned"],
         unless: &[],
         cause: "waiting for a lock that is never released (a guard held by a stuck or leaked owner, or a lock-order deadlock)",
         fix: "release the guard before blocking or awaiting, keep lock order consistent, or use `try_lock`/a timeout",
     },
     Rule {
-        frames: &["JoinHandle<T>::join", "thread::scoped::ScopedJoinHandle<T>::join"],
+        frames: &["JoinHandle::join", "thread::scoped::ScopedJoinHandle::join"],
         unless: &[],
         cause: "waiting to join a thread that never ends",
         fix: "give the joined thread a way to stop (close its channel, set its stop flag) before joining it",
@@ -136,8 +137,8 @@ pub(crate) fn for_survivor(survivor: &Survivor) -> Option<Hint> {
 pub(crate) fn for_frames(frames: &[Frame]) -> Option<Hint> {
     for frame in frames {
         for rule in RULES {
-            let matched = rule.frames.iter().any(|symptom| frame.function.contains(symptom));
-            let excluded = rule.unless.iter().any(|other| frame.function.contains(other));
+            let matched = rule.frames.iter().any(|symptom| frame.key.contains(symptom));
+            let excluded = rule.unless.iter().any(|other| frame.key.contains(other));
             if matched && !excluded {
                 let at = frame::first_user_frame(frames)
                     .map(|user| format!(", called from `{}`", user.function))
@@ -159,11 +160,41 @@ mod tests {
 
     fn frame(function: &str, library: bool) -> Frame {
         Frame {
-            function: function.into(),
-            file: None,
-            line: None,
             library,
+            ..Frame::new(function.into(), None, None)
         }
+    }
+
+    /// Every symptom is written as a match key (no generic arguments), or it could never match.
+    #[test]
+    fn symptoms_are_match_keys() {
+        for symptom in RULES
+            .iter()
+            .flat_map(|rule| rule.frames.iter().chain(rule.unless))
+        {
+            assert_eq!(frame::match_key(symptom), *symptom);
+        }
+    }
+
+    /// The same stack demangled from v0 symbols (`cargo llvm-cov`, `-C
+    /// symbol-mangling-version=v0`) gets the same hint.
+    #[test]
+    fn v0_names_get_the_same_hints() {
+        let send = [
+            frame("<std::sync::mpmc::zero::Channel<u32>>::send::{closure#0}", true),
+            frame("<std::sync::mpsc::SyncSender<u32>>::send", true),
+            frame("my_tests::reply_worker", false),
+        ];
+        let hint = for_frames(&send).expect("a hint");
+        assert!(hint.cause.starts_with("blocked sending"), "{hint:?}");
+        let recv = [
+            frame("<std::sync::mpmc::Receiver<alloc::string::String>>::recv", true),
+            frame("my_tests::listen", false),
+        ];
+        let hint = for_frames(&recv).expect("a hint");
+        assert!(hint.cause.starts_with("blocked receiving"), "{hint:?}");
+        let timed = [frame("<std::sync::mpsc::Receiver<u8>>::recv_timeout", true)];
+        assert_eq!(for_frames(&timed), None);
     }
 
     /// A send blocked in std's channel gets the blocked-send hint, naming its evidence.

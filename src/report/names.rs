@@ -108,13 +108,13 @@ pub(crate) fn hiding_rule(group: &[&Survivor]) -> Option<String> {
         .iter()
         .find(|frame| frame::tier(frame) != Tier::Internal)
     {
-        let function = spawner.function.replace("::{{closure}}", "");
+        let function = spawner.key.replace("::{{closure}}", "");
         return Some(format!("ignore_creator = {function:?}"));
     }
     let stuck = first.stuck_frame()?;
     Some(format!(
         "ignore_any_function = {:?}",
-        stuck.function.replace("::{{closure}}", "")
+        stuck.key.replace("::{{closure}}", "")
     ))
 }
 

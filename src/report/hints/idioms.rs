@@ -22,7 +22,7 @@ pub(super) fn forgotten_runtime(frames: &[Frame]) -> Option<Hint> {
     }
     let parked = frames
         .iter()
-        .find(|frame| RUNTIME_PARK.iter().any(|park| frame.function.starts_with(park)))?;
+        .find(|frame| RUNTIME_PARK.iter().any(|park| frame.key.starts_with(park)))?;
     Some(Hint {
         cause: "a tokio runtime that was never dropped or shut down: its worker threads park in the \
                 scheduler waiting for tasks (a `Runtime` kept in a static, leaked with \
@@ -101,12 +101,12 @@ pub(crate) fn for_group(survivors: &mut [Survivor]) {
     for indices in by_site.values() {
         let has = |symptom: &str| {
             indices.iter().any(|&i| match &survivors[i].stack {
-                Stack::Frames(frames) => frames.iter().any(|frame| frame.function.contains(symptom)),
+                Stack::Frames(frames) => frames.iter().any(|frame| frame.key.contains(symptom)),
                 Stack::Missing(_) => false,
             })
         };
         let receiving = has(RECV);
-        let locking = has("Mutex<T>::lock") || has("futex::Mutex::lock_contended");
+        let locking = has("Mutex::lock") || has("futex::Mutex::lock_contended");
         let user = survivors[indices[0]]
             .stuck_frame()
             .map(|frame| frame.function.clone())
@@ -147,7 +147,7 @@ pub(crate) fn for_group(survivors: &mut [Survivor]) {
 }
 
 /// A channel receive in std's `mpsc`/`mpmc` (`recv_timeout` is a timed wait, not this).
-const RECV: &str = "Receiver<T>::recv";
+const RECV: &str = "Receiver::recv";
 
 /// The guard a survivor's `recv` is called on, and where: the user frame that calls `recv`,
 /// read from the source (`receiver.lock().unwrap().recv()`, or `recv` on a variable bound to a
@@ -158,7 +158,7 @@ fn recv_under_lock(survivor: &Survivor) -> Option<(String, String)> {
     };
     let recv = frames
         .iter()
-        .position(|frame| frame.function.contains(RECV) && !frame.function.contains("recv_timeout"))?;
+        .position(|frame| frame.key.contains(RECV) && !frame.key.contains("recv_timeout"))?;
     let caller = frames[recv + 1..].iter().find(|frame| !frame.library)?;
     let guard = crate::probe::source::recv_guard(caller.file.as_deref()?, caller.line?)?;
     Some((guard, frame::short_location(caller)?))
@@ -237,11 +237,8 @@ fn awaited_api(leaf: &[Frame]) -> Option<String> {
             || function.contains("PollFn")
             || function.contains("::macros::")
     };
-    let api = leaf[..user]
-        .iter()
-        .rev()
-        .find(|frame| !combinator(&frame.function))?;
-    let mut name = api.function.as_str();
+    let api = leaf[..user].iter().rev().find(|frame| !combinator(&frame.key))?;
+    let mut name = api.key.as_str();
     while let Some(outer) = name.strip_suffix("::{{closure}}") {
         name = outer;
     }
@@ -254,10 +251,8 @@ mod tests {
 
     fn frame(function: &str, library: bool) -> Frame {
         Frame {
-            function: function.into(),
-            file: None,
-            line: None,
             library,
+            ..Frame::new(function.into(), None, None)
         }
     }
 
