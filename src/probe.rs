@@ -17,6 +17,7 @@
 //!   `.name(..)`, a `recv` on a lock's guard), lexed by `source/tokens.rs`, read by
 //!   `source/chains.rs`;
 //! - [`startup`]: what must be read before `main`;
+//! - `symtab`: the executable's ELF symbol table, for functions debug info names bare (Linux);
 //! - [`unwind`]: the calling thread's own backtrace, fast (for creation sites on hot paths).
 
 pub(crate) mod children;
@@ -29,6 +30,8 @@ pub(crate) mod source;
 pub(crate) mod stack;
 pub(crate) mod startup;
 pub(crate) mod symbols;
+#[cfg(target_os = "linux")]
+pub(crate) mod symtab;
 #[cfg(feature = "tokio")]
 pub(crate) mod tasks;
 pub(crate) mod unwind;

@@ -30,6 +30,9 @@ impl Frame {
     pub(crate) fn new(function: String, file: Option<String>, line: Option<u32>) -> Frame {
         let function = unwrap_inherent(clean_name(strip_hash(&function)));
         let key = match_key(&function);
+        // A bare name (no path: what `debug = "line-tables-only"` leaves an inlined function) is
+        // shown without the generic arguments it then spells out in full.
+        let function = if key.contains("::") { function } else { key.clone() };
         let library = is_library(&key, file.as_deref());
         Frame {
             function,
@@ -134,8 +137,16 @@ pub(crate) fn tier(frame: &Frame) -> Tier {
     if !frame.library {
         return Tier::User;
     }
-    let internal_crate = subject_crate(&frame.key).is_some_and(is_internal_crate);
-    if !internal_crate && dependency_crate(frame).is_some() {
+    let source = dependency_crate(frame);
+    // A bare name (an inlined function under `debug = "line-tables-only"`: `with_mut<..>`) has no
+    // crate path; its source file's crate stands in for it.
+    let internal_crate = match subject_crate(&frame.key) {
+        Some(krate) => is_internal_crate(krate),
+        None => source
+            .as_ref()
+            .is_some_and(|source| is_internal_crate(&source.name.replace('-', "_"))),
+    };
+    if !internal_crate && source.is_some() {
         Tier::Dependency
     } else {
         Tier::Internal
@@ -365,7 +376,7 @@ pub(crate) fn match_key(name: &str) -> String {
             || key
                 .chars()
                 .next_back()
-                .is_some_and(|last| last.is_alphanumeric() || last == '_');
+                .is_some_and(|last| last.is_alphanumeric() || last == '_' || last == '}');
         if c == '<' && follows_path {
             // Generic arguments, or a function's turbofish: dropped, with the turbofish's `::`.
             rest = &rest[angle_group_len(rest)..];
@@ -745,7 +756,15 @@ mod tests {
             Some(3),
         );
         assert_eq!(dependency_crate(&git).unwrap().to_string(), "dep git 5e6f7a8");
-        let stack = [frame("syscall", None, None), parking, pool.clone()];
+        // A bare inlined name (`debug = "line-tables-only"`) from a runtime's source is internal.
+        let bare = frame(
+            "{closure#0}<parking_lot::raw_condvar::{impl#2}::wait_until_internal::{closure_env#0}>",
+            Some(&format!("{registry}/parking_lot_core-0.9.10/src/parking_lot.rs")),
+            Some(600),
+        );
+        assert_eq!(tier(&bare), Tier::Internal);
+        assert_eq!(bare.function, "{{closure}}");
+        let stack = [frame("syscall", None, None), bare, parking, pool.clone()];
         assert_eq!(stuck_frame(&stack), Some(&pool));
         assert_eq!(
             frame_text(&pool),

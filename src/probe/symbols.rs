@@ -47,6 +47,9 @@ fn resolve_ip(ip: usize) -> Vec<Frame> {
         frame.library |= shared_object && frame::subject_crate(&frame.key).is_none();
         frames.push(frame);
     });
+    if let Some(outermost) = frames.last_mut().filter(|_| !shared_object) {
+        name_in_full(outermost, ip.wrapping_sub(1));
+    }
     if frames.is_empty() {
         frames.push(Frame {
             library: true,
@@ -54,6 +57,26 @@ fn resolve_ip(ip: usize) -> Vec<Frame> {
         });
     }
     frames
+}
+
+/// Gives a Rust function that debug info names bare (`start_blocked`, `{closure#0}`: what
+/// `debug = "line-tables-only"` leaves) the full name of the symbol holding `address`, when that
+/// symbol is the same function. Only the outermost frame of an address can be named so: the
+/// symbol is the function the code was compiled into, not one inlined into it.
+fn name_in_full(frame: &mut Frame, address: usize) {
+    let rust_source = frame.file.as_deref().is_some_and(|file| file.ends_with(".rs"));
+    if !rust_source || frame.key.contains("::") || frame.key.starts_with('<') {
+        return;
+    }
+    #[cfg(target_os = "linux")]
+    if let Some(full) = crate::probe::symtab::function_at(address) {
+        let key = frame::match_key(&full);
+        if key == frame.key || key.ends_with(&format!("::{}", frame.key)) {
+            *frame = Frame::new(full, frame.file.take(), frame.line);
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = address;
 }
 
 /// A frame in a C system library (libc, the loader, libgcc: an object under `/lib` or
