@@ -182,6 +182,17 @@ mod tests {
         marker as fn() -> usize as usize
     }
 
+    /// An address inside a function of the executable is named by the symbol table with its full
+    /// path, whatever the debug info says; an address outside any function is not named.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn symbol_table_names_functions() {
+        let name =
+            crate::probe::symtab::function_at(marker() + 1).expect("the test binary has a symbol table");
+        assert!(name.ends_with("symbols::tests::marker"), "{name}");
+        assert_eq!(crate::probe::symtab::function_at(1), None);
+    }
+
     /// A real address resolves to its demangled, hash-free name and file; junk to `0x…`.
     #[test]
     fn resolves_addresses() {

@@ -122,22 +122,3 @@ fn executable_bias() -> Option<usize> {
     unsafe { libc::dl_iterate_phdr(Some(first), (&raw mut bias).cast()) };
     bias
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[inline(never)]
-    fn marker() -> usize {
-        marker as fn() -> usize as usize
-    }
-
-    /// An address inside a function of the executable is named by its full path, whatever the
-    /// debug info says; an address outside any function is not named.
-    #[test]
-    fn names_functions_by_symbol() {
-        let name = function_at(marker() + 1).expect("the test binary has a symbol table");
-        assert!(name.ends_with("symtab::tests::marker"), "{name}");
-        assert_eq!(function_at(1), None);
-    }
-}
