@@ -104,8 +104,11 @@ fn build_object(out: &Path) -> Result<PathBuf, String> {
             "opt-level=3",
             "-C",
             "codegen-units=1",
+            // `limited`, not `line-tables-only`: the latter names a function that has inlined
+            // callees by its bare name only (`trace`), which a report would then have to look
+            // up in the executable's symbol table (`src/probe/symtab.rs`).
             "-C",
-            "debuginfo=line-tables-only",
+            "debuginfo=limited",
         ])
         .args(["--cfg", "leakcheck_hot_object", "--cap-lints", "warn"])
         .arg("-C")

@@ -101,6 +101,13 @@ const DEPENDENCY_PATHS: &[&str] = &[
 /// Where leakcheck's own sources live; `src/` there is library, `tests/` and `examples/` are not.
 const OWN_ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
+/// Whether `file` is one of leakcheck's own library sources (`src/`, the hot path included).
+pub(crate) fn is_own_source(file: &str) -> bool {
+    Path::new(file)
+        .strip_prefix(OWN_ROOT)
+        .is_ok_and(|relative| relative.starts_with("src"))
+}
+
 /// The innermost frame that is not library code: where the user's code is stuck.
 pub(crate) fn first_user_frame(frames: &[Frame]) -> Option<&Frame> {
     frames.iter().find(|frame| !frame.library)

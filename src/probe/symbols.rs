@@ -63,9 +63,13 @@ fn resolve_ip(ip: usize) -> Vec<Frame> {
 /// `debug = "line-tables-only"` leaves) the full name of the symbol holding `address`, when that
 /// symbol is the same function. Only the outermost frame of an address can be named so: the
 /// symbol is the function the code was compiled into, not one inlined into it.
+///
+/// leakcheck's own frames are left as they are: they are folded whatever their name, and its
+/// exported `pthread_create` is bare by design.
 fn name_in_full(frame: &mut Frame, address: usize) {
     let rust_source = frame.file.as_deref().is_some_and(|file| file.ends_with(".rs"));
-    if !rust_source || frame.key.contains("::") || frame.key.starts_with('<') {
+    let own = frame.file.as_deref().is_some_and(frame::is_own_source);
+    if !rust_source || own || frame.key.contains("::") || frame.key.starts_with('<') {
         return;
     }
     #[cfg(target_os = "linux")]
