@@ -282,7 +282,7 @@ pub(crate) fn creation_chain(frames: &[Frame]) -> Option<String> {
 }
 
 /// A function's name without trailing `::{{closure}}` segments.
-fn base_name(function: &str) -> &str {
+pub(crate) fn base_name(function: &str) -> &str {
     let mut name = function;
     while let Some(outer) = name.strip_suffix("::{{closure}}") {
         name = outer;

@@ -238,11 +238,7 @@ fn awaited_api(leaf: &[Frame]) -> Option<String> {
             || function.contains("::macros::")
     };
     let api = leaf[..user].iter().rev().find(|frame| !combinator(&frame.key))?;
-    let mut name = api.key.as_str();
-    while let Some(outer) = name.strip_suffix("::{{closure}}") {
-        name = outer;
-    }
-    Some(format!("`{name}`"))
+    Some(format!("`{}`", frame::base_name(&api.key)))
 }
 
 #[cfg(test)]
