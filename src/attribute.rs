@@ -114,17 +114,17 @@ fn checked_sync(test: &'static Test, options: Options, body: &mut dyn FnMut()) -
         task_baseline: None,
     };
     // The usual entry, in lineage mode: the test's thread owns no thread and no child process
-    // yet, so its scopes would be empty. The hot path then runs the whole clean pass in one call
-    // (`src/hot/pass.rs`): the entry look, the body with the context installed (where
-    // `verify_none()` reads it), the look after it; the scopes are made only if that look finds
-    // something. (A verbose check always settles, and so does every check under nextest's
-    // process per test: see `threads::clean_in_one_look`.)
+    // yet, so its scopes would be empty. The body runs with the context installed (where
+    // `verify_none()` reads it), and a look after it that finds nothing is a clean pass; the
+    // scopes are made only if that look finds something. (A verbose check always settles, and
+    // so does every check under nextest's process per test: see `threads::clean_in_one_look`.)
     if !verbose && threads::clean_in_one_look() {
-        let mut found = None;
-        if let Some(outcome) = lineage::run_usual(std::ptr::from_ref(&context).cast(), body, &mut found) {
-            let Some(root) = found else {
+        let root = lineage::current();
+        if root.owns_nothing() {
+            let outcome = context::installed(&context, || panic::catch_unwind(AssertUnwindSafe(&mut *body)));
+            if root.owns_nothing() {
                 return Ran::Checked(outcome, Ok(()));
-            };
+            }
             let scope = Scope::owned_nothing_at_entry(root.clone());
             let child_scope = ChildScope::owned_nothing_at_entry(root);
             let verdict = settled_sync(test.name, &scope, &child_scope, &context.options, settle);

@@ -2,13 +2,13 @@
 //! its body (`verify_none()`) use its options, baseline and name. Set by the attribute runtime,
 //! read by the front ends; it calls nothing above it.
 
+use std::cell::Cell;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 #[cfg(feature = "tokio")]
 use crate::check::tasks::TaskScope;
 use crate::check::threads::Scope;
-use crate::hot::api::call;
 use crate::options::Options;
 use crate::probe::lineage;
 #[cfg(feature = "tokio")]
@@ -25,20 +25,21 @@ pub(crate) struct Context {
     pub(crate) task_baseline: Option<usize>,
 }
 
-// The running `#[leak_test]`'s context, borrowed from the attribute runtime's frame for as long
-// as [`installed`] (or the hot path's clean pass, `run_usual`) runs, is a plain pointer in a
-// thread-local of the hot path (`src/hot/pass.rs`): no drop glue (which would register a TLS
-// destructor in every test thread, a cost paid per test), and installed there by the clean pass
-// without a call back into this module.
+thread_local! {
+    /// The running `#[leak_test]`'s context, borrowed from the attribute runtime's frame for as
+    /// long as [`installed`] runs; null outside one. A plain pointer: no drop glue, which would
+    /// register a TLS destructor in every test thread.
+    static CURRENT: Cell<*const Context> = const { Cell::new(std::ptr::null()) };
+}
 
 /// Runs `f` on the running `#[leak_test]`'s context, if there is one on this thread.
 fn with_context<T>(f: impl FnOnce(&Context) -> T) -> Option<T> {
-    let current = call::context().cast::<Context>();
+    let current = CURRENT.get();
     if current.is_null() {
         return None;
     }
-    // SAFETY: a non-null context points to the `Context` that `installed` (or `run_usual`) runs
-    // with on this thread; each restores the previous pointer before it returns or unwinds, so
+    // SAFETY: a non-null context points to the `Context` that `installed` runs with on this
+    // thread; each restores the previous pointer before it returns or unwinds, so
     // before the context can go away. The reference does not leave this call.
     Some(f(unsafe { &*current }))
 }
@@ -47,14 +48,15 @@ fn with_context<T>(f: impl FnOnce(&Context) -> T) -> Option<T> {
 /// previous one afterwards, also when `f` panics. The context stays on the caller's stack: no
 /// allocation per test. Scoped by a closure so that the pointer can never outlive the context.
 pub(crate) fn installed<T>(context: &Context, f: impl FnOnce() -> T) -> T {
-    /// Restores the previous context when dropped (on return or unwind).
-    struct Restore(*const ());
+    /// Restores the previous context when dropped: on return, on a panic, and also when a forced
+    /// unwind (`pthread_exit` in the body) passes through, which `catch_unwind` does not stop.
+    struct Restore(*const Context);
     impl Drop for Restore {
         fn drop(&mut self) {
-            call::swap_context(self.0);
+            CURRENT.set(self.0);
         }
     }
-    let _restore = Restore(call::swap_context(std::ptr::from_ref(context).cast()));
+    let _restore = Restore(CURRENT.replace(context));
     f()
 }
 

@@ -75,14 +75,13 @@
 //! | check | `check` (verdict), `check/settle`, `check/threads`, `check/tasks`, `check/children`, `check/untracked`, `check/wait` | settle-and-retry, find candidates, classify their waits across the settle window, describe them once, apply the rules |
 //! | rules | `options`, `rules` | the `Options` builder and the ignore rules, built-in ones included |
 //! | report | `report` (text), `report/json`, `report/names`, `report/members`, `report/wait_text`, `report/hints` (+ `idioms`), `report/children`, `report/github`, `error` | rendering, grouping, rules to paste, CI annotations and cause-and-fix hints, reading the model (and the user's source at a line via `probe/source`: a `select!`'s branches, a task's name, a `recv` under a lock) |
-//! | probes | `probe/lineage`, `probe/children` (+ `interpose`, `proc`), `probe/procfs`, `probe/stack` (`protocol`, `safety`, `handler`, `slots`, `unwinder`), `probe/symbols`, `probe/unwind`, `probe/tasks`, `probe/startup`, `probe/source` (+ `tokens`, `chains`) | what the OS, tokio and the user's source tell; nothing of options or reports |
+//! | probes | `probe/lineage` (+ `node`, `registry`, `interpose`), `probe/children` (+ `interpose`, `proc`), `probe/procfs`, `probe/stack` (`protocol`, `safety`, `handler`, `slots`, `unwinder`), `probe/symbols`, `probe/unwind` (+ `walk`), `probe/tasks`, `probe/startup`, `probe/source` (+ `tokens`, `chains`) | what the OS, tokio and the user's source tell; nothing of options or reports |
 //! | model | `model`, `model/frame`, `config`, `project` | plain data every layer shares; the environment's settings and the package's `[package.metadata.leakcheck]` |
-//! | hot path | `hot` (`lineage`, `interpose`, `node`, `pass`, `unwind`, `api`, `sys`; `src/hot/lib.rs`) | what runs for every thread creation and clean pass: the interposed `pthread_create`, the lineage registry, the fast unwinder, the attribute's usual clean pass; compiled optimised on its own by `build.rs`, reached through `hot::api::call` (`probe/lineage`, `context`, `attribute/once`); names nothing above it, and calls back by exported name only for what it cannot do (CFI evaluation, libgcc's unwinder: `probe/unwind`) |
 //!
 //! The path of one check, from attribute to verdict: the expansion of `#[leak_test]` calls
 //! `__private::run_sync` (`attribute::run_sync`). When the test's thread owns nothing yet (the
-//! usual case), the hot path's `run_usual` (`src/hot/pass.rs`) installs the `context::Context`,
-//! runs the body under `catch_unwind` and looks again, in one call; a clean pass ends there.
+//! usual case), it installs the `context::Context`, runs the body under `catch_unwind` and
+//! reads two counters of the thread's lineage node again; a clean pass ends there.
 //! Otherwise, or when that look finds something, the attribute takes a `check::threads::Scope`
 //! (the test thread's lineage node and what it already started), runs the body, then calls
 //! `check::check_threads`. That settles on
@@ -103,25 +102,6 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 // How the crate is built: see the "How the crate is built" section of the crate docs above.
-
-// The hot path (thread creation, the lineage registry, the creation backtrace), compiled on its own
-// with optimisation by `build.rs` and linked as an object where it can be (`leakcheck_hot_linked`):
-// see `src/hot/lib.rs`. Otherwise, and for leakcheck's own unit tests, rustdoc and clippy, its
-// files are this module. With the object linked, only the shared type and the list of functions
-// are compiled here.
-#[cfg(not(all(leakcheck_hot_linked, not(test), not(doc), not(clippy))))]
-#[path = "hot/lib.rs"]
-#[macro_use]
-mod hot;
-#[cfg(all(leakcheck_hot_linked, not(test), not(doc), not(clippy)))]
-#[macro_use]
-mod hot {
-    #[path = "api.rs"]
-    #[macro_use]
-    pub mod api;
-    #[path = "node.rs"]
-    pub mod node;
-}
 
 // Front ends
 mod attribute;

@@ -131,13 +131,3 @@ pub use ::ctor;
 pub fn install_binary_check(options: Options, always: bool) {
     crate::binary::install(options, always);
 }
-
-/// How this build runs the hot path (see `src/hot/lib.rs`): `"object"`, compiled optimised by
-/// `build.rs` and linked, or `"module"`, compiled with the crate. For leakcheck's own tests.
-pub fn hot_path() -> &'static str {
-    if cfg!(all(leakcheck_hot_linked, not(test), not(doc), not(clippy))) {
-        "object"
-    } else {
-        "module"
-    }
-}

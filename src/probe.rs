@@ -1,9 +1,9 @@
 //! Probes: what the OS and tokio tell us, and nothing else. Probes know nothing of options,
 //! rules, checks or reports; they return model data (or raw ids and addresses).
 //!
-//! - [`lineage`]: which thread created which (the interposed `pthread_create` and the registry
-//!   live on the hot path, `src/hot/`; this is leakcheck's door to them), with each thread's raw
-//!   creation backtrace;
+//! - [`lineage`]: which thread created which (the interposed `pthread_create` in
+//!   `lineage/interpose.rs`, the registry of live threads in `lineage/registry.rs`), with each
+//!   thread's raw creation backtrace;
 //! - [`children`]: which thread started which child process (the interposed `posix_spawn`,
 //!   `posix_spawnp`, `fork`, in `children/interpose.rs`), and what `/proc/<pid>` says of it;
 //! - [`singleton`]: whether a thread was created inside a one-time initializer (a process-wide

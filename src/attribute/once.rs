@@ -3,9 +3,7 @@
 //! registers the function, `#[leak_test]` adds its own, and libtest runs the test twice under one
 //! name. The second run in the process fails with the fix, so the mistake is never silent.
 
-use std::sync::atomic::AtomicBool;
-
-use crate::hot::api::call;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Why the second run fails.
 const REGISTERED_TWICE: &str = "is registered twice: a `#[test]` is written above `#[leak_test]` \
@@ -36,15 +34,29 @@ impl Test {
 /// `my_test::case_1`), is never mistaken for a second run.
 ///
 /// One flag per function, not a set of names: this runs once per test, in the unoptimised builds
-/// `cargo test` makes, where a `HashSet<String>` insert costs thousands of instructions; the
-/// comparison runs on the hot path (`src/hot/pass.rs`), optimised.
+/// `cargo test` makes, where a `HashSet<String>` insert costs thousands of instructions.
 #[track_caller]
 pub(super) fn record(test: &Test) {
-    if call::ran_before(&test.ran, test.name) {
+    if ran_before(&test.ran, test.name) {
         let thread = std::thread::current();
         let name = thread.name().unwrap_or(test.name);
         panic!("leakcheck: test `{name}` {REGISTERED_TWICE}");
     }
+}
+
+/// Whether the calling thread is libtest's thread for the test function `test` (named after it,
+/// with or without its module path) and that function already ran on such a thread in this
+/// process (`ran`, one flag per function).
+fn ran_before(ran: &AtomicBool, test: &str) -> bool {
+    let thread = std::thread::current();
+    let Some(name) = thread.name() else {
+        return false;
+    };
+    let own = name == test
+        || name
+            .strip_suffix(test)
+            .is_some_and(|module| module.ends_with("::"));
+    own && ran.swap(true, Ordering::Relaxed)
 }
 
 #[cfg(test)]

@@ -64,7 +64,7 @@ impl Scope {
 
     /// What [`enter_at`](Self::enter_at) makes for a root that owned no live thread at entry, in
     /// lineage mode, without looking again: the attribute makes it only when the look after the
-    /// body (the hot path's `run_usual`) finds something.
+    /// body (the attribute's usual clean pass) finds something.
     pub(crate) fn owned_nothing_at_entry(root: Arc<Node>) -> Scope {
         Scope {
             root,

@@ -64,8 +64,6 @@ const LIBRARY_CRATES: &[&str] = &[
     "rustc_demangle",
     "libc",
     "leakcheck",
-    // The hot path, compiled on its own by `build.rs` (`src/hot/lib.rs`).
-    "leakcheck_hot",
     "parking_lot",
     "parking_lot_core",
     "lock_api",
@@ -101,7 +99,7 @@ const DEPENDENCY_PATHS: &[&str] = &[
 /// Where leakcheck's own sources live; `src/` there is library, `tests/` and `examples/` are not.
 const OWN_ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
-/// Whether `file` is one of leakcheck's own library sources (`src/`, the hot path included).
+/// Whether `file` is one of leakcheck's own library sources (`src/`).
 pub(crate) fn is_own_source(file: &str) -> bool {
     Path::new(file)
         .strip_prefix(OWN_ROOT)
@@ -554,7 +552,7 @@ mod tests {
     #[test]
     fn classifies_frames() {
         let own_src = format!("{OWN_ROOT}/src/probe/stack.rs");
-        let own_hot = format!("{OWN_ROOT}/src/hot/lineage.rs");
+        let own_registry = format!("{OWN_ROOT}/src/probe/lineage/registry.rs");
         let own_test = format!("{OWN_ROOT}/tests/stack_capture_handler.rs");
         let library = [
             (
@@ -578,10 +576,11 @@ mod tests {
                 Some("/rust/deps/hashbrown-0.15.2/src/raw/mod.rs"),
             ),
             ("leakcheck::probe::stack::capture", Some(own_src.as_str())),
-            ("leakcheck::hot::interpose::trampoline", None),
-            // The hot path as the optimised object names it (`src/hot/lib.rs`).
-            ("leakcheck_hot::interpose::trampoline", None),
-            ("leakcheck_hot::lineage::register_child", Some(own_hot.as_str())),
+            ("leakcheck::probe::lineage::interpose::trampoline", None),
+            (
+                "leakcheck::probe::lineage::registry::register_child",
+                Some(own_registry.as_str()),
+            ),
             ("test::run_test::{closure#0}", None),
             (
                 "__rustc::rust_begin_unwind",

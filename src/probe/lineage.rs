@@ -1,19 +1,54 @@
 //! Thread lineage: for every thread of the process, the thread that created it.
 //!
-//! The registry, its nodes and the interposed `pthread_create` run for every thread the process
-//! creates, so they live on the hot path (`src/hot/lineage.rs`, `src/hot/interpose.rs`,
-//! `src/hot/node.rs`, whose docs give the design), compiled optimised whatever the profile (see
-//! `src/hot/lib.rs`). This module is leakcheck's door to them: the functions of the hot path's
-//! list (`src/hot/api.rs`) that concern threads; and what needs more than the hot path has (std
-//! threads, `libc`).
+//! # Design
+//!
+//! A test's verdict must cover exactly the threads that the test's thread started, directly or
+//! through threads it started, even when libtest runs many tests at once in one process. So every
+//! thread gets a [`Node`] when it is created: a process-unique id, its creator's node (an `Arc`
+//! chain, so a dead creator's identity survives as long as its descendants), the raw instruction
+//! pointers of the creation backtrace (symbols are resolved only when a report is printed) and,
+//! once the thread runs, its kernel thread id.
+//!
+//! Nodes are created by an interposed `pthread_create` (see [`interpose`]): it runs on the
+//! creating
+//! thread, registers the new node *before* the thread exists (so a check right after a spawn
+//! sees it) and starts the thread through a trampoline that installs the node as the thread's own. The
+//! node is unregistered when the thread is truly gone: by the destructor of a pthread key, which
+//! glibc runs after the start routine returned or `pthread_exit` unwound it, and after the thread's
+//! `thread_local!` destructors (a thread stuck in one of those is still alive, and reported).
+//!
+//! Every node counts its live descendants (`live_below`, kept by creation and exit for each
+//! ancestor), and the registry is a plain list of the live nodes. A clean-pass check reads one
+//! counter of the calling thread's node: zero means nothing to find, with no lock and no lookup, so
+//! it costs nothing however many threads the process holds (scanning `/proc/self/task` costs
+//! ~430 µs with 1000 threads). Only a check that has something to find walks the list. The hot
+//! paths (creation, exit, the clean look) avoid hash maps on purpose: `cargo test` builds them
+//! without optimisation, where a SipHash insert costs thousands of instructions.
+//!
+//! Threads that were not created through `pthread_create` after the process loaded (the main
+//! thread, threads of a build where interposition does not take effect) get a root node lazily, the
+//! first time they ask for one: they can be ancestors, never survivors. Threads started without
+//! the public `pthread_create` at all (a raw `clone`, glibc's `timer_create(SIGEV_THREAD)`
+//! threads) never get a node; `check::untracked` finds them where attribution is exact.
+//!
+//! Limits, stated in the README too: tokio's blocking pool reuses threads, so a pool thread belongs
+//! to the test whose thread (or runtime) created it, not to the test whose closure it runs. A pool
+//! or runtime created lazily in a `static` descends from the first test that touched it; the
+//! check layer does not charge it to that test (leakcheck's singleton probe tells such threads
+//! apart).
+
+#[cfg(all(target_os = "linux", target_env = "gnu", not(target_feature = "crt-static")))]
+mod interpose;
+mod node;
+mod registry;
 
 use std::sync::OnceLock;
 
-pub(crate) use crate::hot::api::call::{
-    all_live, all_registered, by_tid, current, current_named, exit_count, fast_trace, interposer_seen,
-    live_descendants, prepare, run_usual, set_detach_next, wait_for_exit,
+pub(crate) use node::{Node, CREATION_FRAMES};
+pub(crate) use registry::{
+    all_live, all_registered, by_tid, current, current_named, exit_count, gettid, interposer_seen,
+    live_descendants, prepare, set_detach_next, wait_for_exit,
 };
-pub(crate) use crate::hot::node::{Node, CREATION_FRAMES};
 
 /// Runs `spawn` so that the thread it creates belongs to no test: for leakcheck's own helpers.
 pub(crate) fn detached<T>(spawn: impl FnOnce() -> T) -> T {
@@ -41,15 +76,4 @@ pub(crate) fn interposer_active() -> bool {
         }
         interposer_seen()
     })
-}
-
-#[cfg(target_os = "linux")]
-pub(crate) fn gettid() -> i32 {
-    // SAFETY: gettid has no preconditions.
-    unsafe { libc::gettid() }
-}
-
-#[cfg(not(target_os = "linux"))]
-pub(crate) fn gettid() -> i32 {
-    0
 }

@@ -1,9 +1,8 @@
 //! The calling thread's own backtrace, fast: the raw creation backtraces that thread creation
 //! (and every other hot path that records where something was started) takes.
 //!
-//! The walk itself is on the hot path and lives there (`src/hot/unwind.rs`, compiled optimised;
-//! its docs say why it is not libgcc's `_Unwind_Backtrace`). What it cannot do alone stays here,
-//! exported by name for it: evaluating the call-frame information (CFI) of a program counter it
+//! The walk itself is [`walk`] (its docs say why it is not libgcc's `_Unwind_Backtrace`). What it
+//! cannot do alone stays here: evaluating the call-frame information (CFI) of a program counter it
 //! has not seen yet (by hand, [`cfi`] and [`fde`], else with gimli, already in the build through
 //! `backtrace`), and libgcc's unwinder where the fast walk is not implemented.
 
@@ -11,21 +10,20 @@
 /// returns how many were written.
 #[inline(never)]
 pub(crate) fn trace(out: &mut [usize]) -> usize {
-    match crate::probe::lineage::fast_trace(out) {
-        Some(len) => len,
-        None => slow_trace(out),
+    #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
+    if let Some(len) = walk::trace(out) {
+        return len;
     }
+    slow_trace(out)
 }
 
 /// The fast walk's cache miss: the packed step for `pc`, or `u64::MAX` (no step from here).
-#[export_name = "leakcheck_hot_evaluate"]
 #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
 fn evaluate(pc: usize) -> u64 {
     cfi::evaluate(pc).map_or(u64::MAX, cfi::Step::pack)
 }
 
 /// `_Unwind_Backtrace` through the `backtrace` crate (also the fast walk's fallback).
-#[export_name = "leakcheck_hot_slow_trace"]
 fn slow_trace(out: &mut [usize]) -> usize {
     let mut len = 0;
     // SAFETY: on Linux the unwinder behind `trace_unsynchronized` is thread-safe; the lock that
@@ -47,6 +45,8 @@ fn slow_trace(out: &mut [usize]) -> usize {
 mod cfi;
 #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
 mod fde;
+#[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
+mod walk;
 
 #[cfg(test)]
 mod tests {

@@ -5,18 +5,17 @@
 //! registers the new thread's node on the creating thread, then forwards to the real function
 //! (found with `dlsym(RTLD_NEXT)`) with a trampoline as the start routine.
 
-use std::ffi::c_void;
+use std::ffi::{c_int, c_void};
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use super::lineage;
 use super::node::Node;
-use super::sys;
+use super::registry;
 
 type StartRoutine = extern "C" fn(*mut c_void) -> *mut c_void;
 type PthreadCreate = unsafe extern "C" fn(
-    *mut sys::pthread_t,
-    *const sys::pthread_attr_t,
+    *mut libc::pthread_t,
+    *const libc::pthread_attr_t,
     StartRoutine,
     *mut c_void,
 ) -> std::ffi::c_int;
@@ -28,7 +27,7 @@ pub(crate) fn real() -> Option<PthreadCreate> {
     let mut address = REAL.load(Ordering::Acquire);
     if address == 0 {
         // SAFETY: the name is a valid C string; RTLD_NEXT finds the next definition after ours.
-        address = unsafe { sys::dlsym(sys::RTLD_NEXT, c"pthread_create".as_ptr()) } as usize;
+        address = unsafe { libc::dlsym(libc::RTLD_NEXT, c"pthread_create".as_ptr()) } as usize;
         REAL.store(address, Ordering::Release);
     }
     // SAFETY: a non-null result of dlsym for `pthread_create` is that function.
@@ -44,12 +43,12 @@ const UNSET: u32 = u32::MAX;
 const FAILED: u32 = u32::MAX - 1;
 
 /// The exit key, created on first use (before `main`, by `probe::startup`).
-pub(crate) fn exit_key() -> Option<sys::pthread_key_t> {
+pub(crate) fn exit_key() -> Option<libc::pthread_key_t> {
     let mut key = EXIT_KEY.load(Ordering::Acquire);
     if key == UNSET {
-        let mut created: sys::pthread_key_t = 0;
+        let mut created: libc::pthread_key_t = 0;
         // SAFETY: `created` is a valid out pointer; `release` has the destructor's signature.
-        let result = unsafe { sys::pthread_key_create(&mut created, Some(release)) };
+        let result = unsafe { libc::pthread_key_create(&mut created, Some(release)) };
         let new = if result == 0 && created < FAILED {
             created
         } else {
@@ -60,7 +59,7 @@ pub(crate) fn exit_key() -> Option<sys::pthread_key_t> {
             Err(existing) => {
                 if new != FAILED {
                     // SAFETY: the key was created above and is used nowhere else.
-                    unsafe { sys::pthread_key_delete(new) };
+                    unsafe { libc::pthread_key_delete(new) };
                 }
                 existing
             }
@@ -74,8 +73,8 @@ unsafe extern "C" fn release(node: *mut c_void) {
     // SAFETY: the value set by the trampoline, an `Arc::into_raw` handed over exactly once (glibc
     // clears the slot before calling the destructor).
     let node = unsafe { Arc::from_raw(node.cast_const().cast::<Node>()) };
-    lineage::leave_child(&node);
-    lineage::unregister(&node);
+    registry::leave_child(&node);
+    registry::unregister(&node);
 }
 
 /// The start routine as it is called: `C-unwind`, so `pthread_exit`'s forced unwind may pass.
@@ -103,11 +102,11 @@ fn enter(start: *mut c_void) -> (UnwindingRoutine, *mut c_void, *const Node) {
     // SAFETY: the caller's start routine, stored as an address by `pthread_create`; same ABI,
     // "C-unwind" only allows the forced unwind the routine may start.
     let routine = unsafe { std::mem::transmute::<usize, UnwindingRoutine>(routine) };
-    lineage::enter_child(node);
+    registry::enter_child(node);
     let key = exit_key();
     // SAFETY: a key created by `exit_key`; the value is released by `release`.
     let armed = match key {
-        Some(key) => (unsafe { sys::pthread_setspecific(key, raw.cast()) }) == 0,
+        Some(key) => (unsafe { libc::pthread_setspecific(key, raw.cast()) }) == 0,
         None => false,
     };
     (routine, arg, if armed { std::ptr::null() } else { raw })
@@ -119,21 +118,24 @@ fn leave(fallback: *const Node) {
     if !fallback.is_null() {
         // SAFETY: the `Arc::into_raw` of `enter`, not stored anywhere else.
         let node = unsafe { Arc::from_raw(fallback) };
-        lineage::leave_child(&node);
-        lineage::unregister(&node);
+        registry::leave_child(&node);
+        registry::unregister(&node);
     }
 }
 
+extern "C" {
+    // Not declared by the `libc` crate.
+    fn pthread_attr_getdetachstate(attr: *const libc::pthread_attr_t, state: *mut c_int) -> c_int;
+}
+
 /// Whether threads created with `attr` are joinable (the default).
-fn joinable(attr: *const sys::pthread_attr_t) -> bool {
+fn joinable(attr: *const libc::pthread_attr_t) -> bool {
     if attr.is_null() {
         return true;
     }
     let mut state = 0;
     // SAFETY: `attr` is the caller's initialized attribute object, as `pthread_create` requires.
-    unsafe {
-        sys::pthread_attr_getdetachstate(attr, &mut state) == 0 && state == sys::PTHREAD_CREATE_JOINABLE
-    }
+    unsafe { pthread_attr_getdetachstate(attr, &mut state) == 0 && state == libc::PTHREAD_CREATE_JOINABLE }
 }
 
 /// Interposes libc's `pthread_create`; see the module docs.
@@ -143,16 +145,16 @@ fn joinable(attr: *const sys::pthread_attr_t) -> bool {
 /// The contract of `pthread_create(3)`.
 #[no_mangle]
 pub unsafe extern "C" fn pthread_create(
-    thread: *mut sys::pthread_t,
-    attr: *const sys::pthread_attr_t,
+    thread: *mut libc::pthread_t,
+    attr: *const libc::pthread_attr_t,
     routine: StartRoutine,
     arg: *mut c_void,
 ) -> std::ffi::c_int {
     let Some(real) = real() else {
         // No next definition to forward to (static builds do not compile this module at all).
-        return sys::ENOSYS;
+        return libc::ENOSYS;
     };
-    let node = lineage::register_child();
+    let node = registry::register_child();
     node.start[0].store(routine as usize, Ordering::Relaxed);
     node.start[1].store(arg as usize, Ordering::Relaxed);
     // The new thread's own reference, handed over as the trampoline's argument.
@@ -166,12 +168,12 @@ pub unsafe extern "C" fn pthread_create(
         // before this returns; a detached one may be gone and its descriptor reused already.
         if joinable(attr) {
             // SAFETY: on success `thread` holds the new thread's id.
-            lineage::record_tid(&node, unsafe { *thread });
+            registry::record_tid(&node, unsafe { *thread });
         }
     } else {
         // SAFETY: the thread was not created, so its reference is still ours.
         drop(unsafe { Arc::from_raw(start) });
-        lineage::unregister(&node);
+        registry::unregister(&node);
     }
     result
 }

@@ -1,42 +1,5 @@
-//! Thread lineage: for every thread of the process, the thread that created it.
-//!
-//! # Design
-//!
-//! A test's verdict must cover exactly the threads that the test's thread started, directly or
-//! through threads it started, even when libtest runs many tests at once in one process. So every
-//! thread gets a [`Node`] when it is created: a process-unique id, its creator's node (an `Arc`
-//! chain, so a dead creator's identity survives as long as its descendants), the raw instruction
-//! pointers of the creation backtrace (symbols are resolved only when a report is printed) and,
-//! once the thread runs, its kernel thread id.
-//!
-//! Nodes are created by an interposed `pthread_create` (see [`super::interpose`]): it runs on the
-//! creating
-//! thread, registers the new node *before* the thread exists (so a check right after a spawn
-//! sees it) and starts the thread through a trampoline that installs the node as the thread's own. The
-//! node is unregistered when the thread is truly gone: by the destructor of a pthread key, which
-//! glibc runs after the start routine returned or `pthread_exit` unwound it, and after the thread's
-//! `thread_local!` destructors (a thread stuck in one of those is still alive, and reported).
-//!
-//! Every node counts its live descendants (`live_below`, kept by creation and exit for each
-//! ancestor), and the registry is a plain list of the live nodes. A clean-pass check reads one
-//! counter of the calling thread's node: zero means nothing to find, with no lock and no lookup, so
-//! it costs nothing however many threads the process holds (scanning `/proc/self/task` costs
-//! ~430 µs with 1000 threads). Only a check that has something to find walks the list. The hot
-//! paths (creation, exit, the clean look) avoid hash maps on purpose: where these files are
-//! compiled with the crate (see the crate docs) `cargo test` builds them without optimisation,
-//! where a SipHash insert costs thousands of instructions.
-//!
-//! Threads that were not created through `pthread_create` after the process loaded (the main
-//! thread, threads of a build where interposition does not take effect) get a root node lazily, the
-//! first time they ask for one: they can be ancestors, never survivors. Threads started without
-//! the public `pthread_create` at all (a raw `clone`, glibc's `timer_create(SIGEV_THREAD)`
-//! threads) never get a node; `check::untracked` finds them where attribution is exact.
-//!
-//! Limits, stated in the README too: tokio's blocking pool reuses threads, so a pool thread belongs
-//! to the test whose thread (or runtime) created it, not to the test whose closure it runs. A pool
-//! or runtime created lazily in a `static` descends from the first test that touched it; the
-//! check layer does not charge it to that test (leakcheck's singleton probe tells such threads
-//! apart).
+//! The registry of live threads' nodes: creation, exit, lookups, the wait for an exit.
+//! See the parent module for the design.
 
 use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -168,7 +131,7 @@ pub(crate) fn register_child() -> Arc<Node> {
     let detached = DETACH_NEXT.replace(false);
     let parent = if detached { None } else { Some(current_named()) };
     let mut frames = [0usize; CREATION_FRAMES];
-    let len = super::unwind::capture(&mut frames);
+    let len = crate::probe::unwind::trace(&mut frames);
     // The uid is taken under the lock, so the registered nodes are exactly the live ones among
     // those up to `last_uid()` at any moment the lock is held (see `all_registered`).
     let mut registry = registry();
@@ -197,10 +160,10 @@ pub(crate) fn enter_child(node: &Node) {
 /// id, which encodes the tid (`~tid << 3 | 6`, the kernel's `MAKE_THREAD_CPUCLOCK` ABI); the
 /// kernel set the tid before `clone` returned. The new thread then needs no `gettid`.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
-pub(crate) fn record_tid(node: &Node, thread: super::sys::pthread_t) {
-    let mut clock: super::sys::clockid_t = 0;
+pub(crate) fn record_tid(node: &Node, thread: libc::pthread_t) {
+    let mut clock: libc::clockid_t = 0;
     // SAFETY: `thread` was just created and is not joined yet; `clock` is a valid out pointer.
-    if unsafe { super::sys::pthread_getcpuclockid(thread, &mut clock) } != 0 || clock & 7 != 6 {
+    if unsafe { libc::pthread_getcpuclockid(thread, &mut clock) } != 0 || clock & 7 != 6 {
         return;
     }
     let tid = !(clock >> 3);
@@ -351,7 +314,7 @@ pub(crate) fn prepare() -> bool {
 #[cfg(target_os = "linux")]
 pub(crate) fn gettid() -> i32 {
     // SAFETY: gettid has no preconditions.
-    unsafe { super::sys::gettid() }
+    unsafe { libc::gettid() }
 }
 
 #[cfg(not(target_os = "linux"))]
