@@ -8,6 +8,7 @@
 //!   `posix_spawnp`, `fork`, in `children/interpose.rs`), and what `/proc/<pid>` says of it;
 //! - [`singleton`]: whether a thread was created inside a one-time initializer (a process-wide
 //!   pool in a `static`), from its creation backtrace's raw addresses;
+//! - `fork`: the locks held across an interposed `fork`, and the registries reset in its child;
 //! - [`procfs`]: the process's threads, their names and kernel state, from `/proc/self`;
 //! - [`stack`]: other threads' current stacks (signal protocol, handler, unwinder ranges);
 //! - [`symbols`]: raw addresses to [`Frame`](crate::model::Frame)s, cached;
@@ -21,6 +22,8 @@
 //! - [`unwind`]: the calling thread's own backtrace, fast (for creation sites on hot paths).
 
 pub(crate) mod children;
+#[cfg(all(target_os = "linux", target_env = "gnu", not(target_feature = "crt-static")))]
+mod fork;
 pub(crate) mod lineage;
 pub(crate) mod procfs;
 #[cfg(feature = "tokio")]

@@ -1,4 +1,5 @@
-//! Fault cases: capture racing thread exits, a thousand survivors, a task dump that cannot finish.
+//! Fault cases: capture racing thread exits, a thousand survivors, a task dump that cannot finish,
+//! forks racing thread creation.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
@@ -94,4 +95,52 @@ fn task_dump_that_cannot_finish_degrades() {
     assert!(!output.status.success(), "{stdout}");
     assert!(stdout.contains("the task dump did not finish"), "{stdout}");
     assert!(stdout.contains("spawned at tests/faults.rs:"), "{stdout}");
+}
+
+/// Forks while three other threads keep creating and joining threads; each child creates and joins
+/// a thread of its own, then exits. No child hangs on a lock that another thread of the parent
+/// held at the instant of the fork (each child has a 10-s alarm, so a regression fails the test
+/// instead of hanging the run), and the test itself is clean: its threads joined, its children
+/// reaped.
+#[cfg(target_os = "linux")]
+#[leakcheck::leak_test]
+fn fork_storm_under_concurrent_creation() {
+    const FORKS: usize = 300;
+    let stop = Arc::new(AtomicBool::new(false));
+    let creators: Vec<_> = (0..3)
+        .map(|_| {
+            let stop = stop.clone();
+            thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    thread::spawn(|| std::hint::black_box(1)).join().unwrap();
+                }
+            })
+        })
+        .collect();
+    let mut failed = 0;
+    for _ in 0..FORKS {
+        // SAFETY: the child only creates and joins a thread (glibc makes malloc and thread
+        // creation work in the child of a multi-threaded process), then leaves with `_exit`.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            unsafe { libc::alarm(10) };
+            let joined = thread::spawn(|| std::hint::black_box(2)).join().is_ok();
+            unsafe { libc::_exit(if joined { 0 } else { 1 }) };
+        }
+        assert!(pid > 0, "fork failed");
+        let mut status = 0;
+        // SAFETY: waits for the child just forked.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
+            failed += 1;
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for creator in creators {
+        creator.join().unwrap();
+    }
+    assert_eq!(
+        failed, 0,
+        "{failed} of {FORKS} forked children hung (killed by their alarm) or failed"
+    );
 }

@@ -90,6 +90,30 @@ impl Registry {
     }
 }
 
+#[cfg(all(target_os = "linux", target_env = "gnu", not(target_feature = "crt-static")))]
+/// The child-process registry's lock, held by a thread that is about to fork (see
+/// `probe::fork`). A leaf: nothing else is locked while it is held.
+pub(crate) struct ForkHold(MutexGuard<'static, Registry>);
+
+#[cfg(all(target_os = "linux", target_env = "gnu", not(target_feature = "crt-static")))]
+pub(crate) fn hold_for_fork() -> ForkHold {
+    ForkHold(registry())
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu", not(target_feature = "crt-static")))]
+impl ForkHold {
+    /// In the child of the fork: the parent's children are not the child's. Frees nothing (the
+    /// records are leaked in the child).
+    pub(crate) fn in_child(mut self) {
+        for (_, child) in self.0.by_pid.drain() {
+            for node in std::iter::once(&*child.creator).chain(child.creator.ancestors()) {
+                node.children_below.fetch_sub(1, Ordering::Release);
+            }
+            std::mem::forget(child);
+        }
+    }
+}
+
 /// Records a child just started by the calling thread (in the parent, after the fork or spawn).
 #[cfg_attr(
     not(all(target_os = "linux", target_env = "gnu", not(target_feature = "crt-static"))),

@@ -49,6 +49,8 @@ pub(crate) use registry::{
     all_live, all_registered, by_tid, current, current_named, exit_count, gettid, interposer_seen,
     live_descendants, prepare, set_detach_next, wait_for_exit,
 };
+#[cfg(all(target_os = "linux", target_env = "gnu", not(target_feature = "crt-static")))]
+pub(crate) use registry::{hold_for_fork, ForkHold};
 
 /// Runs `spawn` so that the thread it creates belongs to no test: for leakcheck's own helpers.
 pub(crate) fn detached<T>(spawn: impl FnOnce() -> T) -> T {

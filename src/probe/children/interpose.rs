@@ -8,8 +8,8 @@
 //! ours). glibc's `system` and `popen` call its internal `__posix_spawn`: not seen.
 //!
 //! In the child of a `fork` of a multithreaded process only async-signal-safe code may run, so the
-//! creation backtrace is captured into a stack array *before* forking, the child returns at once,
-//! and only the parent records.
+//! creation backtrace is captured into a stack array *before* forking, and only the parent
+//! records. leakcheck's locks are held across the fork and reset in the child (`probe::fork`).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -181,12 +181,16 @@ pub unsafe extern "C" fn fork() -> pid_t {
     // SAFETY: a non-null result of dlsym for `fork` is that function.
     let real = unsafe { std::mem::transmute::<usize, ForkFn>(address) };
     let ips = capture();
+    let held = crate::probe::fork::hold();
     // SAFETY: forwarding.
     let pid = unsafe { real() };
     if pid == 0 {
-        // The child: nothing but returning (no allocation, lock, TLS or dlsym).
+        // The child: the registries reset to its one thread, the locks released; no allocation,
+        // TLS initialization or dlsym.
+        held.in_child();
         return 0;
     }
+    drop(held);
     if pid > 0 {
         record(pid, &ips.ips[..ips.len], Vec::new(), "fork");
     }

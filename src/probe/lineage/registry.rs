@@ -236,6 +236,50 @@ pub(crate) fn unregister(node: &Node) {
     signal_exit();
 }
 
+#[cfg(all(target_os = "linux", target_env = "gnu", not(target_feature = "crt-static")))]
+/// The registry's locks, held by a thread that is about to fork (see `probe::fork`).
+pub(crate) struct ForkHold {
+    registry: MutexGuard<'static, Registry>,
+    exit: MutexGuard<'static, ()>,
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu", not(target_feature = "crt-static")))]
+/// Takes the registry's locks (both are leaves: nothing else is locked while either is held).
+pub(crate) fn hold_for_fork() -> ForkHold {
+    let registry = registry();
+    let exit = EXIT_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    ForkHold { registry, exit }
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu", not(target_feature = "crt-static")))]
+impl ForkHold {
+    /// In the child of the fork: only the calling thread exists there, so every other node is
+    /// unregistered (its ancestors' counts with it) and no check is waiting for an exit; then
+    /// the locks are released. Frees nothing: the nodes of the parent's threads are leaked in
+    /// the child, so the child's allocator is never entered here.
+    pub(crate) fn in_child(mut self) {
+        let own = CURRENT.get();
+        let live = &mut self.registry.live;
+        let mut index = 0;
+        while index < live.len() {
+            if std::ptr::eq(Arc::as_ptr(&live[index]), own) {
+                live[index].slot.store(index, Ordering::Relaxed);
+                index += 1;
+                continue;
+            }
+            let gone = live.swap_remove(index);
+            gone.slot.store(usize::MAX, Ordering::Relaxed);
+            gone.exited.store(true, Ordering::Release);
+            for above in gone.ancestors() {
+                above.live_below.fetch_sub(1, Ordering::Release);
+            }
+            std::mem::forget(gone);
+        }
+        WAITING.store(0, Ordering::SeqCst);
+        drop(self.exit);
+    }
+}
+
 /// The live threads created by `root`'s thread, directly or transitively. One load when there
 /// are none.
 pub(crate) fn live_descendants(root: &Node) -> Vec<Arc<Node>> {

@@ -1,0 +1,35 @@
+//! Fork safety. The child of a `fork` has only the thread that called it, and a lock that another
+//! thread held at that instant stays held forever there: a child that then creates a thread, or
+//! starts a process, would hang on leakcheck's registry. So the interposed `fork` takes every lock
+//! that leakcheck's code may take in a child before the real `fork`, and releases them in both
+//! processes; in the child it first resets the registries to what exists there (only the calling
+//! thread, no children), as glibc does for its allocator.
+//!
+//! Every lock held here is a leaf (nothing else of leakcheck's is locked while it is held), so
+//! taking them in any order cannot deadlock with another thread. Locks that are not leaves (the
+//! stack-capture protocol's, the symbol caches') are not held: a child that captures stacks or
+//! renders a report may wait on one of those (see the guide's limits).
+
+use super::{children, lineage};
+
+/// The locks held across a `fork`.
+pub(crate) struct Held {
+    lineage: lineage::ForkHold,
+    children: children::ForkHold,
+}
+
+/// Takes the locks, on the thread about to fork.
+pub(crate) fn hold() -> Held {
+    Held {
+        lineage: lineage::hold_for_fork(),
+        children: children::hold_for_fork(),
+    }
+}
+
+impl Held {
+    /// In the child: the registries reset to the calling thread alone, then the locks released.
+    pub(crate) fn in_child(self) {
+        self.children.in_child();
+        self.lineage.in_child();
+    }
+}
