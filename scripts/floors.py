@@ -5,7 +5,7 @@
 A scratch package outside the workspace depends on leakcheck by path (default features, as a
 user's `[dev-dependencies]` would), resolves a fresh lockfile, pins each dependency with
 `cargo update -p NAME --precise FLOOR`, and runs `cargo check`. It then repeats with
-`--cfg tokio_unstable` and tokio at that build's own floor (see the README's tokio table).
+`--cfg tokio_unstable` and tokio at that build's own floor (see the guide's supported versions, docs/guide/versions.md).
 Cargo's `-Z minimal-versions` is nightly-only, hence this. Needs crates.io; touches no lockfile
 of the repository. Usage: scripts/floors.py [TARGET_DIR]
 """

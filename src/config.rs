@@ -1,15 +1,6 @@
-//! Configuration read from the environment, once per process.
-//!
-//! | variable | values | default |
-//! |---|---|---|
-//! | `LEAKCHECK` | `on`, `off` | `on` |
-//! | `LEAKCHECK_SETTLE` | a duration: `500ms`, `2s`, `1.5s`, `2 seconds`, `1m` (humantime's format) | `2s` |
-//! | `LEAKCHECK_FULL_STACKS` | `1`/`true`/`on`, `0`/`false`/`off` | off |
-//! | `LEAKCHECK_STACKS` | `on`, `off` (capture of surviving threads' current stacks) | on |
-//! | `LEAKCHECK_JSON` | a file path: each leak verdict is appended as one JSON line | unset |
-//! | `LEAKCHECK_LINEAGE` | `on`, `off` (force the process-diff fallback, as on platforms without lineage) | `on` |
-//! | `LEAKCHECK_VERBOSE` | `1`/`true`/`on`: reports also list what ignore rules hid | off |
-//! | `LEAKCHECK_KILL_CHILDREN` | `on`, `off` (kill and reap leaked child processes after reporting them) | `on` |
+//! Configuration read from the environment, once per process: the `LEAKCHECK_*` variables, their
+//! values and defaults are documented in the guide's environment chapter
+//! ([`crate::_guide::environment`]).
 //!
 //! A malformed value is an error that names the variable and the valid forms; it fails the check
 //! that reads it (never silently falls back).

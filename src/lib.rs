@@ -41,6 +41,9 @@
 //! leakcheck::verify_none(); // fails if a thread this test started is still alive
 //! ```
 //!
+//! The [guide](crate::_guide) explains reports, every option and setting, the environment, child
+//! processes, zero-annotation runs, composition with other test attributes, and the limits.
+//!
 //! # How it works
 //!
 //! - **Threads.** leakcheck interposes `pthread_create` (Linux, glibc): every thread records which
@@ -128,6 +131,8 @@ mod project;
 #[doc(hidden)]
 #[path = "private.rs"]
 pub mod __private;
+
+pub mod _guide;
 
 pub use dump::{dump, Dump, DumpedChild, DumpedThread};
 pub use error::LeakError;

@@ -67,9 +67,10 @@ impl Default for Options {
 
 impl Options {
     /// Options with the defaults: the package's `[package.metadata.leakcheck]` settings (ignore
-    /// rules, `builtin_rules`, `settle`; see the README), the settle deadline from
-    /// `LEAKCHECK_SETTLE` (else the package's `settle`, else 2 s), the built-in ignore rules,
-    /// folded stacks. Builder calls add rules to the package's and override its settings.
+    /// rules, `builtin_rules`, `settle`; see the [guide](crate::_guide::options)), the settle
+    /// deadline from `LEAKCHECK_SETTLE` (else the package's `settle`, else 2 s), the built-in
+    /// ignore rules, folded stacks. Builder calls add rules to the package's and override its
+    /// settings.
     ///
     /// # Examples
     ///
@@ -226,7 +227,8 @@ impl Options {
         self
     }
 
-    /// Turns the built-in ignore rules on (the default) or off; see the README for the list.
+    /// Turns the built-in ignore rules on (the default) or off; the
+    /// [guide](crate::_guide::options#built-in-rules) lists them.
     ///
     /// # Examples
     ///

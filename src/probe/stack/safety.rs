@@ -1,7 +1,7 @@
 //! Whether a thread may be sent the capture signal, decided from `/proc` before sending it.
 //!
 //! Capture must change nothing that the check does not fail. Three hazards, each decided by an
-//! experiment (numbers in the notes of issue 10):
+//! experiment on the kernel's behaviour:
 //!
 //! - **Taking a signal the program waits for.** A thread that blocks every signal and collects
 //!   them with `sigtimedwait` receives a queued real-time signal as data; the handler never runs.
