@@ -221,7 +221,7 @@ fn spawn_site(location: &'static std::panic::Location<'static>) -> (Option<Strin
     };
     let at = format!(
         "{}:{}",
-        crate::model::frame::relative_path(location.file()),
+        crate::model::frame::location::relative_path(location.file()),
         location.line()
     );
     (name, SpawnSite { at, named_by })

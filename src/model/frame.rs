@@ -45,6 +45,12 @@ impl Frame {
 }
 
 /// Crates whose frames are folded as library frames.
+pub(crate) mod location;
+mod names;
+
+pub(crate) use location::{creation_chain, frame_text, short_location};
+pub(crate) use names::{base_name, clean_name, match_key, strip_hash, unwrap_inherent};
+
 const LIBRARY_CRATES: &[&str] = &[
     "std",
     "core",
@@ -240,224 +246,6 @@ const STD_CRATES: &[&str] = &[
     "unwind",
 ];
 
-/// Drops the macro's internal segments from a name (`my_test::__leakcheck_body::{{closure}}` →
-/// `my_test::{{closure}}`): the user wrote `my_test`, not leakcheck's inner function.
-pub(crate) fn clean_name(function: &str) -> String {
-    function.replace("::__leakcheck_body", "")
-}
-
-/// How many links a creation chain shows.
-const CHAIN_LINKS: usize = 4;
-
-/// `src/worker.rs:17 in app::Worker::start, called from tests/app.rs:12 in leaky_worker`: the
-/// spawn (the first frame of `frames`, caller first, that is not internal), then each user frame
-/// outward up to the test, one per function (a closure counts as its function).
-pub(crate) fn creation_chain(frames: &[Frame]) -> Option<String> {
-    let start = frames.iter().position(|frame| tier(frame) != Tier::Internal)?;
-    let mut links: Vec<&Frame> = vec![&frames[start]];
-    let mut seen: Vec<&str> = vec![base_name(&frames[start].key)];
-    let mut more = false;
-    for frame in &frames[start + 1..] {
-        if frame.library || seen.contains(&base_name(&frame.key)) {
-            continue;
-        }
-        if links.len() == CHAIN_LINKS {
-            more = true;
-            break;
-        }
-        seen.push(base_name(&frame.key));
-        links.push(frame);
-    }
-    let mut text = links
-        .iter()
-        .map(|frame| location_text(frame))
-        .collect::<Vec<_>>()
-        .join(", called from ");
-    if more {
-        text.push_str(", …");
-    }
-    Some(text)
-}
-
-/// A function's name without trailing `::{{closure}}` segments.
-pub(crate) fn base_name(function: &str) -> &str {
-    let mut name = function;
-    while let Some(outer) = name.strip_suffix("::{{closure}}") {
-        name = outer;
-    }
-    name
-}
-
-/// `tests/app.rs:12 in app::leaky_worker`, or for a dependency
-/// `src/lib.rs:375 in scheduled_thread_pool::Worker::start (scheduled-thread-pool 0.2.8)`.
-pub(crate) fn location_text(frame: &Frame) -> String {
-    let function = &frame.function;
-    match (shown_location(frame), dependency_of_tier(frame)) {
-        (Some(location), Some(krate)) => format!("{location} in {function} ({krate})"),
-        (None, Some(krate)) => format!("{function} ({krate})"),
-        (Some(location), None) => format!("{location} in {function}"),
-        (None, None) => function.clone(),
-    }
-}
-
-/// `app::Worker::start at src/worker.rs:17`, or for a dependency
-/// `scheduled_thread_pool::Worker::get_job (scheduled-thread-pool 0.2.8) at src/lib.rs:412`.
-pub(crate) fn frame_text(frame: &Frame) -> String {
-    let mut text = frame.function.clone();
-    if let Some(krate) = dependency_of_tier(frame) {
-        text = format!("{text} ({krate})");
-    }
-    if let Some(location) = shown_location(frame) {
-        text = format!("{text} at {location}");
-    }
-    text
-}
-
-/// The crate a library frame's source comes from, when cargo fetched it (a dependency, or a
-/// runtime's internals such as tokio's): shown with its version, its path relative to the crate.
-fn dependency_of_tier(frame: &Frame) -> Option<Crate> {
-    (tier(frame) != Tier::User)
-        .then(|| dependency_crate(frame))
-        .flatten()
-}
-
-/// A frame's location: relative to its crate's root for a dependency, else [`short_location`].
-fn shown_location(frame: &Frame) -> Option<String> {
-    if dependency_of_tier(frame).is_some() {
-        let file = frame.file.as_deref()?;
-        let root = file
-            .find("/registry/src/")
-            .map(|at| at + "/registry/src/".len())
-            .or_else(|| {
-                file.find("/git/checkouts/")
-                    .map(|at| at + "/git/checkouts/".len())
-            })?;
-        // `<index>/<crate>-<version>/src/lib.rs` or `<crate>-<hash>/<rev>/src/lib.rs`.
-        let inside = file[root..].splitn(3, '/').nth(2)?;
-        return Some(match frame.line {
-            Some(line) => format!("{inside}:{line}"),
-            None => inside.to_owned(),
-        });
-    }
-    short_location(frame)
-}
-
-/// `src/mailbox.rs:12`: the frame's file as [`relative_path`] shows it, and its line; `None`
-/// without a file.
-pub(crate) fn short_location(frame: &Frame) -> Option<String> {
-    let shown = relative_path(frame.file.as_deref()?);
-    Some(match frame.line {
-        Some(line) => format!("{shown}:{line}"),
-        None => shown,
-    })
-}
-
-/// `file` relative to the current directory, the package or the workspace root when it lies
-/// under one of them, else as given.
-pub(crate) fn relative_path(file: &str) -> String {
-    let path = Path::new(file);
-    roots()
-        .iter()
-        .filter_map(|root| path.strip_prefix(root).ok())
-        .find(|relative| !relative.as_os_str().is_empty())
-        .map_or_else(|| file.to_owned(), |relative| relative.display().to_string())
-}
-
-/// A function's name in the one form every name rule matches (the hints, the idioms, the built-in
-/// rules and the user's ignore rules), whichever symbol mangling the build used.
-///
-/// Legacy mangling, rustc's default, demangles to `std::sync::mpmc::zero::Channel<T>::send::{{closure}}`;
-/// v0 (`-C symbol-mangling-version=v0`, and `-C instrument-coverage`, which `cargo llvm-cov` sets)
-/// to `<std::sync::mpmc::zero::Channel<u32>>::send::{closure#0}`. Both become
-/// `std::sync::mpmc::zero::Channel::send::{{closure}}`: generic arguments dropped (declared or
-/// concrete, and a function's `::<..>`), an inherent impl's `<Type>::` unwrapped, closures and
-/// shims written as legacy writes them (`{closure#0}` → `{{closure}}`, `{shim:vtable#0}` →
-/// `{{vtable.shim}}`). A trait impl keeps its `<Type as Trait>::` form.
-pub(crate) fn match_key(name: &str) -> String {
-    let mut key = String::with_capacity(name.len());
-    let mut rest = name;
-    while let Some(c) = rest.chars().next() {
-        let follows_path = key.ends_with("::")
-            || key
-                .chars()
-                .next_back()
-                .is_some_and(|last| last.is_alphanumeric() || last == '_' || last == '}');
-        if c == '<' && follows_path {
-            // Generic arguments, or a function's turbofish: dropped, with the turbofish's `::`.
-            rest = &rest[angle_group_len(rest)..];
-            if key.ends_with("::") {
-                key.truncate(key.len() - 2);
-            }
-        } else if let Some(legacy) = rest.strip_prefix("{{") {
-            let end = legacy.find("}}").map_or(legacy.len(), |end| end + 2);
-            key.push_str("{{");
-            key.push_str(&legacy[..end]);
-            rest = &legacy[end..];
-        } else if let Some((inner, after)) = rest.strip_prefix('{').and_then(|v0| v0.split_once('}')) {
-            // `{closure#0}`, `{shim:vtable#0}`: the kind, without the disambiguator.
-            let kind = inner.split('#').next().unwrap_or(inner);
-            match kind.split_once(':') {
-                Some((namespace, detail)) => {
-                    // Legacy appends a shim to its function's name: `call_once{{vtable.shim}}`.
-                    if namespace == "shim" && key.ends_with("::") {
-                        key.truncate(key.len() - 2);
-                    }
-                    key.push_str(&format!("{{{{{detail}.{namespace}}}}}"));
-                }
-                None => key.push_str(&format!("{{{{{kind}}}}}")),
-            }
-            rest = after;
-        } else {
-            key.push(c);
-            rest = &rest[c.len_utf8()..];
-        }
-    }
-    unwrap_inherent(key)
-}
-
-/// `<app::Worker<u8>>::start` → `app::Worker<u8>::start`: v0 demangling brackets the type of an
-/// inherent impl, where legacy writes the path plainly; a trait impl's `<T as Trait>::` stays.
-fn unwrap_inherent(name: String) -> String {
-    if !name.starts_with('<') {
-        return name;
-    }
-    let end = angle_group_len(&name);
-    let inner = &name[1..end.saturating_sub(1)];
-    if inner.contains(" as ") || !name[end..].starts_with("::") {
-        return name;
-    }
-    format!("{inner}{}", &name[end..])
-}
-
-/// The length of the `<...>` group `text` starts with, through its matching `>` (a `->` inside,
-/// as in `dyn Fn() -> u32`, is no bracket); all of `text` if it never closes.
-fn angle_group_len(text: &str) -> usize {
-    let mut depth = 0usize;
-    let mut previous = '\0';
-    for (at, c) in text.char_indices() {
-        match c {
-            '<' => depth += 1,
-            '>' if previous != '-' => {
-                depth -= 1;
-                if depth == 0 {
-                    return at + 1;
-                }
-            }
-            _ => {}
-        }
-        previous = c;
-    }
-    text.len()
-}
-
-/// Drops a `::h0123456789abcdef` suffix left by a symbol the demangler did not understand.
-pub(crate) fn strip_hash(function: &str) -> &str {
-    match function.rsplit_once("::h") {
-        Some((path, hash)) if hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit()) => path,
-        _ => function,
-    }
-}
-
 /// Whether a frame is library code, from its file when it tells, else from its crate; a symbol
 /// without a crate path (C code) is library when it has no file.
 fn is_library(function: &str, file: Option<&str>) -> bool {
@@ -541,10 +329,10 @@ fn roots() -> &'static [PathBuf] {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn frame(function: &str, file: Option<&str>, line: Option<u32>) -> Frame {
+    pub(super) fn frame(function: &str, file: Option<&str>, line: Option<u32>) -> Frame {
         Frame::new(function.to_owned(), file.map(str::to_owned), line)
     }
 
@@ -618,60 +406,6 @@ mod tests {
         }
     }
 
-    /// Legacy and v0 demanglings of one function give one key; what is not a generic argument list
-    /// (a trait impl's `<Type as Trait>`, `->` in a `dyn Fn`) is kept.
-    #[test]
-    fn match_keys_are_mangling_free() {
-        let same = [
-            (
-                "std::sync::mpmc::zero::Channel<T>::send::{{closure}}",
-                "<std::sync::mpmc::zero::Channel<u32>>::send::{closure#0}",
-                "std::sync::mpmc::zero::Channel::send::{{closure}}",
-            ),
-            (
-                "tokio::runtime::blocking::pool::Inner::run",
-                "<tokio::runtime::blocking::pool::Inner>::run",
-                "tokio::runtime::blocking::pool::Inner::run",
-            ),
-            (
-                "<alloc::boxed::Box<F,A> as core::ops::function::FnOnce<Args>>::call_once",
-                "<alloc::boxed::Box<dyn core::ops::function::FnOnce<(), Output = ()> + core::marker::Send> as core::ops::function::FnOnce<()>>::call_once",
-                "<alloc::boxed::Box as core::ops::function::FnOnce>::call_once",
-            ),
-            (
-                "std::sys::backtrace::__rust_begin_short_backtrace",
-                "std::sys::backtrace::__rust_begin_short_backtrace::<app::main::{closure#0}, ()>",
-                "std::sys::backtrace::__rust_begin_short_backtrace",
-            ),
-            (
-                "<F as core::ops::function::FnOnce<()>>::call_once{{vtable.shim}}",
-                "<F as core::ops::function::FnOnce<()>>::call_once::{shim:vtable#0}",
-                "<F as core::ops::function::FnOnce>::call_once{{vtable.shim}}",
-            ),
-            (
-                "core::ptr::drop_in_place<alloc::boxed::Box<dyn core::ops::function::Fn() -> u32>>",
-                "core::ptr::drop_in_place::<alloc::boxed::Box<dyn core::ops::function::Fn() -> u32>>",
-                "core::ptr::drop_in_place",
-            ),
-            ("app::worker::{{closure}}::{{closure}}", "app::worker::{closure#0}::{closure#1}", "app::worker::{{closure}}::{{closure}}"),
-        ];
-        for (legacy, v0, key) in same {
-            assert_eq!(match_key(legacy), key, "{legacy}");
-            assert_eq!(match_key(v0), key, "{v0}");
-        }
-        assert_eq!(match_key("app::main"), "app::main");
-        assert_eq!(match_key("0x1234"), "0x1234");
-        assert_eq!(match_key("libc.so.6+0x891f4"), "libc.so.6+0x891f4");
-        assert_eq!(
-            match_key("<&mut I as core::iter::traits::iterator::Iterator>::next"),
-            "<&mut I as core::iter::traits::iterator::Iterator>::next"
-        );
-        // Unclosed brackets (a name cut short) end the key, never panic.
-        assert_eq!(match_key("app::Pool<T"), "app::Pool");
-        assert_eq!(match_key("<app::Pool"), "<app::Pool");
-        assert_eq!(match_key("app::{closure"), "app::{closure");
-    }
-
     /// A v0 name is classified as its legacy twin is: std's generic code instantiated in the
     /// user's crate is library, the user's inherent methods are not.
     #[test]
@@ -694,33 +428,6 @@ mod tests {
         assert_eq!(user.function, "app::Worker<u8>::run::{closure#0}");
         let boxed = "<alloc::boxed::Box<F> as core::ops::function::FnOnce<()>>::call_once";
         assert_eq!(frame(boxed, None, None).function, boxed);
-    }
-
-    /// Hash suffixes go, closures and generic arguments stay.
-    #[test]
-    fn strips_hashes_only() {
-        assert_eq!(strip_hash("app::main::h0123456789abcdef"), "app::main");
-        assert_eq!(
-            strip_hash("app::main::{{closure}}::h0123456789abcdef"),
-            "app::main::{{closure}}"
-        );
-        assert_eq!(strip_hash("app::hello"), "app::hello");
-        assert_eq!(strip_hash("app::hash::hx"), "app::hash::hx");
-    }
-
-    /// Locations are shown relative to the current directory, else as recorded.
-    #[test]
-    fn short_locations() {
-        let here = std::env::current_dir().unwrap();
-        let inside = here.join("src/mailbox.rs").display().to_string();
-        assert_eq!(
-            short_location(&frame("app::f", Some(&inside), Some(12))).as_deref(),
-            Some("src/mailbox.rs:12")
-        );
-        let outside = frame("app::f", Some("/elsewhere/lib.rs"), None);
-        assert_eq!(short_location(&outside).as_deref(), Some("/elsewhere/lib.rs"));
-        assert_eq!(short_location(&frame("app::f", None, Some(3))), None);
-        assert_eq!(relative_path(&inside), "src/mailbox.rs");
     }
 
     /// `first_user_frame` skips library frames.
@@ -776,26 +483,5 @@ mod tests {
             frame_text(&pool),
             "scheduled_thread_pool::Worker::get_job (scheduled-thread-pool 0.2.8) at src/lib.rs:412"
         );
-    }
-
-    /// A creation chain starts at the spawn and lists each user function once, out to the test.
-    #[test]
-    fn creation_chain_lists_user_frames() {
-        let frames = [
-            frame("app::Worker::start", Some("/work/app/src/worker.rs"), Some(17)),
-            frame("std::thread::Builder::spawn", None, None),
-            frame(
-                "app::leaky_worker::{{closure}}",
-                Some("/work/app/tests/app.rs"),
-                Some(12),
-            ),
-            frame("app::leaky_worker", Some("/work/app/tests/app.rs"), Some(10)),
-        ];
-        assert_eq!(
-            creation_chain(&frames).unwrap(),
-            "/work/app/src/worker.rs:17 in app::Worker::start, called from /work/app/tests/app.rs:12 in \
-             app::leaky_worker::{{closure}}"
-        );
-        assert_eq!(clean_name("t::__leakcheck_body::{{closure}}"), "t::{{closure}}");
     }
 }
