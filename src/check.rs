@@ -1,9 +1,11 @@
 //! The check: settle on the cheap look, then describe what is left once, apply the rules, and
 //! turn the findings into a verdict.
 //!
-//! The path of one check: a front end (the attribute, `verify_none*`, `check_binary!`) builds a
-//! [`threads::Scope`] (and, in async code, a [`tasks::TaskScope`]), then calls [`check_threads`]
-//! (and [`tasks::find`]): [`settle::settle`] repeats [`threads::candidates`], a registry lookup
+//! The path of one check: a front end (the attribute, `verify_none*`, `check_binary!`) resolves
+//! its [`Settings`] once (`Options::settings`), builds a [`threads::Scope`] (and, in async code, a
+//! [`tasks::TaskScope`]), then calls [`check_threads`] (and [`tasks::find`]) with both; every
+//! function below reads the settle deadline, verbosity and report detail from that one value.
+//! [`settle::settle`] repeats [`threads::candidates`], a registry lookup
 //! that costs nothing on a clean pass, until it is empty or the deadline passes; only then are
 //! the survivors described (kernel state, stack capture, symbols), filtered by the rules and
 //! rendered into a [`Report`]. [`merge`] joins the thread and task sides into one verdict.

@@ -59,7 +59,8 @@ impl Options {
     /// Options with the defaults: the package's `[package.metadata.leakcheck]` settings (ignore
     /// rules, `builtin_rules`, `settle`; see the README), the settle deadline from
     /// `LEAKCHECK_SETTLE` (else the package's `settle`, else 2 s), the built-in ignore rules,
-    /// folded stacks. Builder calls add rules to the package's and override its settings.
+    /// folded stacks. Builder calls add rules to the package's and override its settings and the
+    /// environment's (each check lays them over those once, when it starts).
     ///
     /// # Examples
     ///
