@@ -30,7 +30,7 @@ use crate::rules::Rule;
 
 /// The default settle deadline: long enough for a thread that is finishing on a loaded 2-core CI
 /// machine, paid in full only by a test that really leaks.
-pub(crate) const DEFAULT_SETTLE: Duration = Duration::from_secs(2);
+const DEFAULT_SETTLE: Duration = Duration::from_secs(2);
 
 /// How one check behaves. The process's base is [`Config::settings`]; a check overrides it once
 /// with its own options and hands the result down.
