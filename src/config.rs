@@ -26,7 +26,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 pub(crate) use crate::model::duration::parse as parse_duration;
-use crate::rules::Rule;
+use crate::model::IgnoreKind;
 
 /// The default settle deadline: long enough for a thread that is finishing on a loaded 2-core CI
 /// machine, paid in full only by a test that really leaks.
@@ -59,8 +59,8 @@ pub(crate) struct Config {
     pub(crate) lineage: bool,
     /// The base of every check: defaults, then the project's, then the environment's.
     pub(crate) settings: Settings,
-    /// The project's ignore rules, which every `Options::new()` starts from.
-    pub(crate) rules: Vec<Rule>,
+    /// The project's ignore rules (kind, pattern), which every `Options::new()` starts from.
+    pub(crate) ignores: Vec<(IgnoreKind, String)>,
 }
 
 /// The process's configuration, or the first malformed variable or project setting.
@@ -103,13 +103,7 @@ fn read() -> Result<Config, String> {
             kill_children,
             builtin_rules: project.and_then(|project| project.builtin_rules).unwrap_or(true),
         },
-        rules: project.map_or_else(Vec::new, |project| {
-            project
-                .ignores
-                .iter()
-                .map(|(kind, pattern)| Rule::new(*kind, pattern))
-                .collect()
-        }),
+        ignores: project.map_or_else(Vec::new, |project| project.ignores.clone()),
     })
 }
 

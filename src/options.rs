@@ -69,7 +69,13 @@ impl Options {
     /// ```
     pub fn new() -> Self {
         // The project's rules; a malformed table fails the check (in `Options::settings`).
-        let rules = config::get().map_or_else(|_| Vec::new(), |config| config.rules.clone());
+        let rules = config::get().map_or_else(
+            |_| Vec::new(),
+            |config| {
+                let ignores = config.ignores.iter();
+                ignores.map(|(kind, pattern)| Rule::new(*kind, pattern)).collect()
+            },
+        );
         Options {
             settle: None,
             rules,

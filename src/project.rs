@@ -15,7 +15,8 @@
 //!
 //! Cargo (and cargo-nextest) set `CARGO_MANIFEST_DIR` to the package's directory when they run
 //! its test binaries, so every `#[leak_test]`, `verify_none*` and `check_binary!` in the package's
-//! tests starts from these settings through [`crate::Options::new`]. A test binary run by hand
+//! tests starts from these settings: its scalar ones through the process's base settings
+//! ([`crate::config`]), its ignore rules through [`crate::Options::new`]. A test binary run by hand
 //! without that variable has no project settings. A malformed table is an error naming the file
 //! and the key; it fails every check in the process (never silently ignored).
 
