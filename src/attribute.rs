@@ -24,6 +24,7 @@ use crate::check::merge;
 use crate::check::tasks::{self, TaskFindings, TaskScope};
 use crate::check::threads::{self, Scope};
 use crate::check::{check_threads, merge_children};
+use crate::config::Settings;
 use crate::context::{self, Context};
 use crate::error::LeakError;
 #[cfg(feature = "tokio")]
@@ -97,8 +98,8 @@ pub(crate) fn run_sync_should_panic(test: &'static Test, options: Options, body:
 fn checked_sync(test: &'static Test, options: Options, body: &mut dyn FnMut()) -> Ran {
     once::record(test);
     let options = options.at(panic::Location::caller());
-    let (settle, verbose) = match options.settle_and_verbose() {
-        Ok(Some(plan)) => plan,
+    let settings = match options.settings() {
+        Ok(Some(settings)) => settings,
         Ok(None) => {
             body();
             return Ran::Unchecked;
@@ -118,7 +119,7 @@ fn checked_sync(test: &'static Test, options: Options, body: &mut dyn FnMut()) -
     // `verify_none()` reads it), and a look after it that finds nothing is a clean pass; the
     // scopes are made only if that look finds something. (A verbose check always settles, and
     // so does every check under nextest's process per test: see `threads::clean_in_one_look`.)
-    if !verbose && threads::clean_in_one_look() {
+    if !settings.verbose && threads::clean_in_one_look() {
         let root = lineage::current();
         if root.owns_nothing() {
             let outcome = context::installed(&context, || panic::catch_unwind(AssertUnwindSafe(&mut *body)));
@@ -127,7 +128,7 @@ fn checked_sync(test: &'static Test, options: Options, body: &mut dyn FnMut()) -
             }
             let scope = Scope::owned_nothing_at_entry(root.clone());
             let child_scope = ChildScope::owned_nothing_at_entry(root);
-            let verdict = settled_sync(test.name, &scope, &child_scope, &context.options, settle);
+            let verdict = settled_sync(test.name, &scope, &child_scope, &context.options, &settings);
             return Ran::Checked(outcome, verdict);
         }
     }
@@ -146,12 +147,12 @@ fn checked_sync(test: &'static Test, options: Options, body: &mut dyn FnMut()) -
     } = context;
     scope.baseline = baseline;
     // A clean pass in one look, as the settled checks would conclude on their first look.
-    if !verbose && scope.nothing_alive() && child_scope.nothing_alive() {
+    if !settings.verbose && scope.nothing_alive() && child_scope.nothing_alive() {
         return Ran::Checked(outcome, Ok(()));
     }
     Ran::Checked(
         outcome,
-        settled_sync(test.name, &scope, &child_scope, &options, settle),
+        settled_sync(test.name, &scope, &child_scope, &options, &settings),
     )
 }
 
@@ -162,13 +163,13 @@ fn settled_sync(
     scope: &Scope,
     child_scope: &ChildScope,
     options: &Options,
-    settle: std::time::Duration,
+    settings: &Settings,
 ) -> Result<(), LeakError> {
     let name = test_name(test);
     let checked = Instant::now();
-    let verdict = check_threads(scope, options, settle, &name);
-    let found = children::find(child_scope, options, settle, checked);
-    merge_children(verdict, found, options, settle, &name)
+    let verdict = check_threads(scope, options, settings, &name);
+    let found = children::find(child_scope, options, settings, checked);
+    merge_children(verdict, found, options, settings, &name)
 }
 
 /// A configuration error (a malformed `LEAKCHECK*` variable) fails the test that met it.
@@ -229,8 +230,8 @@ fn checked_async(
     once::record(test);
     let test = test.name;
     let options = options.at(panic::Location::caller());
-    let settle = match options.settle_or_off() {
-        Ok(settle) => settle,
+    let settings = match options.settings() {
+        Ok(settings) => settings,
         Err(error) => misconfigured(error),
     };
     let root = lineage::current_named();
@@ -241,7 +242,7 @@ fn checked_async(
         Ok(built) => built,
         Err(error) => panic!("leakcheck: failed to build the test's tokio runtime: {error}"),
     };
-    let Some(settle) = settle else {
+    let Some(settings) = settings else {
         runtime.block_on(body);
         probe::tasks::forget_runtime(&runtime);
         return Ran::Unchecked;
@@ -260,7 +261,7 @@ fn checked_async(
             let outcome = AssertUnwindSafe(body).catch_unwind().await;
             let checked = Instant::now();
             let tasks = match TaskScope::unentered() {
-                Some(scope) => tasks::find(&scope, &options, settle).await,
+                Some(scope) => tasks::find(&scope, &options, &settings).await,
                 None => TaskFindings::default(),
             };
             (outcome, tasks, checked)
@@ -269,13 +270,16 @@ fn checked_async(
     probe::tasks::forget_runtime(&runtime);
     // Plain drop would wait forever for a `spawn_blocking` closure that never returns; that
     // thread is reported by the thread check below instead.
-    runtime.shutdown_timeout(settle);
+    runtime.shutdown_timeout(settings.settle);
     scope.runtime_threads = None;
     let name = test_name(test);
-    let threads = check_threads(&scope, &options, settle, &name);
-    let verdict = merge(threads, tasks, &options, settle, &name);
-    let found = children::find(&child_scope, &options, settle, checked);
-    Ran::Checked(outcome, merge_children(verdict, found, &options, settle, &name))
+    let threads = check_threads(&scope, &options, &settings, &name);
+    let verdict = merge(threads, tasks, &options, &settings, &name);
+    let found = children::find(&child_scope, &options, &settings, checked);
+    Ran::Checked(
+        outcome,
+        merge_children(verdict, found, &options, &settings, &name),
+    )
 }
 
 /// libtest's full name for the running test (its thread's name), else the function's name. A

@@ -66,8 +66,8 @@ extern "C" fn at_exit(status: libc::c_int, _: *mut libc::c_void) {
 
 /// The report of threads started by tests that are still alive, if any.
 pub(crate) fn check(options: &Options) -> Result<Option<Report>, String> {
-    let settle = match options.settle_or_off() {
-        Ok(Some(settle)) => settle,
+    let settings = match options.settings() {
+        Ok(Some(settings)) => settings,
         Ok(None) => return Ok(None),
         Err(error) => return Err(error.to_string()),
     };
@@ -94,7 +94,7 @@ pub(crate) fn check(options: &Options) -> Result<Option<Report>, String> {
             .collect()
     };
     let mut samples = crate::check::wait::WaitSamples::default();
-    let candidates = settle::settle(settle, || {
+    let candidates = settle::settle(settings.settle, || {
         let candidates = look();
         samples.record(candidates.iter().filter_map(Candidate::tid));
         candidates
@@ -103,11 +103,11 @@ pub(crate) fn check(options: &Options) -> Result<Option<Report>, String> {
     let (mut survivors, hidden) = if candidates.is_empty() {
         Default::default()
     } else {
-        threads::describe(&candidates, options, &samples, Policy::Transparent)
+        threads::describe(&candidates, options, &settings, &samples, Policy::Transparent)
     };
     let still_alive = look();
     survivors.retain(|survivor| still_alive.iter().any(|c| c.tid() == Some(survivor.id as i32)));
-    let processes = children::find_started_by_tests(options, settle);
+    let processes = children::find_started_by_tests(options, &settings);
     if survivors.is_empty() && processes.survivors.is_empty() {
         return Ok(None);
     }
@@ -119,7 +119,7 @@ pub(crate) fn check(options: &Options) -> Result<Option<Report>, String> {
             }
         }
     }
-    let mut report = options.report("the test binary", settle);
+    let mut report = crate::check::report("the test binary", options, &settings);
     report.name_tests = true;
     report.survivors = survivors;
     report.survivors.extend(processes.survivors);

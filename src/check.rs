@@ -1,9 +1,11 @@
 //! The check: settle on the cheap look, then describe what is left once, apply the rules, and
 //! turn the findings into a verdict.
 //!
-//! The path of one check: a front end (the attribute, `verify_none*`, `check_binary!`) builds a
-//! [`threads::Scope`] (and, in async code, a [`tasks::TaskScope`]), then calls [`check_threads`]
-//! (and [`tasks::find`]): [`settle::settle`] repeats [`threads::candidates`], a registry lookup
+//! The path of one check: a front end (the attribute, `verify_none*`, `check_binary!`) resolves
+//! its [`Settings`] once (`Options::settings`), builds a [`threads::Scope`] (and, in async code, a
+//! [`tasks::TaskScope`]), then calls [`check_threads`] (and [`tasks::find`]) with both; every
+//! function below reads the settle deadline, verbosity and report detail from that one value.
+//! [`settle::settle`] repeats [`threads::candidates`], a registry lookup
 //! that costs nothing on a clean pass, until it is empty or the deadline passes; only then are
 //! the survivors described (kernel state, stack capture, symbols), filtered by the rules and
 //! rendered into a [`Report`]. [`merge`] joins the thread and task sides into one verdict.
@@ -17,9 +19,7 @@ pub(crate) mod threads;
 pub(crate) mod untracked;
 pub(crate) mod wait;
 
-use std::time::Duration;
-
-use crate::config;
+use crate::config::Settings;
 use crate::error::LeakError;
 use crate::model::Hidden;
 use crate::options::Options;
@@ -29,81 +29,15 @@ use tasks::TaskFindings;
 use threads::Scope;
 use wait::WaitSamples;
 
-impl Options {
-    /// The settle deadline, or `None` when `LEAKCHECK=off`.
-    pub(crate) fn settle_or_off(&self) -> Result<Option<Duration>, LeakError> {
-        Ok(self.settle_and_verbose()?.map(|(settle, _)| settle))
-    }
-
-    /// The settle deadline and [`is_verbose`](Self::is_verbose) from one read of the
-    /// configuration (what every `#[leak_test]` asks), or `None` when `LEAKCHECK=off`.
-    pub(crate) fn settle_and_verbose(&self) -> Result<Option<(Duration, bool)>, LeakError> {
-        use std::sync::atomic::{AtomicU64, Ordering};
-        /// The configuration's part of the answer, packed once it was read without error (it
-        /// never changes): `KNOWN`, `ENABLED`, `VERBOSE` and the settle deadline in nanoseconds.
-        static PLAN: AtomicU64 = AtomicU64::new(0);
-        const KNOWN: u64 = 1 << 63;
-        const ENABLED: u64 = 1 << 62;
-        const VERBOSE: u64 = 1 << 61;
-        const NANOS: u64 = (1 << 60) - 1;
-        let mut plan = PLAN.load(Ordering::Relaxed);
-        if plan & KNOWN == 0 {
-            let config = config::get().map_err(LeakError::config)?;
-            if let Some(message) = config::stacks_env_error() {
-                return Err(LeakError::config(message));
-            }
-            let nanos = u64::try_from(config.settle.as_nanos())
-                .unwrap_or(NANOS)
-                .min(NANOS);
-            plan = KNOWN
-                | if config.enabled { ENABLED } else { 0 }
-                | if config.verbose { VERBOSE } else { 0 }
-                | nanos;
-            PLAN.store(plan, Ordering::Relaxed);
-        }
-        if plan & ENABLED == 0 {
-            config::say_disabled_once();
-            return Ok(None);
-        }
-        Ok(Some((
-            self.settle.unwrap_or(Duration::from_nanos(plan & NANOS)),
-            self.verbose.unwrap_or(plan & VERBOSE != 0),
-        )))
-    }
-
-    /// The settle deadline these options give (for reports; ignores `LEAKCHECK=off`).
-    pub(crate) fn settle_or_default(&self) -> Duration {
-        self.settle
-            .or(config::get().ok().map(|config| config.settle))
-            .unwrap_or(config::DEFAULT_SETTLE)
-    }
-
-    /// Whether reports list what rules hid.
-    pub(crate) fn is_verbose(&self) -> bool {
-        self.verbose
-            .or(config::get().ok().map(|c| c.verbose))
-            .unwrap_or(false)
-    }
-
-    /// These options, remembering where the check was asked for.
-    pub(crate) fn at(mut self, location: &'static std::panic::Location<'static>) -> Self {
-        self.location = Some(location);
-        self
-    }
-
-    pub(crate) fn report(&self, test: &str, settle: Duration) -> Report {
-        let config = config::get().ok();
-        Report {
-            test: test.to_string(),
-            location: self.location.map(|l| (l.file().to_string(), l.line())),
-            settle,
-            full_stacks: self
-                .full_stacks
-                .or(config.map(|c| c.full_stacks))
-                .unwrap_or(false),
-            verbose: self.is_verbose(),
-            ..Report::default()
-        }
+/// An empty report of this check, with the settings it ran with.
+pub(crate) fn report(test: &str, options: &Options, settings: &Settings) -> Report {
+    Report {
+        test: test.to_string(),
+        location: options.location.map(|l| (l.file().to_string(), l.line())),
+        settle: settings.settle,
+        full_stacks: settings.full_stacks,
+        verbose: settings.verbose,
+        ..Report::default()
     }
 }
 
@@ -112,20 +46,21 @@ impl Options {
 pub(crate) fn check_threads(
     scope: &Scope,
     options: &Options,
-    settle: Duration,
+    settings: &Settings,
     test: &str,
 ) -> Result<(), LeakError> {
     let mut samples = WaitSamples::default();
-    let candidates = settle::settle(settle, || {
+    let candidates = settle::settle(settings.settle, || {
         sampled(unhidden_candidates(scope, options), &mut samples)
     });
-    if candidates.is_empty() && !options.is_verbose() {
+    if candidates.is_empty() && !settings.verbose {
         return Ok(());
     }
     // Describe everything still alive, so a verbose report can list what the rules hid.
     report_threads(
         scope,
         options,
+        settings,
         threads::candidates(scope, options),
         test,
         &samples,
@@ -137,20 +72,21 @@ pub(crate) fn check_threads(
 pub(crate) async fn check_threads_async(
     scope: &Scope,
     options: &Options,
-    settle: Duration,
+    settings: &Settings,
     test: &str,
 ) -> Result<(), LeakError> {
     let mut samples = WaitSamples::default();
-    let candidates = settle::settle_async(settle, || {
+    let candidates = settle::settle_async(settings.settle, || {
         sampled(unhidden_candidates(scope, options), &mut samples)
     })
     .await;
-    if candidates.is_empty() && !options.is_verbose() {
+    if candidates.is_empty() && !settings.verbose {
         return Ok(());
     }
     report_threads(
         scope,
         options,
+        settings,
         threads::candidates(scope, options),
         test,
         &samples,
@@ -180,6 +116,7 @@ pub(crate) fn unhidden_candidates(scope: &Scope, options: &Options) -> Vec<threa
 pub(crate) fn report_threads(
     scope: &Scope,
     options: &Options,
+    settings: &Settings,
     candidates: Vec<threads::Candidate>,
     test: &str,
     samples: &WaitSamples,
@@ -188,10 +125,10 @@ pub(crate) fn report_threads(
         return Ok(());
     }
     let (mut survivors, mut hidden) =
-        threads::describe(&candidates, options, samples, scope.capture_policy());
+        threads::describe(&candidates, options, settings, samples, scope.capture_policy());
     let still_alive = threads::candidates(scope, options);
     survivors.retain(|survivor| still_alive.iter().any(|c| c.tid() == Some(survivor.id as i32)));
-    if options.is_verbose() {
+    if settings.verbose {
         // What ownership did not count (singletons, work of shared pools), listed with why.
         let others = threads::not_owned(scope, options);
         let candidates: Vec<_> = others.iter().map(|(candidate, _)| candidate.clone()).collect();
@@ -199,6 +136,7 @@ pub(crate) fn report_threads(
         let (described, described_hidden) = threads::describe(
             &candidates,
             options,
+            settings,
             samples,
             crate::probe::stack::Policy::Transparent,
         );
@@ -214,7 +152,7 @@ pub(crate) fn report_threads(
             });
         }
     }
-    let mut report = options.report(test, options.settle_or_default());
+    let mut report = report(test, options, settings);
     report.survivors = survivors;
     report.hidden = hidden;
     report.notes.extend(scope.mode_note());
@@ -227,14 +165,14 @@ pub(crate) fn merge(
     threads: Result<(), LeakError>,
     tasks: TaskFindings,
     options: &Options,
-    settle: Duration,
+    settings: &Settings,
     test: &str,
 ) -> Result<(), LeakError> {
     if tasks.is_empty() {
         return threads;
     }
     let mut report = match threads {
-        Ok(()) => options.report(test, settle),
+        Ok(()) => report(test, options, settings),
         Err(LeakError {
             kind: crate::error::ErrorKind::Leak(report),
         }) => *report,
@@ -251,7 +189,7 @@ pub(crate) fn merge_children(
     verdict: Result<(), LeakError>,
     children: children::ChildFindings,
     options: &Options,
-    settle: Duration,
+    settings: &Settings,
     test: &str,
 ) -> Result<(), LeakError> {
     if children.survivors.is_empty() && children.hidden.is_empty() {
@@ -266,7 +204,7 @@ pub(crate) fn merge_children(
         };
     }
     let mut report = match verdict {
-        Ok(()) => options.report(test, settle),
+        Ok(()) => report(test, options, settings),
         Err(LeakError {
             kind: crate::error::ErrorKind::Leak(report),
         }) => *report,

@@ -1,6 +1,12 @@
-//! Configuration read from the environment, once per process: the `LEAKCHECK_*` variables, their
-//! values and defaults are documented in the guide's environment chapter
-//! ([`crate::_guide::environment`]).
+//! The process's settings: defaults, then the project's `[package.metadata.leakcheck]`
+//! ([`crate::project`]), then the environment, read once per process into one [`Config`].
+//!
+//! Its [`Settings`] are the base of every check: `Options::settings` overrides them with the
+//! check's own (attribute arguments, builder calls) once per check, and the resulting value is
+//! what the check, the settle loop and the report receive. Nothing below re-reads a setting.
+//!
+//! The `LEAKCHECK_*` variables, their values and defaults are documented in the guide's
+//! environment chapter ([`crate::_guide::environment`]).
 //!
 //! A malformed value is an error that names the variable and the valid forms; it fails the check
 //! that reads it (never silently falls back).
@@ -12,23 +18,44 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 pub(crate) use crate::model::duration::parse as parse_duration;
+use crate::model::IgnoreKind;
 
 /// The default settle deadline: long enough for a thread that is finishing on a loaded 2-core CI
 /// machine, paid in full only by a test that really leaks.
-pub(crate) const DEFAULT_SETTLE: Duration = Duration::from_secs(2);
+const DEFAULT_SETTLE: Duration = Duration::from_secs(2);
 
-#[derive(Debug, Clone)]
-pub(crate) struct Config {
-    pub(crate) enabled: bool,
+/// How one check behaves. The process's base is [`Config::settings`]; a check overrides it once
+/// with its own options and hands the result down.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Settings {
+    /// How long survivors get to finish before they are reported.
     pub(crate) settle: Duration,
-    pub(crate) full_stacks: bool,
-    pub(crate) json: Option<PathBuf>,
+    /// Reports also list what rules hid.
     pub(crate) verbose: bool,
-    pub(crate) lineage: bool,
+    /// Reports print whole stacks instead of folding library frames.
+    pub(crate) full_stacks: bool,
+    /// Surviving threads' current stacks are captured.
+    pub(crate) capture_stacks: bool,
+    /// Leaked child processes are killed and reaped after they are reported.
     pub(crate) kill_children: bool,
+    /// The built-in ignore rules apply.
+    pub(crate) builtin_rules: bool,
 }
 
-/// The process's configuration, or the first malformed variable.
+/// Everything read once per process.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    /// `LEAKCHECK`: checks run at all.
+    pub(crate) enabled: bool,
+    pub(crate) json: Option<PathBuf>,
+    pub(crate) lineage: bool,
+    /// The base of every check: defaults, then the project's, then the environment's.
+    pub(crate) settings: Settings,
+    /// The project's ignore rules (kind, pattern), which every `Options::new()` starts from.
+    pub(crate) ignores: Vec<(IgnoreKind, String)>,
+}
+
+/// The process's configuration, or the first malformed variable or project setting.
 pub(crate) fn get() -> Result<&'static Config, String> {
     static CONFIG: OnceLock<Result<Config, String>> = OnceLock::new();
     CONFIG.get_or_init(read).as_ref().map_err(Clone::clone)
@@ -36,36 +63,39 @@ pub(crate) fn get() -> Result<&'static Config, String> {
 
 fn read() -> Result<Config, String> {
     let project = crate::project::get()?;
+    let switch = |name: &str, default: bool| -> Result<bool, String> {
+        Ok(var(name)
+            .map(|value| parse_switch(name, &value))
+            .transpose()?
+            .unwrap_or(default))
+    };
+    // Read in this order, so that of several malformed variables the first is named.
+    let enabled = switch("LEAKCHECK", true)?;
+    let settle = var("LEAKCHECK_SETTLE")
+        .map(|value| {
+            parse_duration(&value)
+                .map_err(|why| format!("leakcheck: invalid `LEAKCHECK_SETTLE={value}`: {why}"))
+        })
+        .transpose()?
+        .or(project.and_then(|project| project.settle))
+        .unwrap_or(DEFAULT_SETTLE);
+    let full_stacks = switch("LEAKCHECK_FULL_STACKS", false)?;
+    let verbose = switch("LEAKCHECK_VERBOSE", false)?;
+    let lineage = switch("LEAKCHECK_LINEAGE", true)?;
+    let kill_children = switch("LEAKCHECK_KILL_CHILDREN", true)?;
     Ok(Config {
-        enabled: var("LEAKCHECK")
-            .map(|value| parse_switch("LEAKCHECK", &value))
-            .transpose()?
-            .unwrap_or(true),
-        settle: var("LEAKCHECK_SETTLE")
-            .map(|value| {
-                parse_duration(&value)
-                    .map_err(|why| format!("leakcheck: invalid `LEAKCHECK_SETTLE={value}`: {why}"))
-            })
-            .transpose()?
-            .or(project.and_then(|project| project.settle))
-            .unwrap_or(DEFAULT_SETTLE),
-        full_stacks: var("LEAKCHECK_FULL_STACKS")
-            .map(|value| parse_switch("LEAKCHECK_FULL_STACKS", &value))
-            .transpose()?
-            .unwrap_or(false),
+        enabled,
         json: var("LEAKCHECK_JSON").map(|path| resolve_json_path(PathBuf::from(path))),
-        verbose: var("LEAKCHECK_VERBOSE")
-            .map(|value| parse_switch("LEAKCHECK_VERBOSE", &value))
-            .transpose()?
-            .unwrap_or(false),
-        lineage: var("LEAKCHECK_LINEAGE")
-            .map(|value| parse_switch("LEAKCHECK_LINEAGE", &value))
-            .transpose()?
-            .unwrap_or(true),
-        kill_children: var("LEAKCHECK_KILL_CHILDREN")
-            .map(|value| parse_switch("LEAKCHECK_KILL_CHILDREN", &value))
-            .transpose()?
-            .unwrap_or(true),
+        lineage,
+        settings: Settings {
+            settle,
+            verbose,
+            full_stacks,
+            capture_stacks: stacks_enabled(),
+            kill_children,
+            builtin_rules: project.and_then(|project| project.builtin_rules).unwrap_or(true),
+        },
+        ignores: project.map_or_else(Vec::new, |project| project.ignores.clone()),
     })
 }
 

@@ -79,7 +79,7 @@
 //! | rules | `options`, `rules` | the `Options` builder and the ignore rules, built-in ones included |
 //! | report | `report` (text), `report/json`, `report/names`, `report/members`, `report/wait_text`, `report/hints` (+ `idioms`), `report/children`, `report/github`, `error` | rendering, grouping, rules to paste, CI annotations and cause-and-fix hints, reading the model (and the user's source at a line via `probe/source`: a `select!`'s branches, a task's name, a `recv` under a lock) |
 //! | probes | `probe/lineage` (+ `node`, `registry`, `interpose`), `probe/children` (+ `interpose`, `proc`), `probe/procfs`, `probe/stack` (`protocol`, `safety`, `handler`, `slots`, `unwinder`), `probe/symbols`, `probe/unwind` (+ `walk`), `probe/tasks`, `probe/startup`, `probe/source` (+ `tokens`, `chains`) | what the OS, tokio and the user's source tell; nothing of options or reports |
-//! | model | `model`, `model/frame`, `config`, `project` | plain data every layer shares; the environment's settings and the package's `[package.metadata.leakcheck]` |
+//! | model | `model`, `model/frame`, `config`, `project` | plain data every layer shares (the ignore kinds among it); the process's settings: defaults, the package's `[package.metadata.leakcheck]`, the environment |
 //!
 //! The path of one check, from attribute to verdict: the expansion of `#[leak_test]` calls
 //! `__private::run_sync` (`attribute::run_sync`). When the test's thread owns nothing yet (the
@@ -97,6 +97,14 @@
 //! verdict fails the test. An async test does the same for tasks first (`check::tasks`), inside
 //! its runtime. Child processes come last (`check::children::find`, settling on one lookup in
 //! `probe::children`), and `check::merge_children` adds them to the same report.
+//!
+//! Settings flow one way. `config` reads the defaults, the package's
+//! `[package.metadata.leakcheck]` (`project`) and the `LEAKCHECK_*` environment once per process
+//! into a base `config::Settings`; a check lays its own (attribute arguments, `Options` calls) over
+//! it once, in `Options::settings`, and passes the result down to `check::check_threads`, the
+//! settle loop and the report. The kinds of ignore rule are one table (`model::IgnoreKind`, in
+//! `macros/src/ignore_kinds.rs`, which both crates compile), from which the attribute's keys, the
+//! project's keys, the `Options` methods, the rules and the paste-ready rule text all derive.
 //!
 //! [goleak]: https://github.com/uber-go/goleak
 

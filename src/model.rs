@@ -1,11 +1,21 @@
 //! The plain data every layer shares: survivors and their kinds, stacks, kernel state and hints,
-//! and the runtime settings of an async test. No behaviour beyond small accessors; nothing here
-//! names another module of the crate but [`frame`].
+//! and the runtime settings of an async test, the kinds of ignore rule. No behaviour beyond small
+//! accessors; nothing here names another module of the crate but [`frame`].
 
 pub(crate) mod duration;
 pub(crate) mod frame;
+#[path = "../macros/src/ignore_kinds.rs"]
+mod ignore_kinds;
 
 pub(crate) use frame::Frame;
+pub(crate) use ignore_kinds::IgnoreKind;
+
+impl IgnoreKind {
+    /// The rule of this kind as an attribute argument, ready to paste: `ignore_thread = "pool-*"`.
+    pub(crate) fn argument(self, pattern: &str) -> String {
+        format!("{} = {pattern:?}", self.key())
+    }
+}
 
 /// Threads, tasks or child processes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]

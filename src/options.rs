@@ -1,13 +1,20 @@
-//! [`Options`]: what a check ignores and how long it waits.
+//! [`Options`]: what a check ignores and how long it waits, and the checks as its methods.
+//!
+//! Options hold a check's own settings, each unset until a builder call (or an attribute
+//! argument) sets it; [`Options::settings`] lays them over the process's base (defaults, project,
+//! environment: [`crate::config`]) once per check. Ignore rules add up instead: [`Options::new`]
+//! starts from the project's, and each `ignore_*` call adds one.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::config::{self, Settings};
+use crate::error::LeakError;
 #[cfg(feature = "tokio")]
 use crate::probe::tasks;
 use crate::probe::{children, lineage, procfs};
-use crate::rules::Rule;
+use crate::rules::{IgnoreKind, Rule};
 
 /// How a check behaves: settle deadline, ignore rules, report detail.
 ///
@@ -31,7 +38,7 @@ pub struct Options {
     pub(crate) settle: Option<Duration>,
     pub(crate) rules: Vec<Rule>,
     pub(crate) baseline: Option<Arc<Baseline>>,
-    pub(crate) builtin_rules: bool,
+    pub(crate) builtin_rules: Option<bool>,
     pub(crate) capture_stacks: Option<bool>,
     pub(crate) full_stacks: Option<bool>,
     pub(crate) verbose: Option<bool>,
@@ -39,23 +46,6 @@ pub struct Options {
     /// Where the check was asked for (the test's `#[leak_test]` line, or the `verify_none` call):
     /// the report's JSON line and GitHub annotation point there.
     pub(crate) location: Option<&'static std::panic::Location<'static>>,
-}
-
-impl Options {
-    /// No settings at all: not even the project's.
-    fn empty() -> Self {
-        Options {
-            settle: None,
-            rules: Vec::new(),
-            baseline: None,
-            builtin_rules: true,
-            capture_stacks: None,
-            full_stacks: None,
-            verbose: None,
-            kill_children: None,
-            location: None,
-        }
-    }
 }
 
 impl Default for Options {
@@ -69,8 +59,8 @@ impl Options {
     /// Options with the defaults: the package's `[package.metadata.leakcheck]` settings (ignore
     /// rules, `builtin_rules`, `settle`; see the [guide](crate::_guide::options)), the settle
     /// deadline from `LEAKCHECK_SETTLE` (else the package's `settle`, else 2 s), the built-in
-    /// ignore rules, folded stacks. Builder calls add rules to the package's and override its
-    /// settings.
+    /// ignore rules, folded stacks. Builder calls add rules to the package's and override its settings and the
+    /// environment's (each check lays them over those once, when it starts).
     ///
     /// # Examples
     ///
@@ -78,24 +68,25 @@ impl Options {
     /// leakcheck::Options::new().verify_none();
     /// ```
     pub fn new() -> Self {
-        let mut options = Self::empty();
-        // The package's `[package.metadata.leakcheck]` table; a malformed one fails the check
-        // (through `config::get`), so it is skipped here.
-        if let Ok(Some(project)) = crate::project::get() {
-            for (method, pattern) in &project.ignores {
-                options = match *method {
-                    "ignore_thread" => options.ignore_thread(pattern),
-                    "ignore_top_function" => options.ignore_top_function(pattern),
-                    "ignore_any_function" => options.ignore_any_function(pattern),
-                    "ignore_creator" => options.ignore_creator(pattern),
-                    _ => options.ignore_spawn_site(pattern),
-                };
-            }
-            if let Some(on) = project.builtin_rules {
-                options.builtin_rules = on;
-            }
+        // The project's rules; a malformed table fails the check (in `Options::settings`).
+        let rules = config::get().map_or_else(
+            |_| Vec::new(),
+            |config| {
+                let ignores = config.ignores.iter();
+                ignores.map(|(kind, pattern)| Rule::new(*kind, pattern)).collect()
+            },
+        );
+        Options {
+            settle: None,
+            rules,
+            baseline: None,
+            builtin_rules: None,
+            capture_stacks: None,
+            full_stacks: None,
+            verbose: None,
+            kill_children: None,
+            location: None,
         }
-        options
     }
 
     /// How long a check waits for survivors to finish before it reports them (the settle
@@ -121,9 +112,8 @@ impl Options {
     /// let options = leakcheck::Options::new().ignore_thread("pool-*");
     /// # options.verify_none();
     /// ```
-    pub fn ignore_thread(mut self, pattern: &str) -> Self {
-        self.rules.push(Rule::ThreadName(pattern.into()));
-        self
+    pub fn ignore_thread(self, pattern: &str) -> Self {
+        self.ignore(IgnoreKind::Thread, pattern)
     }
 
     /// Ignores threads stuck in `function`: the first frame of their current stack outside std,
@@ -136,9 +126,8 @@ impl Options {
     /// let options = leakcheck::Options::new().ignore_top_function("logger::run");
     /// # options.verify_none();
     /// ```
-    pub fn ignore_top_function(mut self, function: &str) -> Self {
-        self.rules.push(Rule::TopFunction(function.into()));
-        self
+    pub fn ignore_top_function(self, function: &str) -> Self {
+        self.ignore(IgnoreKind::TopFunction, function)
     }
 
     /// Ignores threads that have `function` anywhere in their current stack (std and library
@@ -150,9 +139,8 @@ impl Options {
     /// let options = leakcheck::Options::new().ignore_any_function("metrics::exporter::serve");
     /// # options.verify_none();
     /// ```
-    pub fn ignore_any_function(mut self, function: &str) -> Self {
-        self.rules.push(Rule::AnyFunction(function.into()));
-        self
+    pub fn ignore_any_function(self, function: &str) -> Self {
+        self.ignore(IgnoreKind::AnyFunction, function)
     }
 
     /// Ignores threads created by `creator`: a function in their creation backtrace
@@ -164,9 +152,8 @@ impl Options {
     /// let options = leakcheck::Options::new().ignore_creator("my_crate::pool::start");
     /// # options.verify_none();
     /// ```
-    pub fn ignore_creator(mut self, creator: &str) -> Self {
-        self.rules.push(Rule::Creator(creator.into()));
-        self
+    pub fn ignore_creator(self, creator: &str) -> Self {
+        self.ignore(IgnoreKind::Creator, creator)
     }
 
     /// Ignores tokio tasks spawned at `site` (`src/server.rs:88` or `src/server.rs`). Spawn sites
@@ -178,9 +165,8 @@ impl Options {
     /// let options = leakcheck::Options::new().ignore_spawn_site("src/server.rs:88");
     /// # options.verify_none();
     /// ```
-    pub fn ignore_spawn_site(mut self, site: &str) -> Self {
-        self.rules.push(Rule::SpawnSite(site.into()));
-        self
+    pub fn ignore_spawn_site(self, site: &str) -> Self {
+        self.ignore(IgnoreKind::SpawnSite, site)
     }
 
     /// Ignores child processes whose program name (`sleep`), `argv[0]` (`/usr/bin/sleep`) or whole
@@ -193,9 +179,8 @@ impl Options {
     /// let options = leakcheck::Options::new().ignore_process("my-test-server*");
     /// # options.verify_none();
     /// ```
-    pub fn ignore_process(mut self, pattern: &str) -> Self {
-        self.rules.push(Rule::ProcessName(pattern.into()));
-        self
+    pub fn ignore_process(self, pattern: &str) -> Self {
+        self.ignore(IgnoreKind::Process, pattern)
     }
 
     /// Whether a check kills (`SIGKILL`) and reaps the leaked child processes it reported, so a
@@ -237,7 +222,7 @@ impl Options {
     /// # options.verify_none();
     /// ```
     pub fn builtin_rules(mut self, on: bool) -> Self {
-        self.builtin_rules = on;
+        self.builtin_rules = Some(on);
         self
     }
 
@@ -282,6 +267,139 @@ impl Options {
     pub fn verbose(mut self, on: bool) -> Self {
         self.verbose = Some(on);
         self
+    }
+
+    /// Adds a rule of `kind`: what every `ignore_*` method does.
+    fn ignore(mut self, kind: IgnoreKind, pattern: &str) -> Self {
+        self.rules.push(Rule::new(kind, pattern));
+        self
+    }
+
+    /// These options, remembering where the check was asked for.
+    pub(crate) fn at(mut self, location: &'static std::panic::Location<'static>) -> Self {
+        self.location = Some(location);
+        self
+    }
+
+    /// The settings of one check: the process's base (defaults, project, environment) with these
+    /// options' own laid over it, or `None` when `LEAKCHECK=off`. Each check calls this once and
+    /// hands the value down.
+    pub(crate) fn settings(&self) -> Result<Option<Settings>, LeakError> {
+        let config = config::get().map_err(LeakError::config)?;
+        if let Some(message) = config::stacks_env_error() {
+            return Err(LeakError::config(message));
+        }
+        if !config.enabled {
+            config::say_disabled_once();
+            return Ok(None);
+        }
+        let base = config.settings;
+        Ok(Some(Settings {
+            settle: self.settle.unwrap_or(base.settle),
+            verbose: self.verbose.unwrap_or(base.verbose),
+            full_stacks: self.full_stacks.unwrap_or(base.full_stacks),
+            // `LEAKCHECK_STACKS=off` wins: the capture itself checks it too.
+            capture_stacks: self.capture_stacks.unwrap_or(true) && base.capture_stacks,
+            kill_children: self.kill_children.unwrap_or(base.kill_children),
+            builtin_rules: self.builtin_rules.unwrap_or(base.builtin_rules),
+        }))
+    }
+}
+
+/// The checks (front ends in `verify.rs`).
+impl Options {
+    /// Checks that every thread the calling thread started (directly or through threads it
+    /// started) has finished, and that no child process it (or those threads) started still
+    /// runs, waiting up to the settle deadline for those still finishing.
+    ///
+    /// Inside a `#[leak_test]`, threads alive at the test's entry are not counted.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let worker = std::thread::spawn(|| 40 + 2);
+    /// assert_eq!(worker.join().unwrap(), 42);
+    /// assert!(leakcheck::Options::new().find().is_ok());
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// A [`LeakError`] holding the report if threads survived the deadline, or naming a
+    /// malformed `LEAKCHECK_*` environment variable.
+    pub fn find(&self) -> Result<(), LeakError> {
+        crate::verify::find(self)
+    }
+
+    /// [`Options::find`] plus the current tokio runtime's tasks (not counting the calling task),
+    /// settling without blocking the runtime. Outside a runtime it checks threads only.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let task = tokio::spawn(async { 40 + 2 });
+    /// assert_eq!(task.await.unwrap(), 42);
+    /// assert!(leakcheck::Options::new().find_async().await.is_ok());
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Options::find`], for threads and tasks.
+    #[cfg(feature = "tokio")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+    pub async fn find_async(&self) -> Result<(), LeakError> {
+        crate::verify::find_async(self).await
+    }
+
+    /// Like [`Options::find`], but panics with the report.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| ());
+    /// });
+    /// leakcheck::Options::new().verify_none();
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// If threads survived the deadline (the message is the report), or an environment variable
+    /// is malformed.
+    #[track_caller]
+    pub fn verify_none(&self) {
+        if let Err(error) = self.clone().at(std::panic::Location::caller()).find() {
+            error.raise(std::panic::Location::caller());
+        }
+    }
+
+    /// Like [`Options::find_async`], but panics with the report.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// tokio::spawn(async {}).await.unwrap();
+    /// leakcheck::Options::new().verify_none_async().await;
+    /// # }
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// If threads or tasks survived the deadline, or an environment variable is malformed.
+    #[cfg(feature = "tokio")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+    #[track_caller]
+    pub fn verify_none_async(&self) -> impl std::future::Future<Output = ()> + '_ {
+        let location = std::panic::Location::caller();
+        async move {
+            if let Err(error) = self.clone().at(location).find_async().await {
+                error.raise(location);
+            }
+        }
     }
 }
 

@@ -9,12 +9,14 @@
 //! ignore_any_function = []
 //! ignore_creator = ["my_crate::pool::start"]
 //! ignore_spawn_site = ["src/pool.rs"]
+//! ignore_process = ["my-server*"]
 //! builtin_rules = true                   # `Options::builtin_rules`
 //! ```
 //!
 //! Cargo (and cargo-nextest) set `CARGO_MANIFEST_DIR` to the package's directory when they run
 //! its test binaries, so every `#[leak_test]`, `verify_none*` and `check_binary!` in the package's
-//! tests starts from these settings through [`crate::Options::new`]. A test binary run by hand
+//! tests starts from these settings: its scalar ones through the process's base settings
+//! ([`crate::config`]), its ignore rules through [`crate::Options::new`]. A test binary run by hand
 //! without that variable has no project settings. A malformed table is an error naming the file
 //! and the key; it fails every check in the process (never silently ignored).
 
@@ -22,16 +24,16 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-/// The keys of the table, in the order the docs list them.
-pub(crate) const KEYS: &[&str] = &[
-    "settle",
-    "ignore_thread",
-    "ignore_top_function",
-    "ignore_any_function",
-    "ignore_creator",
-    "ignore_spawn_site",
-    "builtin_rules",
-];
+use crate::model::IgnoreKind;
+
+/// The keys of the table, in the order the docs list them: `settle`, one per ignore kind,
+/// `builtin_rules`.
+fn keys() -> Vec<&'static str> {
+    let mut keys = vec!["settle"];
+    keys.extend(IgnoreKind::ALL.map(IgnoreKind::key));
+    keys.push("builtin_rules");
+    keys
+}
 
 /// The parsed table.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -39,8 +41,8 @@ pub(crate) struct Project {
     /// The `Cargo.toml` it came from.
     pub(crate) file: PathBuf,
     pub(crate) settle: Option<Duration>,
-    /// `(key, pattern)`, the key being the `Options` method of the same name.
-    pub(crate) ignores: Vec<(&'static str, String)>,
+    /// `(kind, pattern)`, in the order written.
+    pub(crate) ignores: Vec<(IgnoreKind, String)>,
     pub(crate) builtin_rules: Option<bool>,
 }
 
@@ -108,15 +110,19 @@ pub(crate) fn parse(file: &Path, text: &str) -> Result<Option<Project>, String> 
                 project.builtin_rules = Some(on);
             }
             name => {
-                let Some(method) = KEYS.iter().find(|k| **k == name && k.starts_with("ignore_")) else {
+                let Some(kind) = IgnoreKind::from_key(name) else {
+                    let keys = keys();
                     let mut why = String::from("unknown key");
-                    if let Some(near) = did_you_mean(name, KEYS) {
+                    if let Some(near) = did_you_mean(name, &keys) {
                         why.push_str(&format!("; did you mean `{near}`?"));
                     }
-                    why.push_str(&format!(" valid keys: {}", list(KEYS)));
+                    why.push_str(&format!(" valid keys: {}", list(&keys)));
                     return Err(error(key, &why));
                 };
-                let expected = "expected a string or an array of strings, like `[\"pool-*\"]`";
+                let expected = &format!(
+                    "expected a string or an array of strings, like `[{:?}]`",
+                    kind.example()
+                );
                 let patterns: Vec<String> = match value {
                     toml::Value::String(pattern) => vec![pattern.clone()],
                     toml::Value::Array(items) => items
@@ -128,7 +134,7 @@ pub(crate) fn parse(file: &Path, text: &str) -> Result<Option<Project>, String> 
                 };
                 project
                     .ignores
-                    .extend(patterns.into_iter().map(|pattern| (*method, pattern)));
+                    .extend(patterns.into_iter().map(|pattern| (kind, pattern)));
             }
         }
     }
@@ -185,7 +191,7 @@ mod tests {
     fn reads_every_key() {
         let project = parsed(
             "[package.metadata.leakcheck]\nsettle = \"1.5s\"\nignore_thread = [\"pool-*\", \"x\"]\n\
-             ignore_creator = \"app::start\"\nbuiltin_rules = false\n",
+             ignore_creator = \"app::start\"\nignore_process = \"app-server*\"\nbuiltin_rules = false\n",
         )
         .unwrap()
         .unwrap();
@@ -193,9 +199,10 @@ mod tests {
         assert_eq!(
             project.ignores,
             vec![
-                ("ignore_creator", "app::start".to_string()),
-                ("ignore_thread", "pool-*".to_string()),
-                ("ignore_thread", "x".to_string()),
+                (IgnoreKind::Creator, "app::start".to_string()),
+                (IgnoreKind::Process, "app-server*".to_string()),
+                (IgnoreKind::Thread, "pool-*".to_string()),
+                (IgnoreKind::Thread, "x".to_string()),
             ]
         );
         assert_eq!(project.builtin_rules, Some(false));

@@ -1,19 +1,19 @@
 //! Ignore rules: what a rule can look at ([`Subject`]), how each kind matches, and the built-in
 //! rules. Built on the model only; `Options` holds the rules a check applies.
+//!
+//! The kinds of rule are one table, [`IgnoreKind`] (in the model, shared with the macro crate):
+//! the attribute's arguments, the `[package.metadata.leakcheck]` keys, the `Options` methods,
+//! [`Rule`] and the paste-ready rule of a report all take their keys from it.
 
 use crate::model::frame;
 use crate::model::Frame;
+pub(crate) use crate::model::IgnoreKind;
 
-/// One reason not to report a survivor.
-#[derive(Clone, Debug)]
-pub(crate) enum Rule {
-    ThreadName(Box<str>),
-    TopFunction(Box<str>),
-    AnyFunction(Box<str>),
-    Creator(Box<str>),
-    SpawnSite(Box<str>),
-    /// Child processes by program name or command line (never matches a thread or task).
-    ProcessName(Box<str>),
+/// One reason not to report a survivor: a kind and its pattern.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Rule {
+    pub(crate) kind: IgnoreKind,
+    pub(crate) pattern: Box<str>,
 }
 
 /// What a rule can look at.
@@ -31,46 +31,55 @@ pub(crate) struct Subject<'a> {
 }
 
 impl Rule {
+    pub(crate) fn new(kind: IgnoreKind, pattern: &str) -> Rule {
+        Rule {
+            kind,
+            pattern: pattern.into(),
+        }
+    }
+
     /// A short text for verbose reports: `ignore_thread("pool-*")`.
     pub(crate) fn describe(&self) -> String {
-        match self {
-            Rule::ThreadName(p) => format!("ignore_thread({p:?})"),
-            Rule::TopFunction(p) => format!("ignore_top_function({p:?})"),
-            Rule::AnyFunction(p) => format!("ignore_any_function({p:?})"),
-            Rule::Creator(p) => format!("ignore_creator({p:?})"),
-            Rule::SpawnSite(p) => format!("ignore_spawn_site({p:?})"),
-            Rule::ProcessName(p) => format!("ignore_process({p:?})"),
-        }
+        format!("{}({:?})", self.kind.key(), self.pattern)
     }
 
     /// Whether the rule looks at the creation backtrace (which needs symbols).
     pub(crate) fn reads_creation(&self) -> bool {
-        matches!(self, Rule::Creator(_))
+        self.kind == IgnoreKind::Creator
     }
 
+    /// Whether the rule hides a thread or task; a child process is matched by
+    /// [`Rule::matches_process`].
     pub(crate) fn matches(&self, subject: &Subject<'_>) -> bool {
-        match self {
-            Rule::ThreadName(pattern) => subject
+        let pattern = &*self.pattern;
+        match self.kind {
+            IgnoreKind::Thread => subject
                 .name
                 .is_some_and(|name| thread_name_matches(pattern, name, subject.kernel_name)),
-            Rule::TopFunction(pattern) => subject
+            IgnoreKind::TopFunction => subject
                 .stack
                 .and_then(frame::first_user_frame)
                 .is_some_and(|frame| function_matches(&frame::match_key(pattern), &frame.key)),
-            Rule::AnyFunction(pattern) => subject.stack.is_some_and(|stack| {
+            IgnoreKind::AnyFunction => subject.stack.is_some_and(|stack| {
                 let pattern = frame::match_key(pattern);
                 stack.iter().any(|frame| function_matches(&pattern, &frame.key))
             }),
-            Rule::Creator(pattern) => {
+            IgnoreKind::Creator => {
                 let function = frame::match_key(pattern);
                 subject.created_at.iter().any(|frame| {
                     function_matches(&function, &frame.key)
                         || frame::short_location(frame).is_some_and(|site| site_matches(pattern, &site))
                 })
             }
-            Rule::SpawnSite(pattern) => subject.spawn_site.is_some_and(|site| site_matches(pattern, site)),
-            Rule::ProcessName(_) => false,
+            IgnoreKind::SpawnSite => subject.spawn_site.is_some_and(|site| site_matches(pattern, site)),
+            IgnoreKind::Process => false,
         }
+    }
+
+    /// Whether the rule hides a child process with this command line (only `ignore_process`
+    /// rules do).
+    pub(crate) fn matches_process(&self, argv: &[String]) -> bool {
+        self.kind == IgnoreKind::Process && process_matches(&self.pattern, argv)
     }
 }
 
@@ -105,7 +114,7 @@ fn tokio_idle_blocking_thread(subject: &Subject<'_>) -> bool {
 
 /// `pattern` matches a child process: its program's name (`sleep`), `argv[0]` (`/bin/sleep`) or
 /// its whole command line (`sleep 30`), exactly or as a glob.
-pub(crate) fn process_matches(pattern: &str, argv: &[String]) -> bool {
+fn process_matches(pattern: &str, argv: &[String]) -> bool {
     let Some(first) = argv.first() else {
         return false;
     };
@@ -240,9 +249,9 @@ mod tests {
             created_at: &[],
             spawn_site: None,
         };
-        assert!(Rule::ThreadName("database-connection-pool".into()).matches(&subject));
+        assert!(Rule::new(IgnoreKind::Thread, "database-connection-pool").matches(&subject));
         assert!(
-            !Rule::ThreadName("database-connection-pool".into()).matches(&Subject {
+            !Rule::new(IgnoreKind::Thread, "database-connection-pool").matches(&Subject {
                 kernel_name: false,
                 ..subject
             })
@@ -292,11 +301,11 @@ mod tests {
         let pool = frames(&["<my_crate::Pool<u8>>::worker::{closure#0}"]);
         for pattern in ["my_crate::Pool::worker", "Pool<T>::worker", "my_crate::Pool*"] {
             assert!(
-                Rule::AnyFunction(pattern.into()).matches(&subject(&pool)),
+                Rule::new(IgnoreKind::AnyFunction, pattern).matches(&subject(&pool)),
                 "{pattern}"
             );
         }
-        assert!(!Rule::AnyFunction("Pool::work".into()).matches(&subject(&pool)));
+        assert!(!Rule::new(IgnoreKind::AnyFunction, "Pool::work").matches(&subject(&pool)));
     }
 
     /// Site patterns match a whole site, a trailing path, or the file alone.

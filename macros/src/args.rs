@@ -6,20 +6,16 @@ use syn::parse::{Parse, ParseStream};
 use syn::punctuated::Punctuated;
 use syn::{Expr, Lit, LitStr, Meta, Token};
 
-/// Every key `#[leak_test(...)]` accepts, in the order the docs list them.
-const KEYS: &[&str] = &[
-    "settle",
-    "flavor",
-    "worker_threads",
-    "start_paused",
-    "ignore_thread",
-    "ignore_top_function",
-    "ignore_any_function",
-    "ignore_creator",
-    "ignore_spawn_site",
-    "ignore_process",
-    "ignore_current",
-];
+use crate::ignore_kinds::IgnoreKind;
+
+/// Every key `#[leak_test(...)]` accepts, in the order the docs list them: the runtime and
+/// settle keys, one per ignore kind, then `ignore_current`.
+fn keys() -> Vec<&'static str> {
+    let mut keys = vec!["settle", "flavor", "worker_threads", "start_paused"];
+    keys.extend(IgnoreKind::ALL.map(IgnoreKind::key));
+    keys.push("ignore_current");
+    keys
+}
 
 /// The `#[tokio::test]` keys leakcheck understands when it takes over tokio's runtime.
 const TOKIO_KEYS: &[&str] = &["flavor", "worker_threads", "start_paused"];
@@ -64,43 +60,6 @@ pub(crate) struct Ignore {
     pub(crate) pattern: LitStr,
 }
 
-/// Which `ignore_*` key an [`Ignore`] came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum IgnoreKind {
-    Thread,
-    TopFunction,
-    AnyFunction,
-    Creator,
-    SpawnSite,
-    Process,
-}
-
-impl IgnoreKind {
-    fn from_key(key: &str) -> Option<Self> {
-        Some(match key {
-            "ignore_thread" => Self::Thread,
-            "ignore_top_function" => Self::TopFunction,
-            "ignore_any_function" => Self::AnyFunction,
-            "ignore_creator" => Self::Creator,
-            "ignore_spawn_site" => Self::SpawnSite,
-            "ignore_process" => Self::Process,
-            _ => return None,
-        })
-    }
-
-    /// The `Options` builder method this kind calls (same name as the key).
-    pub(crate) fn method(self) -> &'static str {
-        match self {
-            Self::Thread => "ignore_thread",
-            Self::TopFunction => "ignore_top_function",
-            Self::AnyFunction => "ignore_any_function",
-            Self::Creator => "ignore_creator",
-            Self::SpawnSite => "ignore_spawn_site",
-            Self::Process => "ignore_process",
-        }
-    }
-}
-
 /// Collects errors so that one pass reports every problem at once.
 #[derive(Default)]
 pub(crate) struct Errors(Option<syn::Error>);
@@ -138,7 +97,7 @@ impl Parse for Args {
 
 impl Args {
     fn set(&mut self, meta: Meta) -> syn::Result<()> {
-        let key = key_of(&meta, KEYS, unknown_key)?;
+        let key = key_of(&meta, &keys(), unknown_key)?;
         let name = key.to_string();
         if name == "ignore_current" {
             let value = match &meta {
@@ -147,7 +106,7 @@ impl Args {
             };
             return set_once(&mut self.ignore_current, key, value);
         }
-        let value = value_of(&meta, &key, example(&name))?;
+        let value = value_of(&meta, &key, &example(&name))?;
         if let Some(kind) = IgnoreKind::from_key(&name) {
             if self.ignores.iter().any(|ignore| ignore.kind == kind) {
                 let msg = format!(
@@ -179,7 +138,7 @@ impl RuntimeArgs {
         let mut errors = Errors::default();
         for meta in metas {
             errors.extend(key_of(&meta, TOKIO_KEYS, unsupported_tokio_key).and_then(|key| {
-                let value = value_of(&meta, &key, example(&key.to_string()))?;
+                let value = value_of(&meta, &key, &example(&key.to_string()))?;
                 runtime.set(key, value)
             }));
         }
@@ -244,10 +203,11 @@ fn key_of(meta: &Meta, valid: &[&str], unknown: fn(&Ident) -> syn::Error) -> syn
 
 fn unknown_key(key: &Ident) -> syn::Error {
     let mut msg = format!("unknown argument `{key}`");
-    if let Some(near) = did_you_mean(&key.to_string(), KEYS) {
+    let keys = keys();
+    if let Some(near) = did_you_mean(&key.to_string(), &keys) {
         msg.push_str(&format!(": did you mean `{near}`?"));
     }
-    msg.push_str(&format!(" expected one of {}", list(KEYS, "or")));
+    msg.push_str(&format!(" expected one of {}", list(&keys, "or")));
     syn::Error::new(key.span(), msg)
 }
 
@@ -300,20 +260,18 @@ fn value_of<'a>(meta: &'a Meta, key: &Ident, example: &str) -> syn::Result<&'a E
 }
 
 /// An example of a well-formed `key = value`.
-fn example(key: &str) -> &'static str {
+fn example(key: &str) -> String {
+    if let Some(kind) = IgnoreKind::from_key(key) {
+        return format!("{key} = [{:?}]", kind.example());
+    }
     match key {
         "settle" => "settle = \"2s\"",
         "flavor" => "flavor = \"multi_thread\"",
         "worker_threads" => "worker_threads = 2",
         "start_paused" => "start_paused = true",
-        "ignore_thread" => "ignore_thread = [\"pool-*\"]",
-        "ignore_top_function" => "ignore_top_function = [\"my_crate::serve\"]",
-        "ignore_any_function" => "ignore_any_function = [\"my_crate::serve\"]",
-        "ignore_creator" => "ignore_creator = [\"my_crate::start_pool\"]",
-        "ignore_spawn_site" => "ignore_spawn_site = [\"src/pool.rs\"]",
-        "ignore_process" => "ignore_process = [\"my-server*\"]",
         _ => "ignore_current = true",
     }
+    .to_string()
 }
 
 /// Stores `value` unless the setting is already there: then "`key` set multiple times" on `key`.

@@ -266,7 +266,7 @@ fn options(args: &Args) -> TokenStream {
         options = quote!(#options.#method(::core::time::Duration::from_nanos(#nanos)));
     }
     for ignore in &args.ignores {
-        let method = Ident::new(ignore.kind.method(), ignore.pattern.span());
+        let method = Ident::new(ignore.kind.key(), ignore.pattern.span());
         let pattern = &ignore.pattern;
         options = quote!(#options.#method(#pattern));
     }

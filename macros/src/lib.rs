@@ -3,12 +3,14 @@
 //! `leakcheck`'s hidden `__private` module, so it does not work on its own.
 //!
 //! Layout: [`leak_test`] is the entry point; `args.rs` parses the attribute's arguments into a
-//! typed struct; `expand.rs` checks the function and generates the test (unit-tested on
-//! `proc_macro2`); `source.rs` finds a `#[test]` written above the attribute.
+//! typed struct (its ignore keys come from `ignore_kinds.rs`, the table of ignore kinds that
+//! leakcheck includes too); `expand.rs` checks the function and generates the test (unit-tested
+//! on `proc_macro2`); `source.rs` finds a `#[test]` written above the attribute.
 
 mod args;
 mod compose;
 mod expand;
+mod ignore_kinds;
 mod source;
 
 use proc_macro::TokenStream;

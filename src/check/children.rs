@@ -19,12 +19,13 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::config::Settings;
 use crate::model::{Hidden, Kind, ProcessInfo, Survivor};
 use crate::options::Options;
 use crate::probe::children::{self, proc, Child, Liveness};
 use crate::probe::lineage::{self, Node};
 use crate::probe::symbols;
-use crate::rules::{process_matches, Rule};
+use crate::rules::IgnoreKind;
 
 /// How long the kill after a report waits for a child to exit.
 const KILL_PATIENCE: Duration = Duration::from_secs(1);
@@ -154,18 +155,15 @@ pub(crate) fn running(scope: &ChildScope, options: &Options) -> Vec<Candidate> {
 
 /// The `ignore_process` rule that hides this child, if any.
 fn hiding_rule(candidate: &Candidate, options: &Options) -> Option<String> {
-    if !options
-        .rules
-        .iter()
-        .any(|rule| matches!(rule, Rule::ProcessName(_)))
-    {
+    if !options.rules.iter().any(|rule| rule.kind == IgnoreKind::Process) {
         return None;
     }
     let argv = candidate.argv();
-    options.rules.iter().find_map(|rule| match rule {
-        Rule::ProcessName(pattern) if process_matches(pattern, &argv) => Some(rule.describe()),
-        _ => None,
-    })
+    options
+        .rules
+        .iter()
+        .find(|rule| rule.matches_process(&argv))
+        .map(|rule| rule.describe())
 }
 
 /// What a child check found: the failures, what rules hid, and the zombies (a note only).
@@ -182,10 +180,15 @@ pub(crate) struct ChildFindings {
 /// task checks before it already gave finishing work that long, so a test leaking both a thread
 /// and a child does not wait twice), then describes what is left (and the zombies) once; kills
 /// and reaps the survivors afterwards unless told not to.
-pub(crate) fn find(scope: &ChildScope, options: &Options, settle: Duration, since: Instant) -> ChildFindings {
-    let settle = remaining(settle, since);
+pub(crate) fn find(
+    scope: &ChildScope,
+    options: &Options,
+    settings: &Settings,
+    since: Instant,
+) -> ChildFindings {
+    let settle = remaining(settings.settle, since);
     let left = super::settle::settle(settle, || running(scope, options));
-    conclude(scope, options, left)
+    conclude(scope, options, settings, left)
 }
 
 /// What is left of the settle deadline that began at `since`, but at least 100 ms (or `settle`
@@ -202,17 +205,17 @@ fn remaining(settle: Duration, since: Instant) -> Duration {
 pub(crate) async fn find_async(
     scope: &ChildScope,
     options: &Options,
-    settle: Duration,
+    settings: &Settings,
     since: Instant,
 ) -> ChildFindings {
-    let settle = remaining(settle, since);
+    let settle = remaining(settings.settle, since);
     let left = super::settle::settle_async(settle, || running(scope, options)).await;
-    conclude(scope, options, left)
+    conclude(scope, options, settings, left)
 }
 
 /// The whole-binary form: every running child that a test's thread (or a thread descending from
 /// one) started, settled, described (each names its test), then killed unless told not to.
-pub(crate) fn find_started_by_tests(options: &Options, settle: Duration) -> ChildFindings {
+pub(crate) fn find_started_by_tests(options: &Options, settings: &Settings) -> ChildFindings {
     let look = || -> Vec<Candidate> {
         children::all()
             .into_iter()
@@ -232,7 +235,7 @@ pub(crate) fn find_started_by_tests(options: &Options, settle: Duration) -> Chil
             })
             .collect()
     };
-    let left = super::settle::settle(settle, || {
+    let left = super::settle::settle(settings.settle, || {
         look()
             .into_iter()
             .filter(|c| !c.zombie && hiding_rule(c, options).is_none())
@@ -241,11 +244,16 @@ pub(crate) fn find_started_by_tests(options: &Options, settle: Duration) -> Chil
     if left.is_empty() {
         return ChildFindings::default();
     }
-    sort(look(), options, None)
+    sort(look(), options, settings, None)
 }
 
-fn conclude(scope: &ChildScope, options: &Options, left: Vec<Candidate>) -> ChildFindings {
-    if left.is_empty() && !options.is_verbose() {
+fn conclude(
+    scope: &ChildScope,
+    options: &Options,
+    settings: &Settings,
+    left: Vec<Candidate>,
+) -> ChildFindings {
+    if left.is_empty() && !settings.verbose {
         // Zombies are kept undescribed: a note if the verdict fails for another reason.
         let zombies = look(scope, options).into_iter().filter(|c| c.zombie).collect();
         return ChildFindings {
@@ -253,11 +261,16 @@ fn conclude(scope: &ChildScope, options: &Options, left: Vec<Candidate>) -> Chil
             ..ChildFindings::default()
         };
     }
-    sort(look(scope, options), options, scope.mode_note())
+    sort(look(scope, options), options, settings, scope.mode_note())
 }
 
 /// Describes candidates into failures, hidden and zombies, and kills the failures.
-fn sort(candidates: Vec<Candidate>, options: &Options, mode_note: Option<String>) -> ChildFindings {
+fn sort(
+    candidates: Vec<Candidate>,
+    options: &Options,
+    settings: &Settings,
+    mode_note: Option<String>,
+) -> ChildFindings {
     let mut findings = ChildFindings::default();
     for candidate in candidates {
         if candidate.zombie {
@@ -275,7 +288,7 @@ fn sort(candidates: Vec<Candidate>, options: &Options, mode_note: Option<String>
         return findings;
     }
     findings.notes.extend(mode_note);
-    findings.notes.extend(kill(&findings.survivors, options));
+    findings.notes.extend(kill(&findings.survivors, settings));
     findings
 }
 
@@ -319,12 +332,8 @@ pub(crate) fn describe(candidate: &Candidate) -> Survivor {
 
 /// Kills and reaps the reported children unless `Options::kill_children(false)` or
 /// `LEAKCHECK_KILL_CHILDREN=off`; returns the note saying what was done.
-fn kill(survivors: &[Survivor], options: &Options) -> Option<String> {
-    let on = options
-        .kill_children
-        .or(crate::config::get().ok().map(|config| config.kill_children))
-        .unwrap_or(true);
-    if !on {
+fn kill(survivors: &[Survivor], settings: &Settings) -> Option<String> {
+    if !settings.kill_children {
         return Some(
             "the leaked child processes were left running (`LEAKCHECK_KILL_CHILDREN=off` or \
              `Options::kill_children(false)`)"

@@ -9,8 +9,8 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Duration;
 
+use crate::config::Settings;
 use crate::model::{Hidden, TaskCount};
 #[cfg(tokio_unstable)]
 use crate::model::{Kind, SpawnSite, Stack, Survivor};
@@ -21,7 +21,7 @@ use crate::probe::tasks::{current_probe, Probe};
 
 /// How long a task dump may take before the report goes on without it.
 #[cfg(all(tokio_unstable, feature = "taskdump"))]
-const DUMP_TIMEOUT: Duration = Duration::from_secs(2);
+const DUMP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// How many dumps a report may take to find every survivor's trace.
 #[cfg(all(tokio_unstable, feature = "taskdump"))]
@@ -111,8 +111,8 @@ fn look(scope: &TaskScope, options: &Options) -> Vec<u64> {
 }
 
 /// Settles (asynchronously) and reports the tasks of `scope` still alive.
-pub(crate) async fn find(scope: &TaskScope, options: &Options, settle: Duration) -> TaskFindings {
-    let survivors = super::settle::settle_async(settle, || look(scope, options)).await;
+pub(crate) async fn find(scope: &TaskScope, options: &Options, settings: &Settings) -> TaskFindings {
+    let survivors = super::settle::settle_async(settings.settle, || look(scope, options)).await;
     if survivors.is_empty() {
         return TaskFindings::default();
     }

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use super::ownership::{self, NotOwned};
 use super::wait::WaitSamples;
+use crate::config::Settings;
 use crate::model::{Frame, Hidden, KernelWait, Kind, Stack, Survivor};
 use crate::options::Options;
 use crate::probe::lineage::{self, Node};
@@ -252,10 +253,11 @@ pub(crate) fn not_owned(scope: &Scope, options: &Options) -> Vec<(Candidate, Not
 pub(crate) fn describe(
     candidates: &[Candidate],
     options: &Options,
+    settings: &Settings,
     samples: &WaitSamples,
     policy: Policy,
 ) -> (Vec<Survivor>, Vec<Hidden>) {
-    let capture = options.capture_stacks.unwrap_or(true) && crate::config::stacks_enabled();
+    let capture = settings.capture_stacks;
     let tids: Vec<i32> = candidates.iter().map(|c| c.tid().unwrap_or(0)).collect();
     // Read the kernel's view first: a thread answering the capture signal shows as running.
     let kernels: Vec<_> = tids
@@ -318,7 +320,7 @@ pub(crate) fn describe(
                     .map(|rule| rule.describe())
             })
             .or_else(|| {
-                options
+                settings
                     .builtin_rules
                     .then(|| {
                         BUILTINS

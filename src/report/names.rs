@@ -2,7 +2,7 @@
 //! ignore rule that would hide the group, ready to paste.
 
 use crate::model::frame::{self, Tier};
-use crate::model::{Kind, Survivor};
+use crate::model::{IgnoreKind, Kind, Survivor};
 
 /// A name with each run of digits replaced by `{}`: survivors whose names differ only by a
 /// counter share it.
@@ -96,12 +96,11 @@ pub(crate) fn hiding_rule(group: &[&Survivor]) -> Option<String> {
     if first.kind == Kind::Thread {
         let names: Vec<&str> = group.iter().filter_map(|s| s.name.as_deref()).collect();
         if names.len() == group.len() && !names.is_empty() {
-            let pattern = glob(&names);
-            return Some(format!("ignore_thread = {pattern:?}"));
+            return Some(IgnoreKind::Thread.argument(&glob(&names)));
         }
     }
     if let Some(site) = &first.spawn_site {
-        return Some(format!("ignore_spawn_site = {:?}", site.at));
+        return Some(IgnoreKind::SpawnSite.argument(&site.at));
     }
     if let Some(spawner) = first
         .created_at
@@ -109,13 +108,10 @@ pub(crate) fn hiding_rule(group: &[&Survivor]) -> Option<String> {
         .find(|frame| frame::tier(frame) != Tier::Internal)
     {
         let function = spawner.key.replace("::{{closure}}", "");
-        return Some(format!("ignore_creator = {function:?}"));
+        return Some(IgnoreKind::Creator.argument(&function));
     }
     let stuck = first.stuck_frame()?;
-    Some(format!(
-        "ignore_any_function = {:?}",
-        stuck.key.replace("::{{closure}}", "")
-    ))
+    Some(IgnoreKind::AnyFunction.argument(&stuck.key.replace("::{{closure}}", "")))
 }
 
 #[cfg(test)]

@@ -1,0 +1,64 @@
+//! The kinds of ignore rule: one table, read by both crates. The macro crate compiles it as
+//! `ignore_kinds`; leakcheck includes this same file as `model::ignore_kinds` (`#[path]`), since the
+//! proc-macro crate can export nothing but macros.
+//!
+//! Each kind's key is its `#[leak_test]` argument, its `[package.metadata.leakcheck]` key, its
+//! `Options` method and the name in a report's paste-ready rule, so every kind is accepted in
+//! every place. What each kind matches is implemented in leakcheck's `rules.rs`.
+
+/// One kind of ignore rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum IgnoreKind {
+    /// Threads by name, exactly or as a glob.
+    Thread,
+    /// Threads by the first user frame of their current stack.
+    TopFunction,
+    /// Threads by any frame of their current stack.
+    AnyFunction,
+    /// Threads by a function or site in their creation backtrace.
+    Creator,
+    /// Tokio tasks by spawn site.
+    SpawnSite,
+    /// Child processes by program name, `argv[0]` or command line.
+    Process,
+}
+
+impl IgnoreKind {
+    /// Every kind, in the order the docs list them.
+    pub(crate) const ALL: [IgnoreKind; 6] = [
+        IgnoreKind::Thread,
+        IgnoreKind::TopFunction,
+        IgnoreKind::AnyFunction,
+        IgnoreKind::Creator,
+        IgnoreKind::SpawnSite,
+        IgnoreKind::Process,
+    ];
+
+    /// The key: attribute argument, metadata key and `Options` method alike.
+    pub(crate) const fn key(self) -> &'static str {
+        match self {
+            IgnoreKind::Thread => "ignore_thread",
+            IgnoreKind::TopFunction => "ignore_top_function",
+            IgnoreKind::AnyFunction => "ignore_any_function",
+            IgnoreKind::Creator => "ignore_creator",
+            IgnoreKind::SpawnSite => "ignore_spawn_site",
+            IgnoreKind::Process => "ignore_process",
+        }
+    }
+
+    /// A typical pattern, for error messages that show the right form.
+    pub(crate) const fn example(self) -> &'static str {
+        match self {
+            IgnoreKind::Thread => "pool-*",
+            IgnoreKind::TopFunction | IgnoreKind::AnyFunction => "my_crate::serve",
+            IgnoreKind::Creator => "my_crate::start_pool",
+            IgnoreKind::SpawnSite => "src/pool.rs",
+            IgnoreKind::Process => "my-server*",
+        }
+    }
+
+    /// The kind whose key is `key`.
+    pub(crate) fn from_key(key: &str) -> Option<IgnoreKind> {
+        IgnoreKind::ALL.into_iter().find(|kind| kind.key() == key)
+    }
+}
