@@ -5,6 +5,9 @@
 //! processes; in the child it first resets the registries to what exists there (only the calling
 //! thread, no children), as glibc does for its allocator.
 //!
+//! The unwinder's locks (its module list, its shared CFI context) need no holding: they are only
+//! ever tried, and a busy one is worked around, so one held forever in a child costs time only.
+//!
 //! Every lock held here is a leaf (nothing else of leakcheck's is locked while it is held), so
 //! taking them in any order cannot deadlock with another thread. Locks that are not leaves (the
 //! stack-capture protocol's, the symbol caches') are not held: a child that captures stacks or

@@ -8,12 +8,17 @@
 //! `probe::symbols` asks here for the symbol that holds the address instead.
 //!
 //! Read once, on the first bare name, and never in a build with full or no debug info: the
-//! section headers, `.symtab` and its string table, read from `/proc/self/exe` (a few MB). A file
-//! that is not a little-endian ELF64 executable, or a stripped one, gives no names.
+//! `object` crate reads the section headers, `.symtab` and its string table from
+//! `/proc/self/exe`, mapped read-only so that only those pages (a few MB) are read, not the debug
+//! info. A file that is not an ELF64 executable, or a stripped one, gives no names.
 
 use std::fs::File;
-use std::os::unix::fs::FileExt as _;
+use std::os::fd::AsRawFd as _;
 use std::sync::OnceLock;
+
+use object::elf::{FileHeader64, SHT_SYMTAB, STT_FUNC};
+use object::read::elf::{FileHeader as _, SectionHeader as _, Sym as _};
+use object::{Endianness, StringTable};
 
 /// The demangled name of the executable's function containing `address` (a run-time address),
 /// as backtrace writes names (no hash suffix); `None` outside the executable's symbol table.
@@ -26,8 +31,8 @@ pub(crate) fn function_at(address: usize) -> Option<String> {
     if at >= function.start + function.size {
         return None;
     }
-    let name = table.strings.get(function.name as usize..)?;
-    let name = &name[..name.iter().position(|&b| b == 0)?];
+    let strings = StringTable::new(&table.strings[..], 0, table.strings.len() as u64);
+    let name = strings.get(function.name).ok()?;
     Some(format!("{:#}", backtrace::SymbolName::new(name)))
 }
 
@@ -36,56 +41,21 @@ struct Table {
     /// What to subtract from a run-time address to get the symbol table's (the load bias).
     bias: usize,
     functions: Vec<Function>,
+    /// The symbol table's string table.
     strings: Vec<u8>,
 }
 
 struct Function {
     start: u64,
     size: u64,
-    /// Offset of the NUL-terminated mangled name in [`Table::strings`].
+    /// Offset of the mangled name in [`Table::strings`].
     name: u32,
 }
 
-/// ELF constants (from `<elf.h>`).
-const SHT_SYMTAB: u32 = 2;
-const STT_FUNC: u8 = 2;
-const SHN_UNDEF: u16 = 0;
-
 impl Table {
     fn load() -> Option<Table> {
-        let file = File::open("/proc/self/exe").ok()?;
-        let read = |offset: u64, len: u64| -> Option<Vec<u8>> {
-            let mut bytes = vec![0; usize::try_from(len).ok()?];
-            file.read_exact_at(&mut bytes, offset).ok()?;
-            Some(bytes)
-        };
-        let header = read(0, 64)?;
-        // Magic, 64-bit, little-endian.
-        if header[..6] != [0x7f, b'E', b'L', b'F', 2, 1] {
-            return None;
-        }
-        let (sections_at, count) = (u64_at(&header, 0x28)?, u64::from(u16_at(&header, 0x3c)?));
-        let sections = read(sections_at, count * 64)?;
-        let section = |index: u64| sections.get(usize::try_from(index * 64).ok()?..)?.get(..64);
-        let symtab = (0..count)
-            .filter_map(section)
-            .find(|header| u32_at(header, 4) == Some(SHT_SYMTAB))?;
-        let symbols = read(u64_at(symtab, 0x18)?, u64_at(symtab, 0x20)?)?;
-        let strtab = section(u64::from(u32_at(symtab, 0x28)?))?;
-        let strings = read(u64_at(strtab, 0x18)?, u64_at(strtab, 0x20)?)?;
-        let mut functions: Vec<Function> = symbols
-            .chunks_exact(24)
-            .filter(|symbol| symbol[4] & 0xf == STT_FUNC && u16_at(symbol, 6) != Some(SHN_UNDEF))
-            .filter_map(|symbol| {
-                Some(Function {
-                    start: u64_at(symbol, 8)?,
-                    size: u64_at(symbol, 16)?,
-                    name: u32_at(symbol, 0)?,
-                })
-            })
-            .filter(|function| function.size > 0)
-            .collect();
-        functions.sort_unstable_by_key(|function| function.start);
+        let file = Mapped::of(&File::open("/proc/self/exe").ok()?)?;
+        let (functions, strings) = functions(file.bytes())?;
         Some(Table {
             bias: executable_bias()?,
             functions,
@@ -94,16 +64,75 @@ impl Table {
     }
 }
 
-fn u16_at(bytes: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(bytes.get(at..at + 2)?.try_into().ok()?))
+/// The defined functions of the ELF64 file `data`, sorted by address, and the string table
+/// their names are in; none for a file without a symbol table (stripped).
+fn functions(data: &[u8]) -> Option<(Vec<Function>, Vec<u8>)> {
+    let header = FileHeader64::<Endianness>::parse(data).ok()?;
+    let endian = header.endian().ok()?;
+    let sections = header.sections(endian, data).ok()?;
+    let symbols = sections.symbols(endian, data, SHT_SYMTAB).ok()?;
+    let mut functions: Vec<Function> = symbols
+        .symbols()
+        .iter()
+        .filter(|symbol| symbol.st_type() == STT_FUNC && !symbol.is_undefined(endian))
+        .map(|symbol| Function {
+            start: symbol.st_value(endian),
+            size: symbol.st_size(endian),
+            name: symbol.st_name(endian),
+        })
+        .filter(|function| function.size > 0)
+        .collect();
+    functions.sort_unstable_by_key(|function| function.start);
+    let strings = match functions.is_empty() {
+        true => Vec::new(),
+        false => sections
+            .section(symbols.string_section())
+            .ok()?
+            .data(endian, data)
+            .ok()?
+            .to_vec(),
+    };
+    Some((functions, strings))
 }
 
-fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
+/// A file mapped read-only for the time of one read: only the pages read (the headers, the
+/// symbol and string tables) are paged in, not the debug info of a large test binary.
+struct Mapped {
+    address: *mut libc::c_void,
+    len: usize,
 }
 
-fn u64_at(bytes: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(bytes.get(at..at + 8)?.try_into().ok()?))
+impl Mapped {
+    fn of(file: &File) -> Option<Mapped> {
+        let len = usize::try_from(file.metadata().ok()?.len())
+            .ok()
+            .filter(|&len| len > 0)?;
+        // SAFETY: a private, read-only mapping of a whole file, checked below.
+        let address = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        (address != libc::MAP_FAILED).then_some(Mapped { address, len })
+    }
+
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: `len` mapped bytes, unmapped only on drop. The file is the running executable,
+        // which the kernel does not let anyone write or truncate (`ETXTBSY`) while it runs.
+        unsafe { std::slice::from_raw_parts(self.address.cast::<u8>(), self.len) }
+    }
+}
+
+impl Drop for Mapped {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `of`, no longer borrowed.
+        unsafe { libc::munmap(self.address, self.len) };
+    }
 }
 
 /// The executable's load bias: the first object `dl_iterate_phdr` reports is the main program.
@@ -121,4 +150,38 @@ fn executable_bias() -> Option<usize> {
     // SAFETY: the callback only writes the `Option<usize>` it is given, and stops at once.
     unsafe { libc::dl_iterate_phdr(Some(first), (&raw mut bias).cast()) };
     bias
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stripped file (libc's, where the distribution strips it) gives no functions; the
+    /// executable's own table is in `symbols`' tests, beside the function it names.
+    #[test]
+    fn stripped_file_has_no_functions() {
+        // SAFETY: plain data, filled by `dladdr` for an address inside libc.
+        let path = unsafe {
+            let mut info: libc::Dl_info = std::mem::zeroed();
+            assert_ne!(libc::dladdr(libc::getpid as *const libc::c_void, &mut info), 0);
+            std::ffi::CStr::from_ptr(info.dli_fname)
+                .to_str()
+                .unwrap()
+                .to_owned()
+        };
+        let file = Mapped::of(&File::open(&path).unwrap()).unwrap();
+        let (functions, strings) = functions(file.bytes()).expect("an ELF64 file");
+        let header = FileHeader64::<Endianness>::parse(file.bytes()).unwrap();
+        let endian = header.endian().unwrap();
+        let sections = header.sections(endian, file.bytes()).unwrap();
+        if sections
+            .iter()
+            .any(|section| section.sh_type(endian) == SHT_SYMTAB)
+        {
+            eprintln!("{path} is not stripped: skipped");
+            return;
+        }
+        assert!(functions.is_empty() && strings.is_empty(), "{path}");
+        assert!(super::functions(b"not an ELF file").is_none());
+    }
 }

@@ -2,9 +2,11 @@
 //! (and every other hot path that records where something was started) takes.
 //!
 //! The walk itself is [`walk`] (its docs say why it is not libgcc's `_Unwind_Backtrace`). What it
-//! cannot do alone stays here: evaluating the call-frame information (CFI) of a program counter it
-//! has not seen yet (by hand, [`cfi`] and [`fde`], else with gimli, already in the build through
-//! `backtrace`), and libgcc's unwinder where the fast walk is not implemented.
+//! cannot do alone stays here:
+//! - [`evaluate`]: a program counter's call-frame information (CFI), which the walker has not
+//!   seen yet, evaluated by gimli ([`cfi`], on the loaded objects' tables found by [`modules`])
+//!   and packed into the one word the walker caches ([`step`]);
+//! - libgcc's unwinder, where the fast walk is not implemented or cannot start.
 
 /// Records the return addresses of the calling thread's stack into `out`, innermost first;
 /// returns how many were written.
@@ -20,7 +22,7 @@ pub(crate) fn trace(out: &mut [usize]) -> usize {
 /// The fast walk's cache miss: the packed step for `pc`, or `u64::MAX` (no step from here).
 #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
 fn evaluate(pc: usize) -> u64 {
-    cfi::evaluate(pc).map_or(u64::MAX, cfi::Step::pack)
+    cfi::evaluate(pc).map_or(u64::MAX, step::Step::pack)
 }
 
 /// `_Unwind_Backtrace` through the `backtrace` crate (also the fast walk's fallback).
@@ -44,7 +46,9 @@ fn slow_trace(out: &mut [usize]) -> usize {
 #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
 mod cfi;
 #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
-mod fde;
+mod modules;
+#[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
+mod step;
 #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
 mod walk;
 
@@ -149,5 +153,39 @@ mod measure {
                 );
             }
         }
+    }
+
+    /// Prints the cost of a cache miss: the step of each return address of this stack, first in
+    /// a process (the module list and tables still to read) and then again (not a timed
+    /// assertion).
+    #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
+    #[test]
+    #[ignore]
+    fn print_miss_cost() {
+        let mut stack = [0usize; 64];
+        let len = super::slow_trace(&mut stack);
+        let pcs: Vec<usize> = stack[..len]
+            .iter()
+            .filter(|&&pc| pc != 0)
+            .map(|pc| pc - 1)
+            .collect();
+        let started = std::time::Instant::now();
+        for &pc in &pcs {
+            std::hint::black_box(super::evaluate(pc));
+        }
+        let first = started.elapsed();
+        let rounds = 200;
+        let started = std::time::Instant::now();
+        for _ in 0..rounds {
+            for &pc in &pcs {
+                std::hint::black_box(super::evaluate(pc));
+            }
+        }
+        println!(
+            "{} pcs: first {:.2} us a pc, then {:.2} us a pc",
+            pcs.len(),
+            first.as_secs_f64() * 1e6 / pcs.len() as f64,
+            started.elapsed().as_secs_f64() * 1e6 / (rounds * pcs.len()) as f64
+        );
     }
 }
