@@ -12,8 +12,8 @@ themselves (not cargo), alternating plain and checked runs, and prints a Markdow
 - the first report in a fresh process (cold) and a second one in the same process (warm), for
   five survivors, settle 0;
 - the debug trivial row again with leakcheck as a whole built at `opt-level = 3`
-  (`[profile.dev.package.leakcheck]`; the tests stay unoptimised): what a profile override would
-  add to the hot path's own optimisation (`src/hot/`, always optimised);
+  (`[profile.dev.package.leakcheck]`; the tests stay unoptimised): what the recommended profile
+  override buys;
 - with `--compile`: a clean build of the checked crate's tests and its test binary's size, with
   leakcheck's default features, with `default-features = false`, and with the profile override.
 
@@ -37,7 +37,7 @@ TARGET = os.path.join(COST, "target")
 RUNS = int(sys.argv[sys.argv.index("--runs") + 1]) if "--runs" in sys.argv else 9
 
 
-# A profile override: leakcheck as a whole optimised in debug builds (the hot path always is).
+# The recommended profile override: leakcheck optimised in debug builds.
 OPTIMISED = ["--config", "profile.dev.package.leakcheck.opt-level=3"]
 
 

@@ -20,9 +20,9 @@ pub(crate) mod untracked;
 pub(crate) mod wait;
 
 use crate::config::Settings;
-use crate::error::LeakError;
 use crate::model::Hidden;
 use crate::options::Options;
+use crate::report::error::LeakError;
 use crate::report::Report;
 #[cfg(feature = "tokio")]
 use tasks::TaskFindings;
@@ -174,7 +174,7 @@ pub(crate) fn merge(
     let mut report = match threads {
         Ok(()) => report(test, options, settings),
         Err(LeakError {
-            kind: crate::error::ErrorKind::Leak(report),
+            kind: crate::report::error::ErrorKind::Leak(report),
         }) => *report,
         Err(other) => return Err(other),
     };
@@ -195,7 +195,7 @@ pub(crate) fn merge_children(
     if children.survivors.is_empty() && children.hidden.is_empty() {
         return match verdict {
             Err(LeakError {
-                kind: crate::error::ErrorKind::Leak(mut report),
+                kind: crate::report::error::ErrorKind::Leak(mut report),
             }) => {
                 report.notes.extend(children::zombie_note(&children.zombies));
                 Err(LeakError::leak(*report))
@@ -206,7 +206,7 @@ pub(crate) fn merge_children(
     let mut report = match verdict {
         Ok(()) => report(test, options, settings),
         Err(LeakError {
-            kind: crate::error::ErrorKind::Leak(report),
+            kind: crate::report::error::ErrorKind::Leak(report),
         }) => *report,
         Err(other) => return Err(other),
     };

@@ -1,5 +1,5 @@
 //! The process's settings: defaults, then the project's `[package.metadata.leakcheck]`
-//! ([`crate::project`]), then the environment, read once per process into one [`Config`].
+//! ([`crate::config::project`]), then the environment, read once per process into one [`Config`].
 //!
 //! Its [`Settings`] are the base of every check: `Options::settings` overrides them with the
 //! check's own (attribute arguments, builder calls) once per check, and the resulting value is
@@ -10,6 +10,8 @@
 //!
 //! A malformed value is an error that names the variable and the valid forms; it fails the check
 //! that reads it (never silently falls back).
+
+pub(crate) mod project;
 
 use std::ffi::OsStr;
 use std::path::PathBuf;
@@ -62,7 +64,7 @@ pub(crate) fn get() -> Result<&'static Config, String> {
 }
 
 fn read() -> Result<Config, String> {
-    let project = crate::project::get()?;
+    let project = crate::config::project::get()?;
     let switch = |name: &str, default: bool| -> Result<bool, String> {
         Ok(var(name)
             .map(|value| parse_switch(name, &value))

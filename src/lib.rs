@@ -69,20 +69,23 @@
 //!
 //! # How the crate is built
 //!
-//! Layers, top to bottom; a module may use the layers below it, never one above:
+//! Layers, top to bottom; a module may use the layers below it, never one above. Each layer is
+//! one file or folder of `src/`:
 //!
-//! | layer | modules | what it holds |
+//! | layer | where | what it holds |
 //! |---|---|---|
-//! | front ends | `lib.rs`, `attribute`, `verify`, `binary`, `dump`, `private` | the public API: the attribute runtime, `verify_none*`, `check_binary!`, `dump()` |
-//! | per-test context | `context` | what a running `#[leak_test]` knows on its thread (options, baseline, name) |
-//! | check | `check` (verdict), `check/settle`, `check/threads`, `check/tasks`, `check/children`, `check/untracked`, `check/wait` | settle-and-retry, find candidates, classify their waits across the settle window, describe them once, apply the rules |
-//! | rules | `options`, `rules` | the `Options` builder and the ignore rules, built-in ones included |
-//! | report | `report` (text), `report/json`, `report/names`, `report/members`, `report/wait_text`, `report/hints` (+ `idioms`), `report/children`, `report/github`, `error` | rendering, grouping, rules to paste, CI annotations and cause-and-fix hints, reading the model (and the user's source at a line via `probe/source`: a `select!`'s branches, a task's name, a `recv` under a lock) |
-//! | probes | `probe/lineage` (+ `node`, `registry`, `interpose`), `probe/children` (+ `interpose`, `proc`), `probe/procfs`, `probe/stack` (`protocol`, `safety`, `handler`, `slots`, `unwinder`), `probe/symbols`, `probe/unwind` (+ `walk`), `probe/tasks`, `probe/startup`, `probe/source` (+ `tokens`, `chains`) | what the OS, tokio and the user's source tell; nothing of options or reports |
-//! | model | `model`, `model/frame`, `config`, `project` | plain data every layer shares (the ignore kinds among it); the process's settings: defaults, the package's `[package.metadata.leakcheck]`, the environment |
+//! | front ends | `lib.rs`, `private.rs`, `front/` (`attribute` + `once`, `verify`, `binary`, `dump` + `children`) | the public API: the attribute runtime, `verify_none*`, `check_binary!`, `dump()`; `__private` is the macro expansion's door |
+//! | per-test context | `context.rs` | what a running `#[leak_test]` knows on its thread (options, baseline, name) |
+//! | check | `check.rs` (verdict), `check/` (`settle`, `threads`, `tasks`, `children`, `untracked`, `wait`, `ownership`) | settle-and-retry, find candidates, classify their waits across the settle window, describe them once, apply the rules |
+//! | rules | `options.rs`, `rules.rs` | the `Options` builder and the ignore rules, built-in ones included |
+//! | report | `report.rs` (text), `report/` (`json`, `names`, `members`, `wait_text`, `hints` + `idioms`, `children`, `github`, `error`) | rendering, grouping, rules to paste, CI annotations and cause-and-fix hints; `LeakError` carries a report |
+//! | probes | `probe.rs`, `probe/` (`lineage` + `node`, `registry`, `interpose`; `children` + `interpose`, `proc`; `fork`; `procfs`; `stack` + `protocol`, `safety`, `handler`, `slots`, `unwinder`; `symbols`, `symtab`; `unwind` + `walk`, `cfi`, `modules`, `step`; `singleton`; `tasks`, `runtime_workers`; `startup`; `source` + `tokens`, `chains`) | what the OS, tokio and the user's source tell; nothing of options or reports. Linux-only code sits in its own files (`procfs`, `stack`'s signal protocol, the interposers), behind `cfg`s in `probe/` only |
+//! | settings | `config.rs`, `config/project.rs` | the process's settings, read once: defaults, the package's `[package.metadata.leakcheck]`, the `LEAKCHECK_*` environment |
+//! | model | `model.rs`, `model/` (`frame` + `names`, `location`; `duration`), the ignore kinds | plain data and pure functions every layer shares |
+//! | guide | `_guide/` (Markdown in `docs/guide/`) | the user's manual, no code |
 //!
 //! The path of one check, from attribute to verdict: the expansion of `#[leak_test]` calls
-//! `__private::run_sync` (`attribute::run_sync`). When the test's thread owns nothing yet (the
+//! `__private::run_sync` (`front::attribute::run_sync`). When the test's thread owns nothing yet (the
 //! usual case), it installs the `context::Context`, runs the body under `catch_unwind` and
 //! reads two counters of the thread's lineage node again; a clean pass ends there.
 //! Otherwise, or when that look finds something, the attribute takes a `check::threads::Scope`
@@ -93,13 +96,13 @@
 //! `check::wait`), and only for what survives the deadline describes each thread
 //! (`probe::procfs` kernel state and the second reading, `probe::stack` capture,
 //! `probe::symbols`), applies `rules`, and
-//! builds a `report::Report`, which `error::LeakError` carries back to the attribute, whose
+//! builds a `report::Report`, which `report::error::LeakError` carries back to the attribute, whose
 //! verdict fails the test. An async test does the same for tasks first (`check::tasks`), inside
 //! its runtime. Child processes come last (`check::children::find`, settling on one lookup in
 //! `probe::children`), and `check::merge_children` adds them to the same report.
 //!
 //! Settings flow one way. `config` reads the defaults, the package's
-//! `[package.metadata.leakcheck]` (`project`) and the `LEAKCHECK_*` environment once per process
+//! `[package.metadata.leakcheck]` (`config::project`) and the `LEAKCHECK_*` environment once per process
 //! into a base `config::Settings`; a check lays its own (attribute arguments, `Options` calls) over
 //! it once, in `Options::settings`, and passes the result down to `check::check_threads`, the
 //! settle loop and the report. The kinds of ignore rule are one table (`model::IgnoreKind`, in
@@ -112,29 +115,16 @@
 // docs.rs: badges naming the feature or cfg an item needs.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-// How the crate is built: see the "How the crate is built" section of the crate docs above.
-
-// Front ends
-mod attribute;
-mod binary;
-mod dump;
-mod verify;
-// The per-test context
-mod context;
-// The check: settle, describe, verdict
+// The layers: see "How the crate is built" in the crate docs above.
 mod check;
-// Rules and options
-mod options;
-mod rules;
-// The report, and the error that carries it
-mod error;
-mod report;
-// Probes: the OS and tokio
-mod probe;
-// The shared model, and the environment
 mod config;
+mod context;
+mod front;
 mod model;
-mod project;
+mod options;
+mod probe;
+mod report;
+mod rules;
 
 #[doc(hidden)]
 #[path = "private.rs"]
@@ -142,10 +132,10 @@ pub mod __private;
 
 pub mod _guide;
 
-pub use dump::{dump, Dump, DumpedChild, DumpedThread};
-pub use error::LeakError;
+pub use front::dump::{dump, Dump, DumpedChild, DumpedThread};
 pub use leakcheck_macros::leak_test;
 pub use options::Options;
+pub use report::error::LeakError;
 
 /// Fails (panics) if threads started by the calling thread are still alive after settling.
 ///

@@ -10,10 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::{self, Settings};
-use crate::error::LeakError;
 #[cfg(feature = "tokio")]
 use crate::probe::tasks;
 use crate::probe::{children, lineage, procfs};
+use crate::report::error::LeakError;
 use crate::rules::{IgnoreKind, Rule};
 
 /// How a check behaves: settle deadline, ignore rules, report detail.
@@ -327,7 +327,7 @@ impl Options {
     /// A [`LeakError`] holding the report if threads survived the deadline, or naming a
     /// malformed `LEAKCHECK_*` environment variable.
     pub fn find(&self) -> Result<(), LeakError> {
-        crate::verify::find(self)
+        crate::front::verify::find(self)
     }
 
     /// [`Options::find`] plus the current tokio runtime's tasks (not counting the calling task),
@@ -350,7 +350,7 @@ impl Options {
     #[cfg(feature = "tokio")]
     #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
     pub async fn find_async(&self) -> Result<(), LeakError> {
-        crate::verify::find_async(self).await
+        crate::front::verify::find_async(self).await
     }
 
     /// Like [`Options::find`], but panics with the report.

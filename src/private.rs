@@ -4,7 +4,7 @@
 #[cfg(feature = "tokio")]
 use std::future::Future;
 
-pub use crate::attribute::Test;
+pub use crate::front::attribute::Test;
 pub use crate::Options;
 #[cfg(feature = "tokio")]
 pub use ::tokio;
@@ -21,14 +21,14 @@ pub fn run_sync<R>(
     is_err: fn(&R) -> bool,
     body: impl FnOnce() -> R,
 ) -> R {
-    crate::attribute::run_sync(test, options, is_err, body)
+    crate::front::attribute::run_sync(test, options, is_err, body)
 }
 
 /// [`run_sync`] for a `#[should_panic]` test: a leak fails it by returning normally.
 #[track_caller]
 #[inline(always)]
 pub fn run_sync_should_panic(test: &'static Test, options: Options, body: impl FnOnce()) {
-    crate::attribute::run_sync_should_panic(test, options, body)
+    crate::front::attribute::run_sync_should_panic(test, options, body)
 }
 
 /// Builds the test's runtime, runs the body on it, checks tasks inside it, shuts it down with a
@@ -43,7 +43,7 @@ pub fn run_async<F: Future>(
     is_err: fn(&F::Output) -> bool,
     body: F,
 ) -> F::Output {
-    crate::attribute::run_async(test, options, runtime, is_err, body)
+    crate::front::attribute::run_async(test, options, runtime, is_err, body)
 }
 
 /// [`run_async`] for a `#[should_panic]` test: a leak fails it by returning normally.
@@ -56,7 +56,7 @@ pub fn run_async_should_panic<F: Future<Output = ()>>(
     runtime: Runtime,
     body: F,
 ) {
-    crate::attribute::run_async_should_panic(test, options, runtime, body)
+    crate::front::attribute::run_async_should_panic(test, options, runtime, body)
 }
 
 /// `is_err` for return types that are never an `Err` (`()`, `impl Trait`).
@@ -129,5 +129,5 @@ pub use ::ctor;
 
 /// Installs the whole-binary check (see [`crate::check_binary!`]).
 pub fn install_binary_check(options: Options, always: bool) {
-    crate::binary::install(options, always);
+    crate::front::binary::install(options, always);
 }

@@ -3,6 +3,7 @@
 //! ([`hints`]). Reads the model only.
 
 pub(crate) mod children;
+pub(crate) mod error;
 mod github;
 pub(crate) mod hints;
 mod json;

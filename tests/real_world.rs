@@ -440,7 +440,7 @@ fn verify_none_async_points_at_the_caller() {
     let all = format!("{}{}", run.stdout, run.stderr);
     assert!(all.contains("tests/real_world.rs:"), "{all}");
     assert!(!all.contains("src/lib.rs:"), "{all}");
-    assert!(!all.contains("src/verify.rs:"), "{all}");
+    assert!(!all.contains("src/front/verify.rs:"), "{all}");
 }
 
 /// Fixture: an rstest case that leaks a thread.

@@ -11,7 +11,7 @@
 //! body. This needs span locations (Rust 1.88 or later, a real file on disk). Where they are
 //! missing (older compilers, rust-analyzer), or the `#[test]` is not written above the attribute's
 //! location (both passed through a `macro_rules!` as `$(#[$m])*`), nothing is found here; the
-//! runtime then fails the second run of the test (`src/attribute/once.rs`).
+//! runtime then fails the second run of the test (`src/front/attribute/once.rs`).
 
 use proc_macro2::Span;
 use syn::parse::Parser;

@@ -1,5 +1,5 @@
 //! The step the fast walker follows from a frame to its caller's, and the one word it is packed
-//! into: the walker (`src/hot/unwind.rs`) caches that word per program counter and decodes it
+//! into: the walker ([`super::walk`]) caches that word per program counter and decodes it
 //! itself, so the layout written by [`Step::pack`] is an interface between the two.
 
 use gimli::{CfaRule, Register, RegisterRule, UnwindContextStorage, UnwindTableRow};
@@ -81,7 +81,7 @@ impl Step {
 mod tests {
     use super::*;
 
-    /// The walker's reading of a packed word (`src/hot/unwind.rs`), written out once more.
+    /// The walker's reading of a packed word ([`super::walk`]), written out once more.
     fn unpack(word: u64) -> Step {
         let slot = |bits: u64| (bits & 1 == 1).then_some(i32::from((bits >> 1) as u8 as i8) * 8);
         Step {

@@ -26,13 +26,13 @@ use crate::check::threads::{self, Scope};
 use crate::check::{check_threads, merge_children};
 use crate::config::Settings;
 use crate::context::{self, Context};
-use crate::error::LeakError;
 #[cfg(feature = "tokio")]
 use crate::model::Runtime;
 use crate::options::Options;
 #[cfg(feature = "tokio")]
 use crate::probe;
 use crate::probe::lineage;
+use crate::report::error::LeakError;
 
 /// A test body run under the attribute (its value, if any, is kept by the caller): its outcome
 /// and the leak verdict, or (settle off) just that it ran.

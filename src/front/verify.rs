@@ -11,8 +11,8 @@ use crate::check::{check_threads, merge_children};
 #[cfg(feature = "tokio")]
 use crate::check::{check_threads_async, merge};
 use crate::context;
-use crate::error::LeakError;
 use crate::options::Options;
+use crate::report::error::LeakError;
 
 /// [`Options::find`].
 pub(crate) fn find(options: &Options) -> Result<(), LeakError> {
