@@ -220,8 +220,9 @@ pub(crate) fn stuck_frame(frames: &[Frame]) -> Option<&Frame> {
         })
         .or_else(|| {
             frames.iter().find(|frame| {
-                subject_crate(&frame.key)
-                    .is_some_and(|krate| !STD_CRATES.contains(&krate) && !krate.starts_with("__"))
+                subject_crate(&frame.key).is_some_and(|krate| {
+                    !STD_CRATES.contains(&krate) && !krate.starts_with("__") && krate != "leakcheck"
+                })
             })
         })
 }

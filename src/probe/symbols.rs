@@ -13,6 +13,7 @@ use crate::model::frame::{self, Frame};
 /// Inlined calls expand to several frames; an address that cannot be resolved becomes one frame
 /// named `0x…`, marked as library. Results are cached per address for the life of the process.
 pub(crate) fn resolve(ips: &[usize]) -> Vec<Frame> {
+    forget_unloaded();
     let mut missing: Vec<usize> = {
         let cache = cache();
         ips.iter().copied().filter(|ip| !cache.contains_key(ip)).collect()
@@ -29,6 +30,24 @@ pub(crate) fn resolve(ips: &[usize]) -> Vec<Frame> {
 fn cache() -> MutexGuard<'static, HashMap<usize, Vec<Frame>>> {
     static CACHE: LazyLock<Mutex<HashMap<usize, Vec<Frame>>>> = LazyLock::new(Default::default);
     CACHE.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Forgets every resolved address, in this cache and in `backtrace`'s (which reads the list of
+/// loaded objects once), when a library was loaded or unloaded since the last resolution: an
+/// address may now belong to another object, or to one `backtrace` has not seen.
+fn forget_unloaded() {
+    #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        use crate::probe::unwind::{loaded_generation, Generation};
+        static SEEN: Mutex<Option<Generation>> = Mutex::new(None);
+        let now = loaded_generation();
+        let mut seen = SEEN.lock().unwrap_or_else(PoisonError::into_inner);
+        if seen.is_some() && *seen != now {
+            cache().clear();
+            backtrace::clear_symbol_cache();
+        }
+        *seen = now;
+    }
 }
 
 /// Symbolizes one address, without the cache.

@@ -21,7 +21,7 @@ use libc::Elf64_Phdr;
 
 /// The loader's counts of objects loaded and unloaded so far: equal counts, same objects.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-struct Generation {
+pub(crate) struct Generation {
     adds: u64,
     subs: u64,
 }
@@ -128,7 +128,7 @@ fn has_counters(size: usize) -> bool {
 
 /// The current generation: the counters of the first object `dl_iterate_phdr` reports (they are
 /// the loader's, the same for every object).
-fn generation() -> Option<Generation> {
+pub(crate) fn generation() -> Option<Generation> {
     unsafe extern "C" fn first(
         info: *mut libc::dl_phdr_info,
         size: usize,
