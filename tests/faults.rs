@@ -102,6 +102,11 @@ fn task_dump_that_cannot_finish_degrades() {
 /// held at the instant of the fork (each child has a 10-s alarm, so a regression fails the test
 /// instead of hanging the run), and the test itself is clean: its threads joined, its children
 /// reaped.
+///
+/// The child creates its thread with `pthread_create` itself, which goes through leakcheck's
+/// interposer and registry: std's `thread::spawn` in a forked child also takes std's own lock
+/// (the new thread's stack-overflow guard record, `thread_info`), which a creating thread of the
+/// parent may hold at the fork, whether or not leakcheck is linked.
 #[cfg(target_os = "linux")]
 #[leakcheck::leak_test]
 fn fork_storm_under_concurrent_creation() {
@@ -123,9 +128,18 @@ fn fork_storm_under_concurrent_creation() {
         // creation work in the child of a multi-threaded process), then leaves with `_exit`.
         let pid = unsafe { libc::fork() };
         if pid == 0 {
-            unsafe { libc::alarm(10) };
-            let joined = thread::spawn(|| std::hint::black_box(2)).join().is_ok();
-            unsafe { libc::_exit(if joined { 0 } else { 1 }) };
+            extern "C" fn start(arg: *mut std::ffi::c_void) -> *mut std::ffi::c_void {
+                arg
+            }
+            // SAFETY: creates and joins one thread, then leaves.
+            unsafe {
+                libc::alarm(10);
+                let mut thread: libc::pthread_t = 0;
+                let created =
+                    libc::pthread_create(&mut thread, std::ptr::null(), start, std::ptr::null_mut());
+                let joined = created == 0 && libc::pthread_join(thread, std::ptr::null_mut()) == 0;
+                libc::_exit(if joined { 0 } else { 1 });
+            }
         }
         assert!(pid > 0, "fork failed");
         let mut status = 0;
