@@ -4,7 +4,8 @@
 
 pub(crate) mod duration;
 pub(crate) mod frame;
-#[path = "../macros/src/ignore_kinds.rs"]
+// A symbolic link to `macros/src/ignore_kinds.rs`: one file, compiled by both crates (cargo packages
+// the link's target, so each published crate carries its copy).
 mod ignore_kinds;
 
 pub(crate) use frame::Frame;

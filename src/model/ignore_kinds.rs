@@ -1,0 +1,1 @@
+../../macros/src/ignore_kinds.rs
