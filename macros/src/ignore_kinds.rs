@@ -1,5 +1,5 @@
 //! The kinds of ignore rule: one table, read by both crates. The macro crate compiles it as
-//! `ignore_kinds`; leakcheck includes this same file as `model::ignore_kinds` (`#[path]`), since the
+//! `ignore_kinds`; leakcheck compiles this same file as `model::ignore_kinds` (a symbolic link), since the
 //! proc-macro crate can export nothing but macros.
 //!
 //! Each kind's key is its `#[leak_test]` argument, its `[package.metadata.leakcheck]` key, its
