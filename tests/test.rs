@@ -45,5 +45,8 @@ fn frames_of_a_crate_named_test_are_the_users() {
             && report.contains("in test::fixture_leak_in_crate_test"),
         "{report}"
     );
-    assert!(report.contains("cause: blocked receiving from a channel"), "{report}");
+    assert!(
+        report.contains("cause: blocked receiving from a channel"),
+        "{report}"
+    );
 }
