@@ -123,8 +123,14 @@ pub(crate) fn for_survivor(survivor: &Survivor) -> Option<Hint> {
     };
     // An empty async trace proves nothing: tokio's dump re-polls the task and records the
     // leaves it reaches, and some waits have none (see `EMPTY_TRACE` in `report`).
-    if survivor.kind == Kind::Task && frames.is_empty() {
-        return idioms::library_task(survivor);
+    // A dependency's own task, waiting in the dependency: its background work.
+    if survivor.kind == Kind::Task && frame::first_user_frame(frames).is_none() {
+        if let Some(hint) = idioms::library_task(survivor) {
+            return Some(hint);
+        }
+        if frames.is_empty() {
+            return None;
+        }
     }
     idioms::forgotten_runtime(frames)
         .or_else(|| idioms::pool_workers(survivor, frames))
