@@ -101,17 +101,18 @@ impl Report {
     }
 }
 
-/// Survivors in one group share kind, name, stuck frame, origin and test.
-fn group_key(
-    survivor: &Survivor,
-) -> (
+/// What survivors of one group share: kind, name, stuck frame, origin, test and leaked parent.
+type GroupKey = (
     Kind,
     Option<String>,
     Option<String>,
     Option<String>,
     Option<String>,
     Option<u64>,
-) {
+);
+
+/// Survivors in one group share kind, name, stuck frame, origin, test and leaked parent.
+fn group_key(survivor: &Survivor) -> GroupKey {
     // Internals-only stacks group by their function alone: the line varies with the path taken
     // into the runtime's parking.
     let stuck = survivor.stuck_frame().map(|frame| match frame::tier(frame) {
