@@ -66,6 +66,11 @@ pub(crate) struct Survivor {
     pub(crate) hint: Option<Hint>,
     /// What `/proc` says of a child process (`Kind::Process` only; its pid is `id`).
     pub(crate) process: Option<ProcessInfo>,
+    /// For a timed wait whose deadline is known: how long until it wakes by itself (and may end).
+    pub(crate) wakes_in: Option<std::time::Duration>,
+    /// The survivor (task) that was running the code which spawned it, if that one leaked too:
+    /// it ends when its root does.
+    pub(crate) parent: Option<u64>,
 }
 
 /// Where a task was spawned, and what the source there says of it.

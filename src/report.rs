@@ -31,6 +31,15 @@ feature is already on): `RUSTFLAGS=\"--cfg tokio_unstable\" cargo test`, or in `
 `taskdump` feature"
 };
 
+/// What an empty async trace says, and no more: tokio's dump re-polls each task and records the
+/// tokio resources it reaches, and many waits reach none. Found by experiment (tokio 1.54):
+/// `accept()` and other IO awaited through `Registration::async_io` record no leaf, and a child of
+/// `FuturesUnordered` (bb8's connection retries in `sleep(delay)`) is not polled unless it was
+/// woken; `std::future::pending()` looks the same.
+const EMPTY_TRACE: &str = "its async trace is empty: the wait is one tokio's task dump does not \
+record, such as IO through `accept()`, a future inside `FuturesUnordered` that was not woken, \
+a future of another crate, or `std::future::pending()`";
+
 /// Everything one failed check found.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Report {
@@ -92,16 +101,18 @@ impl Report {
     }
 }
 
-/// Survivors in one group share kind, name, stuck frame, origin and test.
-fn group_key(
-    survivor: &Survivor,
-) -> (
+/// What survivors of one group share: kind, name, stuck frame, origin, test and leaked parent.
+type GroupKey = (
     Kind,
     Option<String>,
     Option<String>,
     Option<String>,
     Option<String>,
-) {
+    Option<u64>,
+);
+
+/// Survivors in one group share kind, name, stuck frame, origin, test and leaked parent.
+fn group_key(survivor: &Survivor) -> GroupKey {
     // Internals-only stacks group by their function alone: the line varies with the path taken
     // into the runtime's parking.
     let stuck = survivor.stuck_frame().map(|frame| match frame::tier(frame) {
@@ -118,6 +129,7 @@ fn group_key(
         stuck,
         survivor.origin(),
         survivor.test.clone(),
+        survivor.parent,
     )
 }
 
@@ -223,18 +235,8 @@ fn render_group(
     match (&first.stack, first.stuck_frame()) {
         (_, Some(frame)) => writeln!(f, "   stuck in   {}", frame_text(frame))?,
         (Stack::Frames(frames), None) if frames.is_empty() && first.kind == Kind::Task => {
-            match spawner_text(first) {
-                Some(spawner) => writeln!(
-                    f,
-                    "   stuck in   the future spawned in {spawner}: its async trace is empty, so no \
-                     resource can ever wake it (e.g. `std::future::pending()`)"
-                )?,
-                None => writeln!(
-                    f,
-                    "   stuck in   nothing: its async trace is empty, so no resource can ever wake it \
-                     (e.g. `std::future::pending()`)"
-                )?,
-            }
+            let spawner = spawner_text(first).unwrap_or_else(|| "an unknown place".into());
+            writeln!(f, "   stuck in   the future spawned in {spawner} ({EMPTY_TRACE})")?
         }
         (Stack::Frames(frames), None) => writeln!(
             f,
@@ -245,6 +247,19 @@ fn render_group(
             Some(spawner) => writeln!(f, "   stuck in   the future spawned in {spawner} ({why})")?,
             None => writeln!(f, "   stuck in   unknown: {why}")?,
         },
+    }
+    if let Some(wakes_in) = first.wakes_in {
+        let secs = wakes_in.as_secs_f64().ceil().max(1.0);
+        writeln!(
+            f,
+            "   bounded:   wakes in ~{secs} s and may end then (the deadline of its timed wait)"
+        )?;
+    }
+    if let Some(root) = first.parent {
+        writeln!(
+            f,
+            "   ends when  task {root} ends: spawned from code running in that task, which leaked too"
+        )?;
     }
     if let Some(origin) = first.origin() {
         let verb = if first.kind == Kind::Task {

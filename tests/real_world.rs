@@ -1,4 +1,4 @@
-//! Reports on real-world stacks: dependency pools, Book-style pools, forgotten runtimes, waits the
+//! Reports on real-world stacks: Book-style pools, forgotten runtimes, waits the
 //! kernel classifies, `select!` over several resources, grouping, creation chains, names and
 //! locations. Each fixture is re-run with `common::run_ignored` and its report checked.
 
@@ -12,64 +12,6 @@ use std::time::Duration;
 
 use common::run_ignored;
 use leakcheck::leak_test;
-
-// ---------------------------------------------------------------- a dependency pool (r2d2)
-
-/// A connection manager whose connections cost nothing (r2d2 needs one to build a pool).
-struct Dummy;
-
-impl r2d2::ManageConnection for Dummy {
-    type Connection = ();
-    type Error = std::io::Error;
-    fn connect(&self) -> Result<(), std::io::Error> {
-        Ok(())
-    }
-    fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> {
-        Ok(())
-    }
-    fn has_broken(&self, _: &mut ()) -> bool {
-        false
-    }
-}
-
-/// Fixture: an r2d2 pool the test builds and never drops (a pool in a `static` would be a
-/// process-wide singleton, charged to no test): its three workers (`r2d2-worker-{0..2}`) wait on
-/// the pool's scheduler, whose reaper runs every 30 s (a timed wait), in library code only.
-#[leak_test(settle = "300ms")]
-#[ignore = "fixture, run by dependency_pool_names_the_library_frame"]
-fn fixture_dependency_pool() {
-    let pool = r2d2::Pool::builder().max_size(2).build(Dummy).unwrap();
-    drop(pool.get().unwrap());
-    std::mem::forget(pool);
-}
-
-/// An all-library stack names the dependency frame where it waits (crate and version), the wait
-/// is timed, the three workers are one group with a folded name, and the hint is the periodic
-/// pool's, with a rule to paste.
-#[test]
-fn dependency_pool_names_the_library_frame() {
-    let run = run_ignored("fixture_dependency_pool", &[]);
-    assert!(!run.success);
-    let report = &run.stdout;
-    assert!(!report.contains("library code only"), "{report}");
-    assert!(report.contains("×3 threads \"r2d2-worker-{0..2}\""), "{report}");
-    assert!(report.contains("timed wait"), "{report}");
-    assert!(
-        report.contains("stuck in   scheduled_thread_pool::Worker::get_job (scheduled-thread-pool 0.2"),
-        "{report}"
-    );
-    assert!(report.contains("wakes by itself"), "{report}");
-    assert!(!report.contains("notifier never came"), "{report}");
-    assert!(
-        report.contains("called from tests/real_world.rs:")
-            && report.contains("real_world::fixture_dependency_pool"),
-        "{report}"
-    );
-    assert!(
-        report.contains("#[leak_test(ignore_thread = \"r2d2-worker-*\")]"),
-        "{report}"
-    );
-}
 
 // ---------------------------------------------------------------- kinds of waits
 

@@ -325,6 +325,8 @@ pub(crate) fn describe(candidate: &Candidate) -> Survivor {
         spawn_site: None,
         hint: None,
         process: Some(info),
+        wakes_in: None,
+        parent: None,
     };
     survivor.hint = crate::report::children::hint(&survivor);
     survivor

@@ -180,6 +180,8 @@ async fn describe(scope: &TaskScope, options: &Options, ids: Vec<u64>) -> TaskFi
             spawn_site: site,
             hint: None,
             process: None,
+            wakes_in: None,
+            parent: None,
         };
         let subject = crate::rules::Subject {
             name: None,
@@ -204,8 +206,97 @@ async fn describe(scope: &TaskScope, options: &Options, ids: Vec<u64>) -> TaskFi
             .or_else(|| crate::report::hints::for_survivor(&survivor));
         findings.survivors.push(survivor);
     }
+    let parents = probe.parents.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    roots_and_dependents(&mut findings.survivors, &parents);
     findings.notes.append(&mut notes);
     findings
+}
+
+/// Links each survivor to its nearest leaked ancestor (spawned, through tasks that may have
+/// ended, from code running in another survivor): a dependent ends with its root, so its hint
+/// sends the reader there. A root, spawned from the test's own code, gets the fix that stops it
+/// from the test: keep the `JoinHandle` its spawn returns and `abort()` it.
+#[cfg(tokio_unstable)]
+fn roots_and_dependents(survivors: &mut [Survivor], parents: &std::collections::HashMap<u64, u64>) {
+    use crate::model::Hint;
+    let leaked: HashSet<u64> = survivors.iter().map(|survivor| survivor.id).collect();
+    let ancestor = |mut id: u64| {
+        let mut steps = 0;
+        while let Some(&parent) = parents.get(&id) {
+            if leaked.contains(&parent) {
+                return Some(parent);
+            }
+            id = parent;
+            steps += 1;
+            if steps > parents.len() {
+                break;
+            }
+        }
+        None
+    };
+    for survivor in survivors.iter_mut() {
+        survivor.parent = ancestor(survivor.id);
+        if let Some(root) = survivor.parent {
+            survivor.hint = Some(Hint {
+                cause: format!(
+                    "spawned from code running in task {root}, which leaked too: it waits for \
+                     something that task owns (a `Notify`, a channel, a shutdown flag) and ends \
+                     when that task ends"
+                ),
+                fix: format!("fix task {root}, the root: this task ends with it"),
+                evidence: format!("task {root} was running when this task was spawned (tokio's spawn hook)"),
+            });
+        }
+    }
+    for index in 0..survivors.len() {
+        if survivors[index].parent.is_some() {
+            continue;
+        }
+        let id = survivors[index].id;
+        let dependents = survivors.iter().filter(|other| other.parent == Some(id)).count();
+        let survivor = &mut survivors[index];
+        // Only the user's own spawn returned a handle the test could keep.
+        let spawned_by_user = survivor
+            .created_at
+            .iter()
+            .find(|frame| crate::model::frame::tier(frame) != crate::model::frame::Tier::Internal)
+            .is_some_and(|frame| !frame.library);
+        let Some(site) = survivor
+            .spawn_site
+            .as_ref()
+            .filter(|_| spawned_by_user)
+            .map(|site| site.at.clone())
+        else {
+            continue;
+        };
+        let stop = format!(
+            "keep the `JoinHandle` that the spawn at {site} returns and call `abort()` on it (or \
+             send the task its shutdown signal) when the test ends{}",
+            if dependents > 0 {
+                "; the tasks spawned from it end with it"
+            } else {
+                ""
+            }
+        );
+        let hint = survivor.hint.get_or_insert_with(|| Hint {
+            cause: "a task the test spawned and never stopped: its `JoinHandle` was dropped or \
+                    kept without `abort()`, and nothing tells it to end"
+                .into(),
+            fix: String::new(),
+            evidence: format!("spawned at {site}, still alive at the end of the test"),
+        });
+        hint.fix = if hint.fix.is_empty() {
+            stop
+        } else {
+            format!("{stop}; or: {}", hint.fix)
+        };
+        if dependents > 0 {
+            hint.evidence.push_str(&format!(
+                "; {dependents} leaked {} spawned from it",
+                Kind::Task.noun(dependents)
+            ));
+        }
+    }
 }
 
 /// A task's spawn site, and its name: tokio keeps a `Builder`'s name only in a `tracing` span

@@ -348,6 +348,8 @@ pub(crate) fn describe(
             stack,
             hint: None,
             process: None,
+            wakes_in: None,
+            parent: None,
         };
         match rule {
             Some(rule) => hidden.push(Hidden { survivor, rule }),

@@ -105,7 +105,9 @@ fn classify(first: Option<&(Instant, Sample)>, now: Instant, end: &Sample) -> Wa
                 (true, false) => WaitKind::SleepLoop,
             }
         }
-        "nanosleep" | "clock_nanosleep" => WaitKind::SleepLoop,
+        // One sleep is a timed wait; a sleep that woke again and again is a loop.
+        "nanosleep" | "clock_nanosleep" if wakeups.is_some_and(|n| n >= LOOP_WAKEUPS) => WaitKind::SleepLoop,
+        "nanosleep" | "clock_nanosleep" => WaitKind::Timed,
         "accept" | "accept4" | "read" | "recvfrom" | "recvmsg" | "connect" => {
             wait.resources.extend(procfs::describe_fd(args[0]));
             WaitKind::Io
@@ -145,7 +147,8 @@ mod tests {
     }
 
     /// A futex wait without a timeout and no wake-up is untimed; with a timeout, timed; woken
-    /// repeatedly, a loop; a sleep is a sleep loop; no system call is running.
+    /// repeatedly, a loop; one sleep is timed, a sleep woken again and again a loop; no system
+    /// call is running.
     #[test]
     fn classifies_waits() {
         let futex = libc::SYS_futex;
@@ -172,7 +175,20 @@ mod tests {
         let settled = classify(Some(&starting), later, &blocked(futex, [1, 0x80, 0, 0, 0, 0], 9));
         assert_eq!(settled.kind, WaitKind::Untimed);
         let sleep = classify(None, later, &blocked(libc::SYS_clock_nanosleep, [0; 6], 1));
-        assert_eq!(sleep.kind, WaitKind::SleepLoop);
+        assert_eq!(sleep.kind, WaitKind::Timed, "one sleep, never woken, is no loop");
+        let first_sleep = (Instant::now(), blocked(libc::SYS_clock_nanosleep, [0; 6], 1));
+        let slept_again = classify(
+            Some(&first_sleep),
+            later,
+            &blocked(libc::SYS_clock_nanosleep, [0; 6], 1),
+        );
+        assert_eq!(slept_again.kind, WaitKind::Timed);
+        let sleeps = classify(
+            Some(&first_sleep),
+            later,
+            &blocked(libc::SYS_clock_nanosleep, [0; 6], 9),
+        );
+        assert_eq!(sleeps.kind, WaitKind::SleepLoop);
         let running = Sample {
             state: Some('R'),
             ..Sample::default()

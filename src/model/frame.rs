@@ -254,9 +254,13 @@ fn is_library(function: &str, file: Option<&str>) -> bool {
         if is_dependency_file(file) {
             return true;
         }
-        if let Ok(relative) = Path::new(file).strip_prefix(OWN_ROOT) {
-            let user = relative.starts_with("tests") || relative.starts_with("examples");
-            return !user && !is_own_test(function);
+        if is_own_source(file) {
+            return !is_own_test(function);
+        }
+        // Where the code comes from, not its crate's name: `tests/test.rs` is a crate named
+        // `test`, as is libtest.
+        if in_package(file) {
+            return false;
         }
     }
     match subject_crate(function) {
@@ -309,6 +313,16 @@ fn leading_crate(path: &str) -> Option<&str> {
     identifier.then_some(krate)
 }
 
+/// Whether `file` is a source of the package being tested (or its workspace): under one of
+/// [`roots`], outside a `target` directory (code a build script generated).
+fn in_package(file: &str) -> bool {
+    let path = Path::new(file);
+    roots().iter().any(|root| {
+        path.strip_prefix(root)
+            .is_ok_and(|relative| !relative.as_os_str().is_empty() && !relative.starts_with("target"))
+    })
+}
+
 /// Directories paths are shown relative to: current dir, package dir, workspace root.
 fn roots() -> &'static [PathBuf] {
     static ROOTS: OnceLock<Vec<PathBuf>> = OnceLock::new();
@@ -343,6 +357,8 @@ pub(super) mod tests {
         let own_src = format!("{OWN_ROOT}/src/probe/stack.rs");
         let own_registry = format!("{OWN_ROOT}/src/probe/lineage/registry.rs");
         let own_test = format!("{OWN_ROOT}/tests/stack_capture_handler.rs");
+        let package = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| OWN_ROOT.into());
+        let own_test_rs = format!("{package}/tests/test.rs");
         let library = [
             (
                 "std::sys::pal::unix::futex::futex_wait",
@@ -401,6 +417,8 @@ pub(super) mod tests {
             ),
             ("stack_capture_handler::main", Some(own_test.as_str())),
             ("my_c_helper", Some("/work/app/csrc/helper.c")),
+            // `tests/test.rs` compiles to a crate named `test`, like libtest: its file tells.
+            ("test::drops_on_broken::{{closure}}", Some(own_test_rs.as_str())),
         ];
         for (function, file) in user {
             assert!(!is_library(function, file), "{function} should be user code");

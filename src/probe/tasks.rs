@@ -16,6 +16,10 @@ use crate::model::{Flavor, Runtime};
 pub(crate) struct Probe {
     #[cfg(tokio_unstable)]
     pub(crate) live: Mutex<std::collections::HashMap<u64, Spawned>>,
+    /// Each task's parent: the task that was running when it was spawned (kept after either
+    /// ends, so that a survivor's leaked ancestor is found through tasks that ended).
+    #[cfg(tokio_unstable)]
+    pub(crate) parents: Mutex<std::collections::HashMap<u64, u64>>,
 }
 
 /// How a live task was spawned: tokio's spawn location and the raw spawn backtrace (resolved
@@ -80,6 +84,14 @@ pub(crate) fn build_runtime(
     {
         let spawned = probe.clone();
         builder.on_task_spawn(move |meta| {
+            // The hook runs where `spawn` is called: the current task is the new task's parent.
+            if let Some(parent) = tokio::task::try_id() {
+                spawned
+                    .parents
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(task_id(meta.id()), task_id(parent));
+            }
             spawned.live.lock().unwrap_or_else(|e| e.into_inner()).insert(
                 task_id(meta.id()),
                 Spawned {

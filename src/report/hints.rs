@@ -121,14 +121,19 @@ pub(crate) fn for_survivor(survivor: &Survivor) -> Option<Hint> {
         Stack::Frames(frames) => frames,
         Stack::Missing(_) => return None,
     };
-    if survivor.kind == Kind::Task && frames.is_empty() {
-        return Some(Hint {
-            cause: "the task waits on nothing that can ever wake it (its async trace is empty: `std::future::pending()`, or a `select!` whose every branch is pending forever)".into(),
-            fix: "add a cancellation branch (a token, a shutdown channel) so the task has a way to end, and cancel it when its owner is done".into(),
-            evidence: "empty async trace from tokio's task dump".into(),
-        });
+    // An empty async trace proves nothing: tokio's dump re-polls the task and records the
+    // leaves it reaches, and some waits have none (see `EMPTY_TRACE` in `report`).
+    // A dependency's own task, waiting in the dependency: its background work.
+    if survivor.kind == Kind::Task && frame::first_user_frame(frames).is_none() {
+        if let Some(hint) = idioms::library_task(survivor) {
+            return Some(hint);
+        }
+        if frames.is_empty() {
+            return None;
+        }
     }
     idioms::forgotten_runtime(frames)
+        .or_else(|| idioms::pool_workers(survivor, frames))
         .or_else(|| idioms::from_wait(survivor, frames))
         .or_else(|| for_frames(frames))
 }

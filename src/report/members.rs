@@ -171,6 +171,8 @@ mod tests {
                 evidence: evidence.into(),
             }),
             process: None,
+            wakes_in: None,
+            parent: None,
         }
     }
 

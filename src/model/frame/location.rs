@@ -3,36 +3,27 @@
 
 use super::*;
 
-/// How many links a creation chain shows.
-const CHAIN_LINKS: usize = 4;
-
 /// `src/worker.rs:17 in app::Worker::start, called from tests/app.rs:12 in leaky_worker`: the
-/// spawn (the first frame of `frames`, caller first, that is not internal), then each user frame
-/// outward up to the test, one per function (a closure counts as its function).
+/// spawn (the first frame of `frames`, caller first, that is not internal), then every user frame
+/// outward up to the test, one per function (a closure counts as its function), however many
+/// library frames lie between them (a pool's builder is five or more): those are folded, never a
+/// reason to stop before the test's line.
 pub(crate) fn creation_chain(frames: &[Frame]) -> Option<String> {
     let start = frames.iter().position(|frame| tier(frame) != Tier::Internal)?;
     let mut links: Vec<&Frame> = vec![&frames[start]];
     let mut seen: Vec<&str> = vec![base_name(&frames[start].key)];
-    let mut more = false;
     for frame in &frames[start + 1..] {
         if frame.library || seen.contains(&base_name(&frame.key)) {
             continue;
         }
-        if links.len() == CHAIN_LINKS {
-            more = true;
-            break;
-        }
         seen.push(base_name(&frame.key));
         links.push(frame);
     }
-    let mut text = links
+    let text = links
         .iter()
         .map(|frame| location_text(frame))
         .collect::<Vec<_>>()
         .join(", called from ");
-    if more {
-        text.push_str(", …");
-    }
     Some(text)
 }
 

@@ -89,7 +89,12 @@ fn spawn_call(source: &str, tokens: &[Token], at: usize) -> Option<usize> {
         match token.text(source) {
             "(" | "[" | "{" if token.kind == Kind::Punct => depth += 1,
             ")" | "]" | "}" if token.kind == Kind::Punct => depth -= 1,
-            ";" if depth == 0 => return None,
+            // The end of this statement, list element, argument or match arm: a spawn after it
+            // is another task's.
+            ";" | "," | "=>" if depth == 0 => return None,
+            "=" if depth == 0 && tokens.get(i + 1).is_some_and(|next| next.is_punct(source, '>')) => {
+                return None
+            }
             _ => {}
         }
         if depth < 0 {
@@ -302,6 +307,8 @@ fn f() {
     let h = Builder::new().name(&format!(\"conn-{i}\")).spawn(g(\")\"));
     tokio::spawn(x);
     Builder::new().spawn(y);
+    let v = vec![tokio::spawn(a()), Builder::new().name(\"b\").spawn(b()).unwrap()];
+    match k { 0 => tokio::spawn(c()), _ => Builder::new().name(\"d\").spawn(d()).unwrap() };
 }";
         assert_eq!(
             builder_name(source, 4, 10),
@@ -320,6 +327,18 @@ fn f() {
         assert_eq!(builder_name(source, 7, 5), None);
         assert_eq!(builder_name(source, 8, 20), None);
         assert_eq!(builder_name(source, 8, 5), None);
+        // An unnamed spawn before another task's named builder, in a list or a match arm.
+        let column = |line: usize| {
+            source
+                .lines()
+                .nth(line - 1)
+                .unwrap()
+                .find("tokio::spawn")
+                .unwrap() as u32
+                + 1
+        };
+        assert_eq!(builder_name(source, 9, column(9)), None);
+        assert_eq!(builder_name(source, 10, column(10)), None);
     }
 
     /// A `recv` on a lock's guard, in the chain or through a `let`; a plain `recv`, or one beside

@@ -35,6 +35,118 @@ pub(super) fn forgotten_runtime(frames: &[Frame]) -> Option<Hint> {
     })
 }
 
+/// Crates whose pools have a switch that makes a dropped pool end its workers at once, and the
+/// switch as the fix names it.
+const DISCARD_SWITCHES: &[(&str, &str)] = &[(
+    "scheduled-thread-pool",
+    "build the scheduler with `ScheduledThreadPool::builder().on_drop_behavior(\
+     OnPoolDropBehavior::DiscardPendingScheduled)` (r2d2: pass it to `Builder::thread_pool`)",
+)];
+
+/// Workers of a dependency's pool, idle in that pool's own wait: the same crate created them
+/// (its pool constructor) and holds them, with no user frame on their stacks. Untimed, nothing
+/// will ever give them work: the pool's handle was never dropped. Timed, they wake for the pool's
+/// next scheduled job: either the pool was never dropped, or it was and still completes its
+/// pending scheduled work (a reaper every 30 s), which keeps them alive until then.
+pub(super) fn pool_workers(survivor: &Survivor, frames: &[Frame]) -> Option<Hint> {
+    if survivor.kind != Kind::Thread || frame::first_user_frame(frames).is_some() {
+        return None;
+    }
+    let stuck = frame::stuck_frame(frames).filter(|frame| frame::tier(frame) == frame::Tier::Dependency)?;
+    let krate = frame::dependency_crate(stuck)?;
+    let spawn = survivor
+        .created_at
+        .iter()
+        .find(|frame| frame::tier(frame) != frame::Tier::Internal)?;
+    if frame::dependency_crate(spawn).as_ref() != Some(&krate) {
+        return None;
+    }
+    // The call the user made: the outermost library frame before the first user frame.
+    let user = survivor.created_at.iter().position(|frame| !frame.library)?;
+    let constructor = survivor.created_at[..user]
+        .iter()
+        .rev()
+        .find(|frame| frame::tier(frame) == frame::Tier::Dependency)
+        .map_or(spawn, |frame| frame);
+    let built = format!(
+        "the pool built by `{}`{}",
+        frame::base_name(&constructor.key),
+        frame::short_location(&survivor.created_at[user])
+            .map(|at| format!(" at {at}"))
+            .unwrap_or_default()
+    );
+    let evidence = format!(
+        "created in `{}` and waiting in `{}`, both {krate}, with no user frame",
+        spawn.function, stuck.function
+    );
+    let timed = survivor
+        .kernel
+        .as_ref()
+        .and_then(|kernel| kernel.wait.as_ref())
+        .is_some_and(|wait| wait.kind == WaitKind::Timed);
+    if !timed {
+        return Some(Hint {
+            cause: format!(
+                "an idle pool whose handle was never dropped: its workers wait for work that will \
+                 never come ({built}, then forgotten, leaked or kept in something that outlives \
+                 the test)"
+            ),
+            fix: "drop the pool when the test is done with it, or own it where it is dropped (a \
+                  local, or a field of a struct the test drops); never `mem::forget` it"
+                .into(),
+            evidence,
+        });
+    }
+    let switch = DISCARD_SWITCHES
+        .iter()
+        .find(|(name, _)| *name == krate.name)
+        .map(|(_, switch)| format!("; if it is dropped already, {switch}"))
+        .unwrap_or_default();
+    Some(Hint {
+        cause: format!(
+            "a pool that still runs scheduled work: its workers wait for its next scheduled job \
+             ({built}); either the pool was never dropped, or it was dropped and completes its \
+             pending scheduled jobs first (a reaper every 30 s), and its workers live until then"
+        ),
+        fix: format!(
+            "drop the pool when the test is done with it{switch}; or make its scheduled work shorter than the settle deadline"
+        ),
+        evidence,
+    })
+}
+
+/// A task a dependency spawned (its spawn site is the library's), from a call the test made:
+/// the library's background work, which ends when the library stops it.
+pub(super) fn library_task(survivor: &Survivor) -> Option<Hint> {
+    let spawn = survivor
+        .created_at
+        .iter()
+        .find(|frame| frame::tier(frame) != frame::Tier::Internal)?;
+    let krate = frame::dependency_crate(spawn).filter(|_| frame::tier(spawn) == frame::Tier::Dependency)?;
+    let user = survivor.created_at.iter().position(|frame| !frame.library)?;
+    let call = survivor.created_at[..user]
+        .iter()
+        .rev()
+        .find(|frame| frame::tier(frame) == frame::Tier::Dependency)
+        .map_or(spawn, |frame| frame);
+    Some(Hint {
+        cause: format!(
+            "background work of {krate}, spawned when the test called `{}`{}: it ends when the \
+             library stops it (when what it serves is dropped, shut down, or its retry or timer \
+             runs out)",
+            frame::base_name(&call.key),
+            frame::short_location(&survivor.created_at[user])
+                .map(|at| format!(" at {at}"))
+                .unwrap_or_default()
+        ),
+        fix: "drop or shut down what the test built with it before the test ends, and shorten the \
+              library's intervals and timeouts in tests (its builder's settings) so that its tasks \
+              end within the settle deadline"
+            .into(),
+        evidence: format!("spawned in `{}` ({krate}), with no user frame", spawn.function),
+    })
+}
+
 /// Hints from the kernel's view: a timed wait wakes by itself (a periodic job keeps it alive),
 /// a sleep loop has no stop signal, a wait on several resources waits on all of them.
 pub(super) fn from_wait(survivor: &Survivor, frames: &[Frame]) -> Option<Hint> {
@@ -45,6 +157,13 @@ pub(super) fn from_wait(survivor: &Survivor, frames: &[Frame]) -> Option<Hint> {
         .unwrap_or_default();
     let call = wait.call.as_deref().unwrap_or("the kernel");
     match wait.kind {
+        WaitKind::Timed if call.ends_with("nanosleep") => Some(Hint {
+            cause: "one long sleep: it wakes by itself when the sleep ends".into(),
+            fix: "sleep less, or wait on a stop signal with a timeout (`recv_timeout`, a condvar's \
+                  `wait_timeout`) so that its owner can end it when the test is done"
+                .into(),
+            evidence: format!("`{call}`, not woken during the settle window{at}"),
+        }),
         WaitKind::Timed => Some(Hint {
             cause: "a timed wait: it wakes by itself; a periodic job (a pool's reaper, a scheduler's \
                     next run, a poll interval) keeps it alive"
@@ -196,7 +315,11 @@ pub(crate) fn for_leaves(leaves: &[Vec<Frame>]) -> Option<Hint> {
         fix: "make one of them end the wait (close the listener or the peer, send the shutdown \
               signal), or add a cancellation branch, and trigger it when the owner is done"
             .into(),
-        evidence: format!("{} leaves in the task's async trace{user}", leaves.len()),
+        evidence: format!(
+            "{} {} in the task's async trace{user}",
+            leaves.len(),
+            if leaves.len() == 1 { "leaf" } else { "leaves" }
+        ),
     })
 }
 
