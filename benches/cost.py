@@ -22,7 +22,11 @@ rounds of the three binaries in rotating order, printing the medians and the qua
 round's ratio to the plain binary; on a noisy machine the paired ratio is the steadier figure (a
 plain-against-plain run shows the noise).
 
-Usage: python3 benches/cost.py [--runs N] [--compile] | [--pairs N]
+With `--instructions`: the trivial-test rows (debug default, debug with the override, release) as
+instruction counts under callgrind (valgrind), which a loaded or shared machine does not move; the
+ratio to the plain binary is the load-independent figure.
+
+Usage: python3 benches/cost.py [--runs N] [--compile] | [--pairs N] | [--instructions]
 """
 import json
 import os
@@ -112,6 +116,35 @@ def pairs(n):
               f"{statistics.median(times[name]) / plain:.3f}, paired ratios (quartiles) {quartiles}")
 
 
+def instructions():
+    """The trivial-test rows as instructions executed (callgrind's total), plain against checked."""
+    def count(exe, *args, idle="1000"):
+        env = dict(os.environ, COST_IDLE_THREADS=idle)
+        for key in list(env):
+            if key.startswith("LEAKCHECK"):
+                env.pop(key)
+        out = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", exe, *args],
+                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True).stderr
+        return int(next(line for line in out.splitlines() if "Collected" in line).split()[-1])
+    print("| instructions (callgrind) | without leakcheck | with leakcheck | ratio | added per test |")
+    print("|---|---|---|---|---|")
+    builds = [
+        ("debug", build("plain", False)["cost"], build("checked", False)["cost"]),
+        ("debug, leakcheck at opt-level 3", build("plain", False)["cost"],
+         build("checked", False, target=TARGET + "-opt", config=OPTIMISED)["cost"]),
+        ("release", build("plain", True)["cost"], build("checked", True)["cost"]),
+    ]
+    for mode, plain, checked in builds:
+        p = count(plain, "--test-threads=1", "-q", "trivial_")
+        c = count(checked, "--test-threads=1", "-q", "trivial_")
+        print(f"| 1000 trivial tests, 1000 idle threads ({mode}) | {p / 1e6:.1f}M | {c / 1e6:.1f}M | "
+              f"{c / p:.3f}× | {(c - p) / 1000:,.0f} |")
+        p = count(plain, "--exact", "trivial_0001", idle="0")
+        c = count(checked, "--exact", "trivial_0001", idle="0")
+        print(f"| 1 trivial test in a fresh process ({mode}) | {p / 1e6:.1f}M | {c / 1e6:.1f}M | "
+              f"{c / p:.3f}× | {c - p:,.0f} |")
+
+
 def ms(seconds):
     return f"{seconds * 1e3:.0f} ms"
 
@@ -189,7 +222,9 @@ def compile_rows():
         print(f"| {label} | {elapsed:.1f} s | {size:.1f} MB |")
 
 
-if __name__ == "__main__":
+if __name__ == "__main__" and "--instructions" in sys.argv:
+    instructions()
+elif __name__ == "__main__":
     if "--pairs" in sys.argv:
         pairs(int(sys.argv[sys.argv.index("--pairs") + 1]))
     else:
