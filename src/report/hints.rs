@@ -118,19 +118,21 @@ const RULES: &[Rule] = &[
 /// missing notification), then the checklist.
 pub(crate) fn for_survivor(survivor: &Survivor) -> Option<Hint> {
     let frames = match &survivor.stack {
-        Stack::Frames(frames) => frames,
-        Stack::Missing(_) => return None,
+        Stack::Frames(frames) => Some(frames),
+        Stack::Missing(_) => None,
     };
-    // An empty async trace proves nothing: tokio's dump re-polls the task and records the
-    // leaves it reaches, and some waits have none (see `EMPTY_TRACE` in `report`).
-    // A dependency's own task, waiting in the dependency: its background work.
-    if survivor.kind == Kind::Task && frame::first_user_frame(frames).is_none() {
+    // A dependency's own task, waiting in the dependency (or with no async trace at all): its
+    // background work, known from its spawn site alone.
+    if survivor.kind == Kind::Task && frames.is_none_or(|frames| frame::first_user_frame(frames).is_none()) {
         if let Some(hint) = idioms::library_task(survivor) {
             return Some(hint);
         }
-        if frames.is_empty() {
-            return None;
-        }
+    }
+    let frames = frames?;
+    // An empty async trace proves nothing: tokio's dump re-polls the task and records the
+    // leaves it reaches, and some waits have none (see `EMPTY_TRACE` in `report`).
+    if survivor.kind == Kind::Task && frames.is_empty() {
+        return None;
     }
     idioms::forgotten_runtime(frames)
         .or_else(|| idioms::pool_workers(survivor, frames))
