@@ -31,7 +31,18 @@ fn counts_and_dump() {
         .unzip();
     assert_eq!(leakcheck::thread_count(), before + 3);
 
-    let dump = leakcheck::dump();
+    // A thread that has said it is ready may still be on its way into `recv` (on a loaded machine,
+    // for many milliseconds): dump again until it is blocked there, for up to 10 s.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut dump = leakcheck::dump();
+    while std::time::Instant::now() < deadline
+        && !dump
+            .threads()
+            .any(|t| t.name() == Some("counted-1") && t.stuck_in().is_some())
+    {
+        thread::sleep(std::time::Duration::from_millis(10));
+        dump = leakcheck::dump();
+    }
     let counted: Vec<_> = dump.threads().filter(|t| t.name() == Some("counted-1")).collect();
     assert_eq!(counted.len(), 1, "{dump}");
     assert_eq!(counted[0].stuck_in(), Some("counts::blocked_in_counts"), "{dump}");
