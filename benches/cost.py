@@ -123,7 +123,7 @@ def instructions():
         for key in list(env):
             if key.startswith("LEAKCHECK"):
                 env.pop(key)
-        out = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", exe, *args],
+        out = subprocess.run(["valgrind", "--tool=callgrind", "--max-threads=2000", "--callgrind-out-file=/dev/null", exe, *args],
                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True).stderr
         return int(next(line for line in out.splitlines() if "Collected" in line).split()[-1])
     print("| instructions (callgrind) | without leakcheck | with leakcheck | ratio | added per test |")
