@@ -45,3 +45,101 @@ pub(crate) async fn find_async(options: &Options) -> Result<(), LeakError> {
     let found = children::find_async(&ChildScope::unentered(), options, &settings, checked).await;
     merge_children(verdict, found, options, &settings, &test)
 }
+
+/// The checks, as methods of [`Options`]: front ends, so they live here rather than with the
+/// builder in `options.rs` (which is below the check layer).
+impl Options {
+    /// Checks that every thread the calling thread started (directly or through threads it
+    /// started) has finished, and that no child process it (or those threads) started still
+    /// runs, waiting up to the settle deadline for those still finishing.
+    ///
+    /// Inside a `#[leak_test]`, threads alive at the test's entry are not counted.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let worker = std::thread::spawn(|| 40 + 2);
+    /// assert_eq!(worker.join().unwrap(), 42);
+    /// assert!(leakcheck::Options::new().find().is_ok());
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// A [`LeakError`] holding the report if threads survived the deadline, or naming a
+    /// malformed `LEAKCHECK_*` environment variable.
+    pub fn find(&self) -> Result<(), LeakError> {
+        find(self)
+    }
+
+    /// [`Options::find`] plus the current tokio runtime's tasks (not counting the calling task),
+    /// settling without blocking the runtime. Outside a runtime it checks threads only.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let task = tokio::spawn(async { 40 + 2 });
+    /// assert_eq!(task.await.unwrap(), 42);
+    /// assert!(leakcheck::Options::new().find_async().await.is_ok());
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Options::find`], for threads and tasks.
+    #[cfg(feature = "tokio")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+    pub async fn find_async(&self) -> Result<(), LeakError> {
+        find_async(self).await
+    }
+
+    /// Like [`Options::find`], but panics with the report.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| ());
+    /// });
+    /// leakcheck::Options::new().verify_none();
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// If threads survived the deadline (the message is the report), or an environment variable
+    /// is malformed.
+    #[track_caller]
+    pub fn verify_none(&self) {
+        if let Err(error) = self.clone().at(std::panic::Location::caller()).find() {
+            error.raise(std::panic::Location::caller());
+        }
+    }
+
+    /// Like [`Options::find_async`], but panics with the report.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// tokio::spawn(async {}).await.unwrap();
+    /// leakcheck::Options::new().verify_none_async().await;
+    /// # }
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// If threads or tasks survived the deadline, or an environment variable is malformed.
+    #[cfg(feature = "tokio")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+    #[track_caller]
+    pub fn verify_none_async(&self) -> impl std::future::Future<Output = ()> + '_ {
+        let location = std::panic::Location::caller();
+        async move {
+            if let Err(error) = self.clone().at(location).find_async().await {
+                error.raise(location);
+            }
+        }
+    }
+}
