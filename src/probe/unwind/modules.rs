@@ -23,7 +23,8 @@ use libc::Elf64_Phdr;
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) struct Generation {
     adds: u64,
-    subs: u64,
+    /// Objects unloaded so far.
+    pub(crate) subs: u64,
 }
 
 /// One executable segment of a loaded object, with that object's unwind tables (checked ranges).
