@@ -11,6 +11,7 @@
 //! rendered into a [`Report`]. [`merge`] joins the thread and task sides into one verdict.
 
 pub(crate) mod children;
+pub(crate) mod early;
 pub(crate) mod ownership;
 pub(crate) mod settle;
 #[cfg(feature = "tokio")]
@@ -50,10 +51,13 @@ pub(crate) fn check_threads(
     test: &str,
 ) -> Result<(), LeakError> {
     let mut samples = WaitSamples::default();
-    let candidates = settle::settle(settings.settle, || {
-        sampled(unhidden_candidates(scope, options), &mut samples)
-    });
-    if candidates.is_empty() && !settings.verbose {
+    let settled = settle::settle(
+        settings.settle,
+        settings.early,
+        || sampled(unhidden_candidates(scope, options), &mut samples),
+        || early_scope(scope, options, false),
+    );
+    if settled.left.is_empty() && !settings.verbose {
         return Ok(());
     }
     // Describe everything still alive, so a verbose report can list what the rules hid.
@@ -64,6 +68,7 @@ pub(crate) fn check_threads(
         threads::candidates(scope, options),
         test,
         &samples,
+        settled.early,
     )
 }
 
@@ -76,11 +81,16 @@ pub(crate) async fn check_threads_async(
     test: &str,
 ) -> Result<(), LeakError> {
     let mut samples = WaitSamples::default();
-    let candidates = settle::settle_async(settings.settle, || {
-        sampled(unhidden_candidates(scope, options), &mut samples)
-    })
+    // From inside a task, the runtime's other workers are not the root's descendants: unseen.
+    let in_task = tokio::task::try_id().is_some();
+    let settled = settle::settle_async(
+        settings.settle,
+        settings.early,
+        || sampled(unhidden_candidates(scope, options), &mut samples),
+        || early_scope(scope, options, true).filter(|_| !in_task),
+    )
     .await;
-    if candidates.is_empty() && !settings.verbose {
+    if settled.left.is_empty() && !settings.verbose {
         return Ok(());
     }
     report_threads(
@@ -90,6 +100,17 @@ pub(crate) async fn check_threads_async(
         threads::candidates(scope, options),
         test,
         &samples,
+        settled.early,
+    )
+}
+
+/// The threads an early verdict on `scope` watches (see [`early::scope_tids`]), if it may end early.
+fn early_scope(scope: &Scope, options: &Options, with_root: bool) -> Option<Vec<i32>> {
+    let candidates = threads::candidates(scope, options);
+    early::scope_tids(
+        &scope.root,
+        with_root,
+        candidates.iter().filter_map(threads::Candidate::tid),
     )
 }
 
@@ -120,6 +141,7 @@ pub(crate) fn report_threads(
     candidates: Vec<threads::Candidate>,
     test: &str,
     samples: &WaitSamples,
+    early: Option<std::time::Duration>,
 ) -> Result<(), LeakError> {
     if candidates.is_empty() {
         return Ok(());
@@ -156,6 +178,7 @@ pub(crate) fn report_threads(
     report.survivors = survivors;
     report.hidden = hidden;
     report.notes.extend(scope.mode_note());
+    report.early = early.map(early::describe);
     finish(report)
 }
 

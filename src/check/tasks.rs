@@ -62,6 +62,8 @@ pub(crate) struct TaskFindings {
     pub(crate) count: Option<TaskCount>,
     pub(crate) hidden: Vec<Hidden>,
     pub(crate) notes: Vec<String>,
+    /// Why the settle ended early, if it did.
+    pub(crate) early: Option<String>,
 }
 
 impl TaskFindings {
@@ -80,6 +82,7 @@ impl TaskFindings {
         report.task_count = self.count.filter(|count| count.alive > 0);
         report.hidden.extend(self.hidden);
         report.notes.extend(self.notes);
+        report.early = report.early.take().or(self.early);
     }
 }
 
@@ -112,11 +115,40 @@ fn look(scope: &TaskScope, options: &Options) -> Vec<u64> {
 
 /// Settles (asynchronously) and reports the tasks of `scope` still alive.
 pub(crate) async fn find(scope: &TaskScope, options: &Options, settings: &Settings) -> TaskFindings {
-    let survivors = super::settle::settle_async(settings.settle, || look(scope, options)).await;
-    if survivors.is_empty() {
+    let root = crate::probe::lineage::current();
+    let watched = runtime_watched(scope, &root);
+    let settled = super::settle::settle_async(
+        settings.settle,
+        settings.early,
+        || look(scope, options),
+        || {
+            watched
+                .then(|| super::early::scope_tids(&root, true, []))
+                .flatten()
+        },
+    )
+    .await;
+    if settled.left.is_empty() {
         return TaskFindings::default();
     }
-    describe(scope, options, survivors).await
+    let mut findings = describe(scope, options, settled.left).await;
+    findings.early = settled.early.map(super::early::describe);
+    findings
+}
+
+/// Whether the checking thread and its descendants are all the threads that run the scope's
+/// tasks: the check runs in `block_on` (not inside a task, where the root would be one worker and
+/// the others unseen), on a current_thread runtime (its one thread) or a multi_thread runtime
+/// whose workers the checking thread started.
+fn runtime_watched(scope: &TaskScope, root: &crate::probe::lineage::Node) -> bool {
+    use tokio::runtime::RuntimeFlavor;
+    if tokio::task::try_id().is_some() {
+        return false;
+    }
+    match scope.handle.runtime_flavor() {
+        RuntimeFlavor::CurrentThread => true,
+        _ => crate::probe::lineage::live_descendants(root).len() >= scope.handle.metrics().num_workers(),
+    }
 }
 
 #[cfg(not(tokio_unstable))]

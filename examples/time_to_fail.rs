@@ -1,0 +1,117 @@
+//! Time to fail: how long a check takes to report one leak, one leaking check per process (a
+//! fresh process per run, as `cargo nextest` runs each test), with the early verdict (the default)
+//! and without it (`LEAKCHECK_EARLY=off`: the whole settle deadline, as before the early verdict).
+//! Prints a Markdown table of medians.
+//!
+//! Run with `cargo run --example time_to_fail [runs]` (debug, what `cargo test` builds).
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const CASES: &[&str] = &[
+    "thread parked in `recv` forever",
+    "thread in a 30-s timed wait (`recv_timeout`)",
+    "`pending()` task",
+    "task on a 30-s interval",
+    "server task in `accept`",
+    "task on a 30-s interval (multi_thread runtime)",
+];
+
+/// Leaks case `case`, runs the check, prints its time in microseconds (and whether it failed).
+fn leak_and_check(case: usize) {
+    let options = leakcheck::Options::new();
+    let task = |multi: bool, leak: fn()| {
+        let runtime = match multi {
+            true => tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build(),
+            false => tokio::runtime::Builder::new_current_thread().enable_all().build(),
+        };
+        runtime.unwrap().block_on(async {
+            leak();
+            tokio::task::yield_now().await;
+            let started = Instant::now();
+            let failed = options.find_async().await.is_err();
+            println!("{} {failed}", started.elapsed().as_micros());
+            std::process::exit(0);
+        })
+    };
+    match case {
+        0 => {
+            let (keep, inbox) = std::sync::mpsc::channel::<()>();
+            std::thread::spawn(move || inbox.recv());
+            std::mem::forget(keep);
+        }
+        1 => {
+            let (keep, inbox) = std::sync::mpsc::channel::<()>();
+            std::thread::spawn(move || inbox.recv_timeout(Duration::from_secs(30)));
+            std::mem::forget(keep);
+        }
+        2 => task(false, || drop(tokio::spawn(std::future::pending::<()>()))),
+        3 => task(false, interval),
+        4 => task(false, || {
+            drop(tokio::spawn(async {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                loop {
+                    let _ = listener.accept().await;
+                }
+            }))
+        }),
+        _ => task(true, interval),
+    }
+    std::thread::sleep(Duration::from_millis(20));
+    let started = Instant::now();
+    let failed = options.find().is_err();
+    println!("{} {failed}", started.elapsed().as_micros());
+}
+
+fn interval() {
+    drop(tokio::spawn(async {
+        let mut every = tokio::time::interval(Duration::from_secs(30));
+        loop {
+            every.tick().await;
+        }
+    }));
+}
+
+/// Median time to fail of `runs` fresh processes, or why not.
+fn measure(case: usize, early: bool, runs: usize) -> String {
+    let mut times = Vec::new();
+    for _ in 0..runs {
+        let mut command = Command::new(std::env::current_exe().unwrap());
+        command.arg("--case").arg(case.to_string());
+        if !early {
+            command.env("LEAKCHECK_EARLY", "off");
+        }
+        let output = command.output().unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let Some((micros, failed)) = stdout.split_once(' ') else {
+            return format!("no answer: {}", String::from_utf8_lossy(&output.stderr));
+        };
+        if failed.trim() != "true" {
+            return "passed (wrong verdict)".into();
+        }
+        times.push(micros.parse::<u64>().unwrap());
+    }
+    times.sort_unstable();
+    format!("{} ms", times[times.len() / 2] / 1000)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(case) = args.iter().position(|arg| arg == "--case") {
+        leak_and_check(args[case + 1].parse().unwrap());
+        return;
+    }
+    let runs = args.get(1).and_then(|runs| runs.parse().ok()).unwrap_or(5);
+    println!("| one leak, fresh process (debug), median of {runs} | settle only (`LEAKCHECK_EARLY=off`) | early verdict |");
+    println!("|---|---|---|");
+    for (case, name) in CASES.iter().enumerate() {
+        println!(
+            "| {name} | {} | {} |",
+            measure(case, false, runs),
+            measure(case, true, runs)
+        );
+    }
+}

@@ -1,0 +1,198 @@
+//! The early verdict: end the settle as soon as the survivors provably cannot end within it.
+//!
+//! A survivor can only end if something in the test's scope runs: its threads (owned or not, an
+//! async check's own thread, which is its runtime's thread or the one in `block_on`) and the
+//! runtime threads its tasks run on. So the settle loop ([`super::settle`]) ends before its
+//! deadline when, for every thread of that scope:
+//!
+//! - the kernel shows it blocked (`S`) in a system call, and nothing changes over a short window:
+//!   state, call and arguments, voluntary and involuntary context switches, CPU time (no wake-up);
+//!   two readings that agree already prove that every thread was blocked at one same instant
+//!   (a wake-up in between would have counted a switch); the window only catches work that a
+//!   thread outside the scope is about to hand back;
+//! - the call cannot wake it by itself before the deadline ([`wakeup::wake`]): an untimed wait
+//!   (a futex without timeout, `accept`, a read on a socket or pipe, `epoll_wait(-1)`) waits for
+//!   another thread, which is itself blocked, or for the outside world; a timed one (a sleep, a
+//!   futex or epoll timeout: a parked tokio worker's timeout is its runtime's next timer) is due
+//!   after the deadline. A relative timeout is counted from the latest moment its wait can have
+//!   begun: the thread's start, the last reading that differed, or, for the checking thread, the
+//!   start of the observation.
+//!
+//! Then nothing in the scope runs before the deadline, and the verdict cannot change. Where the
+//! evidence is missing (no `/proc`, an unknown call, a running child process the test started,
+//! an async check made from inside a task, whose runtime's other workers it does not see), the
+//! settle goes on as before. A wake-up from outside the scope (another test's thread signalling
+//! one of ours, a network peer) is the residual risk; the window was chosen on the parallel stress
+//! run (`benches/README.md`). `LEAKCHECK_EARLY=off` turns the early verdict off (for comparisons).
+
+use std::time::{Duration, Instant};
+
+use crate::probe::children::{self, Liveness};
+use crate::probe::lineage::{self, Node};
+use crate::probe::procfs::{self, Sample};
+use crate::probe::wakeup::{self, Wake};
+
+/// The time between two readings (at most: a window has at least three).
+const INTERVAL: Duration = Duration::from_millis(10);
+
+/// How long an observation waits for every thread to be blocked at once (the checking thread
+/// parks only after it has handed the observation over).
+const FIRST_BLOCKED: Duration = Duration::from_millis(30);
+
+/// The threads whose kernel state decides for `root`'s scope: its live descendants, `root` itself
+/// if `with_root` (an async check: the checking thread runs the runtime), and `more`; `None` if a
+/// child process the scope started is running (it may write to a pipe one of them reads).
+pub(crate) fn scope_tids(
+    root: &Node,
+    with_root: bool,
+    more: impl IntoIterator<Item = i32>,
+) -> Option<Vec<i32>> {
+    if children::any_below(root)
+        && children::descendants_of(root)
+            .iter()
+            .any(|(_, liveness)| *liveness == Liveness::Running)
+    {
+        return None;
+    }
+    let mut tids: Vec<i32> = lineage::live_descendants(root)
+        .iter()
+        .filter_map(|node| node.tid())
+        .chain(more)
+        .collect();
+    if with_root {
+        tids.push(root.tid()?);
+    }
+    tids.sort_unstable();
+    tids.dedup();
+    Some(tids)
+}
+
+/// Watches `tids` for `window`; returns how long if every one stayed blocked and unchanged,
+/// with no wake-up of its own due before `deadline`. `checker` is a thread known to be running
+/// when the observation began. `pause` sleeps between readings; it returns `false` to give up
+/// (a thread exited). Gives up at the first change.
+pub(crate) fn observe(
+    tids: &[i32],
+    window: Duration,
+    deadline: Instant,
+    checker: Option<i32>,
+    pause: &mut dyn FnMut(Duration) -> bool,
+) -> Option<Duration> {
+    let started = Instant::now();
+    // Each thread's last reading, and the time of the last reading before it changed to that.
+    let mut last: Vec<(Sample, Option<Instant>)> = Vec::new();
+    let mut last_at = started;
+    let mut steady: Option<Instant> = None;
+    loop {
+        let at = Instant::now();
+        let readings: Vec<Sample> = tids.iter().map(|&tid| procfs::sample(tid)).collect();
+        let same =
+            readings.len() == last.len() && readings.iter().zip(&last).all(|(now, (was, _))| now == was);
+        match steady {
+            Some(_) if !same => return None,
+            Some(since) if at - since >= window => break,
+            Some(_) => {}
+            None if readings.iter().all(blocked) => steady = Some(at),
+            None if at - started >= FIRST_BLOCKED => return None,
+            None => {}
+        }
+        // A reading that differed bounds when each thread's current wait began.
+        last = match last.len() == readings.len() {
+            true => readings
+                .into_iter()
+                .zip(last)
+                .map(|(now, (was, changed))| {
+                    let changed = if now == was { changed } else { Some(last_at) };
+                    (now, changed)
+                })
+                .collect(),
+            false => readings.into_iter().map(|now| (now, None)).collect(),
+        };
+        last_at = at;
+        if !pause(INTERVAL.min(window / 2)) {
+            return None;
+        }
+    }
+    let due = deadline.saturating_duration_since(Instant::now());
+    for (&tid, (sample, changed)) in tids.iter().zip(&last) {
+        let began = [*changed, (Some(tid) == checker).then_some(started)]
+            .into_iter()
+            .flatten()
+            .max()
+            .map(|at| at.elapsed())
+            .or_else(|| age(sample))?;
+        let (nr, args) = sample.syscall?;
+        match wakeup::wake(nr, args, began) {
+            Wake::Never => {}
+            Wake::After(after) if after > due => {}
+            Wake::After(_) | Wake::Unknown => return None,
+        }
+    }
+    Some(started.elapsed())
+}
+
+/// The report's line for an early verdict.
+pub(crate) fn describe(observed: Duration) -> String {
+    format!(
+        "every survivor is blocked with no wake-up due before the settle deadline, and so is every \
+         thread that could wake one; observed for {} ms",
+        observed.as_millis()
+    )
+}
+
+/// Blocked in a system call, with the counters that show a wake-up.
+fn blocked(sample: &Sample) -> bool {
+    sample.state == Some('S')
+        && sample.syscall.is_some()
+        && sample.voluntary_switches.is_some()
+        && sample.involuntary_switches.is_some()
+        && sample.cpu_ticks.is_some()
+}
+
+/// How long ago the thread started, at most (a clock tick of slack).
+fn age(sample: &Sample) -> Option<Duration> {
+    let ticks = sample.started? + 1;
+    let started = Duration::from_millis(ticks * 1000 / procfs::ticks_per_second());
+    Some(children::boottime().saturating_sub(started))
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    fn tid_of(spawn: impl FnOnce() + Send + 'static) -> i32 {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            tx.send(lineage::gettid()).unwrap();
+            spawn();
+        });
+        rx.recv().unwrap()
+    }
+
+    fn sleep(pause: Duration) -> bool {
+        std::thread::sleep(pause);
+        true
+    }
+
+    /// A thread parked for good and one in a 30-s sleep give an early verdict against a 2-s
+    /// deadline; a thread whose 1-s sleep ends before it does not.
+    #[test]
+    fn blocked_threads_end_the_wait() {
+        let (_keep, parked) = mpsc::channel::<()>();
+        let forever = tid_of(move || {
+            let _ = parked.recv();
+        });
+        let long = tid_of(|| std::thread::sleep(Duration::from_secs(30)));
+        let short = tid_of(|| std::thread::sleep(Duration::from_secs(1)));
+        std::thread::sleep(Duration::from_millis(20));
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let window = Duration::from_millis(20);
+        let observed = observe(&[forever, long], window, deadline, None, &mut sleep);
+        assert!(observed.is_some_and(|observed| observed >= window));
+        assert_eq!(
+            observe(&[forever, short], window, deadline, None, &mut sleep),
+            None
+        );
+    }
+}
