@@ -15,11 +15,29 @@ const CASES: &[&str] = &[
     "task on a 30-s interval",
     "server task in `accept`",
     "task on a 30-s interval (multi_thread runtime)",
+    "passes: thread parked for good, hidden by `ignore_thread`",
+    "passes: thread parked for good, hidden by `ignore_top_function`",
+    "passes: thread in a 10-ms sleep loop, hidden by `ignore_top_function`",
 ];
+
+/// The function the rule-hidden cases' threads are stuck in.
+#[inline(never)]
+fn lingering_here(sleep_loop: bool) {
+    let (keep, inbox) = std::sync::mpsc::channel::<()>();
+    std::mem::forget(keep);
+    while sleep_loop {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = inbox.recv();
+}
 
 /// Leaks case `case`, runs the check, prints its time in microseconds (and whether it failed).
 fn leak_and_check(case: usize) {
-    let options = leakcheck::Options::new();
+    let options = match case {
+        6 => leakcheck::Options::new().ignore_thread("lingering"),
+        7 | 8 => leakcheck::Options::new().ignore_top_function("time_to_fail::lingering_here"),
+        _ => leakcheck::Options::new(),
+    };
     let task = |multi: bool, leak: fn()| {
         let runtime = match multi {
             true => tokio::runtime::Builder::new_multi_thread()
@@ -58,7 +76,12 @@ fn leak_and_check(case: usize) {
                 }
             }))
         }),
-        _ => task(true, interval),
+        5 => task(true, interval),
+        _ => drop(
+            std::thread::Builder::new()
+                .name("lingering".into())
+                .spawn(move || lingering_here(case == 8)),
+        ),
     }
     std::thread::sleep(Duration::from_millis(20));
     let started = Instant::now();
@@ -89,8 +112,8 @@ fn measure(case: usize, early: bool, runs: usize) -> String {
         let Some((micros, failed)) = stdout.split_once(' ') else {
             return format!("no answer: {}", String::from_utf8_lossy(&output.stderr));
         };
-        if failed.trim() != "true" {
-            return "passed (wrong verdict)".into();
+        if (failed.trim() == "true") == CASES[case].starts_with("passes") {
+            return "wrong verdict".into();
         }
         times.push(micros.parse::<u64>().unwrap());
     }

@@ -51,10 +51,11 @@ pub(crate) fn check_threads(
     test: &str,
 ) -> Result<(), LeakError> {
     let mut samples = WaitSamples::default();
+    let mut looks = Looks::new(options, settings);
     let settled = settle::settle(
         settings.settle,
         settings.early,
-        || sampled(unhidden_candidates(scope, options), &mut samples),
+        || looks.look(scope, &mut samples),
         || early_scope(scope, options, false),
     );
     if settled.left.is_empty() && !settings.verbose {
@@ -81,12 +82,13 @@ pub(crate) async fn check_threads_async(
     test: &str,
 ) -> Result<(), LeakError> {
     let mut samples = WaitSamples::default();
+    let mut looks = Looks::new(options, settings);
     // From inside a task, the runtime's other workers are not the root's descendants: unseen.
     let in_task = tokio::task::try_id().is_some();
     let settled = settle::settle_async(
         settings.settle,
         settings.early,
-        || sampled(unhidden_candidates(scope, options), &mut samples),
+        || looks.look(scope, &mut samples),
         || early_scope(scope, options, true).filter(|_| !in_task),
     )
     .await;
@@ -114,11 +116,55 @@ fn early_scope(scope: &Scope, options: &Options, with_root: bool) -> Option<Vec<
     )
 }
 
-/// Takes the first kernel reading of candidates not seen before (the start of their settle
-/// window); a look that found nothing reads nothing.
-fn sampled(candidates: Vec<threads::Candidate>, samples: &mut WaitSamples) -> Vec<threads::Candidate> {
-    samples.record(candidates.iter().filter_map(threads::Candidate::tid));
-    candidates
+/// The settle loop's looks at the thread side: a survivor that an ignore rule hides is not one to
+/// wait for. Rules on names and creation sites apply on every look ([`unhidden_candidates`]);
+/// rules on the current stack need a capture, made once, when candidates have lingered past
+/// [`STACK_RULES_AFTER`], and only if such a rule exists. A blocked survivor that such a rule
+/// hides needs none of this: the early verdict ends the wait, and the report hides it.
+struct Looks<'a> {
+    options: &'a Options,
+    settings: &'a Settings,
+    started: std::time::Instant,
+    /// Threads hidden by a stack rule, once the stacks were captured.
+    hidden_by_stack: Option<Vec<i32>>,
+}
+
+/// How long candidates linger before rules on their stacks are applied in the settle loop.
+const STACK_RULES_AFTER: std::time::Duration = std::time::Duration::from_millis(100);
+
+impl<'a> Looks<'a> {
+    fn new(options: &'a Options, settings: &'a Settings) -> Looks<'a> {
+        let stack_rules = options.rules.iter().any(crate::rules::Rule::reads_stack);
+        Looks {
+            options,
+            settings,
+            started: std::time::Instant::now(),
+            hidden_by_stack: (!stack_rules || !settings.capture_stacks).then(Vec::new),
+        }
+    }
+
+    /// One look; takes the first kernel reading of candidates not seen before (the start of their
+    /// settle window); a look that found nothing reads nothing.
+    fn look(&mut self, scope: &Scope, samples: &mut WaitSamples) -> Vec<threads::Candidate> {
+        let mut candidates = unhidden_candidates(scope, self.options);
+        if !candidates.is_empty()
+            && self.hidden_by_stack.is_none()
+            && self.started.elapsed() >= STACK_RULES_AFTER
+        {
+            let (_, hidden) = threads::describe(
+                &candidates,
+                self.options,
+                self.settings,
+                samples,
+                scope.capture_policy(),
+            );
+            self.hidden_by_stack = Some(hidden.iter().map(|hidden| hidden.survivor.id as i32).collect());
+        }
+        let hidden = self.hidden_by_stack.as_deref().unwrap_or_default();
+        candidates.retain(|candidate| !candidate.tid().is_some_and(|tid| hidden.contains(&tid)));
+        samples.record(candidates.iter().filter_map(threads::Candidate::tid));
+        candidates
+    }
 }
 
 /// The candidates, or none if rules that need no stack hide all of them.

@@ -26,7 +26,10 @@ fn options() -> Options {
 fn assert_early(verdict: Result<(), LeakError>) {
     let report = verdict.expect_err("the leak must be caught").to_string();
     assert!(report.contains(EARLY), "{report}");
-    assert!(report.contains("no wake-up due before the settle deadline"), "{report}");
+    assert!(
+        report.contains("no wake-up due before the settle deadline"),
+        "{report}"
+    );
 }
 
 /// A thread parked in `recv` for good, released by the returned sender.
@@ -39,7 +42,10 @@ fn parked_in_recv() -> mpsc::Sender<()> {
 /// Runs `body` inside a fresh runtime of the given flavor.
 fn in_runtime<T>(multi: bool, body: impl std::future::Future<Output = T>) -> T {
     let runtime = match multi {
-        true => tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build(),
+        true => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build(),
         false => tokio::runtime::Builder::new_current_thread().enable_all().build(),
     };
     runtime.unwrap().block_on(body)
@@ -125,7 +131,11 @@ fn tasks_that_end_within_the_settle_pass() {
             tokio::spawn(async move {
                 let (mut socket, _) = listener.accept().await.unwrap();
                 let mut buffer = [0; 16];
-                while tokio::io::AsyncReadExt::read(&mut socket, &mut buffer).await.unwrap_or(0) > 0 {}
+                while tokio::io::AsyncReadExt::read(&mut socket, &mut buffer)
+                    .await
+                    .unwrap_or(0)
+                    > 0
+                {}
             });
             let client = tokio::net::TcpStream::connect(address).await.unwrap();
             tokio::spawn(async move {
@@ -143,7 +153,11 @@ fn early_verdict_off_waits_the_deadline() {
     let run = run_ignored("fixture_thread_leak", &[("LEAKCHECK_EARLY", "off")]);
     assert!(!run.success);
     assert!(!run.stdout.contains(EARLY), "{}", run.stdout);
-    assert!(run.stdout.contains("waited 1s for them to finish"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("waited 1s for them to finish"),
+        "{}",
+        run.stdout
+    );
 }
 
 /// The attribute's sync and async checks fail early, also one test per process (nextest).
@@ -176,3 +190,64 @@ async fn fixture_task_leak() {
         }
     });
 }
+
+/// A mini-redis-style test body: a server task in `accept` with a handler per connection, a
+/// purge task waiting on a `Notify` that only the server's end fires, and a client that makes
+/// three round trips. The server and the purge task are left running (the leak).
+async fn server_round_trips() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let shutdown = std::sync::Arc::new(tokio::sync::Notify::new());
+    let purge = shutdown.clone();
+    tokio::spawn(async move { purge.notified().await });
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (read, mut write) = socket.into_split();
+                let mut lines = BufReader::new(read).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    write.write_all(format!("+{line}\n").as_bytes()).await.unwrap();
+                }
+            });
+        }
+        shutdown.notify_one();
+    });
+    let (read, mut write) = tokio::net::TcpStream::connect(address)
+        .await
+        .unwrap()
+        .into_split();
+    let mut replies = BufReader::new(read).lines();
+    for key in ["a", "b", "c"] {
+        write.write_all(format!("GET {key}\n").as_bytes()).await.unwrap();
+        assert_eq!(replies.next_line().await.unwrap().unwrap(), format!("+GET {key}"));
+    }
+}
+
+/// 14 tests with that body, under `#[leak_test]` (`suite_checked_*`, which fail) and under
+/// `#[tokio::test]` (`suite_plain_*`): the suite `examples/time_to_fail.rs` times.
+macro_rules! suite {
+    ($($checked:ident $plain:ident),*) => {$(
+        /// Benchmark fixture: a leaking mini-redis-style test, checked.
+        #[leak_test]
+        #[ignore = "benchmark fixture, run by examples/time_to_fail.rs"]
+        async fn $checked() {
+            server_round_trips().await;
+        }
+
+        /// Benchmark fixture: the same test, unchecked.
+        #[tokio::test]
+        #[ignore = "benchmark fixture, run by examples/time_to_fail.rs"]
+        async fn $plain() {
+            server_round_trips().await;
+        }
+    )*};
+}
+
+suite!(
+    suite_checked_01 suite_plain_01, suite_checked_02 suite_plain_02, suite_checked_03 suite_plain_03,
+    suite_checked_04 suite_plain_04, suite_checked_05 suite_plain_05, suite_checked_06 suite_plain_06,
+    suite_checked_07 suite_plain_07, suite_checked_08 suite_plain_08, suite_checked_09 suite_plain_09,
+    suite_checked_10 suite_plain_10, suite_checked_11 suite_plain_11, suite_checked_12 suite_plain_12,
+    suite_checked_13 suite_plain_13, suite_checked_14 suite_plain_14
+);

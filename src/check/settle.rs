@@ -82,10 +82,7 @@ pub(crate) fn settle<T>(
                 lineage::exit_count() == exits
             };
             if let Some(observed) = early::observe(&tids, window, backoff.deadline, None, &mut pause) {
-                return Settled {
-                    left,
-                    early: Some(observed),
-                };
+                return looked_again(look(), observed);
             }
         }
         match backoff.next_wait() {
@@ -123,10 +120,7 @@ pub(crate) async fn settle_async<T>(
             })
             .await;
             if let Some(observed) = observed.flatten() {
-                return Settled {
-                    left,
-                    early: Some(observed),
-                };
+                return looked_again(look(), observed);
             }
         }
         match backoff.next_wait() {
@@ -134,6 +128,14 @@ pub(crate) async fn settle_async<T>(
             None => return Settled { left, early: None },
         }
     }
+}
+
+/// The verdict after an observation that proved the scope still: a look taken before it may
+/// have seen work that ended before the observation began, so the survivors are those of a look
+/// taken after it, which nothing in the scope can have changed.
+fn looked_again<T>(left: Vec<T>, observed: Duration) -> Settled<T> {
+    let early = (!left.is_empty()).then_some(observed);
+    Settled { left, early }
 }
 
 /// Runs `work` on a helper thread that belongs to no test; `None` if none could be started.

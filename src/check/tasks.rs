@@ -97,6 +97,7 @@ fn look(scope: &TaskScope, options: &Options) -> Vec<u64> {
             .live_ids()
             .filter(|id| Some(*id) != own && !scope.baseline_ids.contains(id))
             .filter(|id| !baseline.is_some_and(|b| b.tasks.contains(id)))
+            .filter(|id| !hidden_by_spawn_site(probe, *id, options))
             .collect();
     }
     let alive = scope
@@ -111,6 +112,44 @@ fn look(scope: &TaskScope, options: &Options) -> Vec<u64> {
         .unwrap_or(0);
     let _ = &scope.baseline_ids;
     vec![0; alive.saturating_sub(scope.baseline_count.max(baseline))]
+}
+
+/// Whether an `ignore_spawn_site` rule hides task `id`: its spawn location is known, so this is
+/// cheap enough for every settle look, and a task such a rule hides costs no settle time.
+#[cfg(tokio_unstable)]
+fn hidden_by_spawn_site(probe: &Probe, id: u64, options: &Options) -> bool {
+    use crate::rules::IgnoreKind;
+    let rules = || {
+        options
+            .rules
+            .iter()
+            .filter(|rule| rule.kind == IgnoreKind::SpawnSite)
+    };
+    if rules().next().is_none() {
+        return false;
+    }
+    let Some(location) = probe
+        .live
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&id)
+        .map(|s| s.location)
+    else {
+        return false;
+    };
+    let at = format!(
+        "{}:{}",
+        crate::model::frame::location::relative_path(location.file()),
+        location.line()
+    );
+    let subject = crate::rules::Subject {
+        name: None,
+        kernel_name: false,
+        stack: None,
+        created_at: &[],
+        spawn_site: Some(&at),
+    };
+    rules().any(|rule| rule.matches(&subject))
 }
 
 /// Settles (asynchronously) and reports the tasks of `scope` still alive.
