@@ -56,7 +56,7 @@ pub(crate) fn check_threads(
         settings.settle,
         settings.early,
         || looks.look(scope, &mut samples),
-        || early_scope(scope, options, false),
+        || early::scope_tids(&scope.root, false),
     );
     if settled.left.is_empty() && !settings.verbose {
         return Ok(());
@@ -83,13 +83,11 @@ pub(crate) async fn check_threads_async(
 ) -> Result<(), LeakError> {
     let mut samples = WaitSamples::default();
     let mut looks = Looks::new(options, settings);
-    // From inside a task, the runtime's other workers are not the root's descendants: unseen.
-    let in_task = tokio::task::try_id().is_some();
     let settled = settle::settle_async(
         settings.settle,
         settings.early,
         || looks.look(scope, &mut samples),
-        || early_scope(scope, options, true).filter(|_| !in_task),
+        || early::scope_tids(&scope.root, true),
     )
     .await;
     if settled.left.is_empty() && !settings.verbose {
@@ -103,16 +101,6 @@ pub(crate) async fn check_threads_async(
         test,
         &samples,
         settled.early,
-    )
-}
-
-/// The threads an early verdict on `scope` watches (see [`early::scope_tids`]), if it may end early.
-fn early_scope(scope: &Scope, options: &Options, with_root: bool) -> Option<Vec<i32>> {
-    let candidates = threads::candidates(scope, options);
-    early::scope_tids(
-        &scope.root,
-        with_root,
-        candidates.iter().filter_map(threads::Candidate::tid),
     )
 }
 

@@ -1,9 +1,11 @@
 //! The early verdict: end the settle as soon as the survivors provably cannot end within it.
 //!
-//! A survivor can only end if something in the test's scope runs: its threads (owned or not, an
-//! async check's own thread, which is its runtime's thread or the one in `block_on`) and the
-//! runtime threads its tasks run on. So the settle loop ([`super::settle`]) ends before its
-//! deadline when, for every thread of that scope:
+//! A survivor can only end if something that can wake it runs: the test's threads (an async
+//! check's own thread included: it runs the runtime's tasks, or sits in `block_on`), the runtime
+//! threads its tasks run on, and threads the test may have handed work to: shared ones (the main
+//! thread, pools in `static`s such as rayon's global pool, singletons). So the settle loop
+//! ([`super::settle`]) ends before its deadline when, for every thread of the process but those
+//! other tests own:
 //!
 //! - the kernel shows it blocked (`S`) in a system call, and nothing changes over a short window:
 //!   state, call and arguments, voluntary and involuntary context switches, CPU time (no wake-up);
@@ -22,11 +24,13 @@
 //! evidence is missing (no `/proc`, an unknown call, a running child process the test started,
 //! an async check made from inside a task, whose runtime's other workers it does not see), the
 //! settle goes on as before. A wake-up from outside the scope (another test's thread signalling
-//! one of ours, a network peer) is the residual risk; the window was chosen on the parallel stress
-//! run (`benches/README.md`). `LEAKCHECK_EARLY=off` turns the early verdict off (for comparisons).
+//! one of ours, a lock another test holds, a network peer) is the residual risk; the window was
+//! chosen on the parallel stress run (`benches/README.md`). `LEAKCHECK_EARLY=off` turns the early verdict off (for comparisons).
 
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+use super::ownership;
 use crate::probe::children::{self, Liveness};
 use crate::probe::lineage::{self, Node};
 use crate::probe::procfs::{self, Sample};
@@ -39,14 +43,12 @@ const INTERVAL: Duration = Duration::from_millis(10);
 /// parks only after it has handed the observation over).
 const FIRST_BLOCKED: Duration = Duration::from_millis(30);
 
-/// The threads whose kernel state decides for `root`'s scope: its live descendants, `root` itself
-/// if `with_root` (an async check: the checking thread runs the runtime), and `more`; `None` if a
-/// child process the scope started is running (it may write to a pipe one of them reads).
-pub(crate) fn scope_tids(
-    root: &Node,
-    with_root: bool,
-    more: impl IntoIterator<Item = i32>,
-) -> Option<Vec<i32>> {
+/// The threads whose kernel state decides for the check rooted at `root`: every thread of the
+/// process but those other tests own, leakcheck's own helpers, and the checking thread unless
+/// `with_root` (an async check, whose thread runs the runtime). Shared threads (the main thread,
+/// pools in `static`s, singletons) count: they may be doing the test's work. `None` if a child
+/// process the test started is running (it may write to a pipe one of them reads).
+pub(crate) fn scope_tids(root: &Node, with_root: bool) -> Option<Vec<i32>> {
     if children::any_below(root)
         && children::descendants_of(root)
             .iter()
@@ -54,16 +56,22 @@ pub(crate) fn scope_tids(
     {
         return None;
     }
-    let mut tids: Vec<i32> = lineage::live_descendants(root)
+    let own_test = root.test_thread().map_or(root.uid, |test| test.uid);
+    let others: HashSet<i32> = lineage::all_live()
         .iter()
+        .filter(|node| {
+            node.test_thread().is_some_and(|test| {
+                test.uid != own_test && ownership::not_owned(node, test.uid, |_| false).is_none()
+            })
+        })
         .filter_map(|node| node.tid())
-        .chain(more)
         .collect();
-    if with_root {
-        tids.push(root.tid()?);
-    }
-    tids.sort_unstable();
-    tids.dedup();
+    let checker = (!with_root).then(lineage::gettid);
+    let tids = procfs::process_tids()
+        .into_iter()
+        .filter(|tid| Some(*tid) != checker && !others.contains(tid))
+        .filter(|tid| !procfs::thread_name(*tid).is_some_and(|name| name.starts_with("leakcheck-")))
+        .collect();
     Some(tids)
 }
 
@@ -109,7 +117,8 @@ pub(crate) fn observe(
             false => readings.into_iter().map(|now| (now, None)).collect(),
         };
         last_at = at;
-        if !pause(INTERVAL.min(window / 2)) {
+        // A reading of many threads takes a while: wait at least as long between two.
+        if !pause(INTERVAL.min(window / 2).max(at.elapsed())) {
             return None;
         }
     }

@@ -155,16 +155,11 @@ fn hidden_by_spawn_site(probe: &Probe, id: u64, options: &Options) -> bool {
 /// Settles (asynchronously) and reports the tasks of `scope` still alive.
 pub(crate) async fn find(scope: &TaskScope, options: &Options, settings: &Settings) -> TaskFindings {
     let root = crate::probe::lineage::current();
-    let watched = runtime_watched(scope, &root);
     let settled = super::settle::settle_async(
         settings.settle,
         settings.early,
         || look(scope, options),
-        || {
-            watched
-                .then(|| super::early::scope_tids(&root, true, []))
-                .flatten()
-        },
+        || super::early::scope_tids(&root, true),
     )
     .await;
     if settled.left.is_empty() {
@@ -173,21 +168,6 @@ pub(crate) async fn find(scope: &TaskScope, options: &Options, settings: &Settin
     let mut findings = describe(scope, options, settled.left).await;
     findings.early = settled.early.map(super::early::describe);
     findings
-}
-
-/// Whether the checking thread and its descendants are all the threads that run the scope's
-/// tasks: the check runs in `block_on` (not inside a task, where the root would be one worker and
-/// the others unseen), on a current_thread runtime (its one thread) or a multi_thread runtime
-/// whose workers the checking thread started.
-fn runtime_watched(scope: &TaskScope, root: &crate::probe::lineage::Node) -> bool {
-    use tokio::runtime::RuntimeFlavor;
-    if tokio::task::try_id().is_some() {
-        return false;
-    }
-    match scope.handle.runtime_flavor() {
-        RuntimeFlavor::CurrentThread => true,
-        _ => crate::probe::lineage::live_descendants(root).len() >= scope.handle.metrics().num_workers(),
-    }
 }
 
 #[cfg(not(tokio_unstable))]
