@@ -3,7 +3,11 @@
 //! and without it (`LEAKCHECK_EARLY=off`: the whole settle deadline, as before the early verdict).
 //! Prints a Markdown table of medians.
 //!
-//! Run with `cargo run --example time_to_fail [runs]` (debug, what `cargo test` builds).
+//! Then times the suite of 14 leaking mini-redis-style async tests in `tests/early.rs` (whole
+//! binary runs) without leakcheck, with it and the settle only, and with the early verdict.
+//!
+//! Run with `cargo run --example time_to_fail [runs]` (debug, what `cargo test` builds), or only
+//! the suite with `cargo run --example time_to_fail -- --suite [runs]`.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -127,6 +131,9 @@ fn main() {
         leak_and_check(args[case + 1].parse().unwrap());
         return;
     }
+    if args.iter().any(|arg| arg == "--suite") {
+        return suite(args.last().and_then(|runs| runs.parse().ok()).unwrap_or(5));
+    }
     let runs = args.get(1).and_then(|runs| runs.parse().ok()).unwrap_or(5);
     println!("| one leak, fresh process (debug), median of {runs} | settle only (`LEAKCHECK_EARLY=off`) | early verdict |");
     println!("|---|---|---|");
@@ -137,4 +144,67 @@ fn main() {
             measure(case, true, runs)
         );
     }
+    suite(runs);
+}
+
+/// The 14 leaking mini-redis-style tests of `tests/early.rs`, whole binary runs (default test
+/// threads), unchecked and checked: median wall times and their ratio.
+fn suite(runs: usize) {
+    let built = Command::new(env!("CARGO"))
+        .args([
+            "test",
+            "--test",
+            "early",
+            "--no-run",
+            "--message-format=json",
+            "--quiet",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&built.stdout);
+    let Some(binary) = stdout
+        .lines()
+        .filter(|line| line.contains("\"name\":\"early\""))
+        .find_map(|line| line.split("\"executable\":\"").nth(1)?.split('"').next())
+    else {
+        println!("could not build `tests/early.rs`");
+        return;
+    };
+    let time = |filter: &str, early: bool| {
+        let mut times: Vec<Duration> = (0..runs)
+            .map(|_| {
+                let mut command = Command::new(binary);
+                command.args(["--ignored", filter]);
+                if !early {
+                    command.env("LEAKCHECK_EARLY", "off");
+                }
+                let started = Instant::now();
+                command.output().unwrap();
+                started.elapsed()
+            })
+            .collect();
+        times.sort_unstable();
+        times[runs / 2]
+    };
+    let plain = time("suite_plain_", true);
+    let settle = time("suite_checked_", false);
+    let early = time("suite_checked_", true);
+    let ratio = |t: Duration| t.as_secs_f64() / plain.as_secs_f64();
+    println!();
+    println!("| 14 leaking mini-redis-style async tests, one binary run (debug), median of {runs} | wall time | ratio |");
+    println!("|---|---|---|");
+    println!(
+        "| `#[tokio::test]`, no leakcheck | {} ms | 1.00x |",
+        plain.as_millis()
+    );
+    println!(
+        "| `#[leak_test]`, settle only (`LEAKCHECK_EARLY=off`) | {} ms | {:.2}x |",
+        settle.as_millis(),
+        ratio(settle)
+    );
+    println!(
+        "| `#[leak_test]`, early verdict | {} ms | {:.2}x |",
+        early.as_millis(),
+        ratio(early)
+    );
 }

@@ -127,7 +127,9 @@ impl<'a> Looks<'a> {
             options,
             settings,
             started: std::time::Instant::now(),
-            hidden_by_stack: (!stack_rules || !settings.capture_stacks).then(Vec::new),
+            // `LEAKCHECK_EARLY=off` waits for hidden survivors too, as before.
+            hidden_by_stack: (!stack_rules || !settings.capture_stacks || settings.early.is_none())
+                .then(Vec::new),
         }
     }
 

@@ -28,7 +28,7 @@ const DEFAULT_SETTLE: Duration = Duration::from_secs(2);
 
 /// How long the early verdict watches a blocked scope (`check::early`): chosen on the parallel
 /// stress run (`benches/README.md`).
-const EARLY_WINDOW: Duration = Duration::from_millis(20);
+const EARLY_WINDOW: Duration = Duration::from_millis(10);
 
 /// How one check behaves. The process's base is [`Config::settings`]; a check overrides it once
 /// with its own options and hands the result down.

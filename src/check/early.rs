@@ -36,8 +36,11 @@ use crate::probe::lineage::{self, Node};
 use crate::probe::procfs::{self, Sample};
 use crate::probe::wakeup::{self, Wake};
 
-/// The time between two readings (at most: a window has at least three).
-const INTERVAL: Duration = Duration::from_millis(10);
+/// How many readings a window is split into (after the first).
+const READINGS: u32 = 4;
+
+/// The time between two readings until every thread is blocked at once.
+const FIRST_PAUSE: Duration = Duration::from_millis(1);
 
 /// How long an observation waits for every thread to be blocked at once (the checking thread
 /// parks only after it has handed the observation over).
@@ -117,8 +120,14 @@ pub(crate) fn observe(
             false => readings.into_iter().map(|now| (now, None)).collect(),
         };
         last_at = at;
-        // A reading of many threads takes a while: wait at least as long between two.
-        if !pause(INTERVAL.min(window / 2).max(at.elapsed())) {
+        // Until all are blocked, look again soon (the checking thread is about to park); then a
+        // few readings across the window. A reading of many threads takes a while: wait at least
+        // as long between two.
+        let next = match steady {
+            None => FIRST_PAUSE,
+            Some(_) => window / READINGS,
+        };
+        if !pause(next.max(at.elapsed())) {
             return None;
         }
     }

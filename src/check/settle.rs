@@ -3,8 +3,11 @@
 //! A check looks once; if nothing survives, it returns at once (a clean pass never sleeps). Else
 //! it polls again with exponential backoff (100 µs doubling, capped at 100 ms) until nothing
 //! survives or the deadline passes; a thread that ends wakes the sync form early (see
-//! [`lineage::wait_for_exit`]), so a test whose thread finishes 1 ms late waits about 1 ms. A deadline, not a count of tries: goleak's fixed 20 tries
-//! (431 ms) were its maintainers' regret on loaded CI machines.
+//! [`lineage::wait_for_exit`]), so a test whose thread finishes 1 ms late waits about 1 ms. A
+//! deadline, not a count of tries: goleak's fixed 20 tries (431 ms) were its maintainers' regret
+//! on loaded CI machines. The deadline is the most a check waits: between looks, the early
+//! verdict ([`early`]) watches the threads that could end a survivor, and ends the settle as soon
+//! as none can before the deadline (each caller says which threads, or none).
 //!
 //! The async form waits on [`Delay`], a timer that does not need the tokio time driver: a
 //! current_thread runtime runs other tasks only while the checking future yields, so a blocking
