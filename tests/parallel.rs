@@ -140,6 +140,38 @@ lingering_fixtures! {
     fixture_clean_linger_3: 1, 300; fixture_clean_linger_4: 2, 100; fixture_clean_linger_5: 2, 300;
 }
 
+/// The locks of the residual-risk pairs below.
+static LOCKS: [std::sync::Mutex<()>; 8] = [const { std::sync::Mutex::new(()) }; 8];
+
+macro_rules! residual_pairs {
+    ($($hold:ident $wait:ident: $lock:expr;)*) => {$(
+        /// Residual-risk fixture: holds a lock for `100 ms × (lock + 1)`, then passes.
+        #[leak_test]
+        #[ignore = "residual-risk measurement, see benches/README.md"]
+        fn $hold() {
+            let _held = LOCKS[$lock].lock().unwrap();
+            thread::sleep(Duration::from_millis(100 * ($lock + 1)));
+        }
+
+        /// Residual-risk fixture: clean, but its thread lingers on the lock that the other test of
+        /// the pair (outside its scope) holds; an early verdict before the lock is released is a
+        /// wrong verdict.
+        #[leak_test]
+        #[ignore = "residual-risk measurement, see benches/README.md"]
+        fn $wait() {
+            thread::sleep(Duration::from_millis(5));
+            thread::spawn(|| drop(LOCKS[$lock].lock().unwrap()));
+        }
+    )*};
+}
+
+residual_pairs! {
+    residual_hold_0 residual_wait_0: 0; residual_hold_1 residual_wait_1: 1;
+    residual_hold_2 residual_wait_2: 2; residual_hold_3 residual_wait_3: 3;
+    residual_hold_4 residual_wait_4: 4; residual_hold_5 residual_wait_5: 5;
+    residual_hold_6 residual_wait_6: 6; residual_hold_7 residual_wait_7: 7;
+}
+
 /// How often the whole fixture suite is run; `LEAKCHECK_PARALLEL_ROUNDS` raises it (the stress
 /// script does).
 fn rounds() -> usize {

@@ -2,10 +2,11 @@
 //!
 //! A survivor can only end if something that can wake it runs: the test's threads (an async
 //! check's own thread included: it runs the runtime's tasks, or sits in `block_on`), the runtime
-//! threads its tasks run on, and threads the test may have handed work to: shared ones (the main
-//! thread, pools in `static`s such as rayon's global pool, singletons). So the settle loop
-//! ([`super::settle`]) ends before its deadline when, for every thread of the process but those
-//! other tests own:
+//! threads its tasks run on, threads the test may have handed work to (the main thread, pools in
+//! `static`s such as rayon's global pool, singletons), and other tests' threads (a lock one
+//! holds, a reply one sends: measured, a window does not cover these, see `benches/README.md`).
+//! So the settle loop ([`super::settle`]) ends before its deadline when, for every thread of the
+//! process but leakcheck's own and those waiting in a settle loop:
 //!
 //! - the kernel shows it blocked (`S`) in a system call, and nothing changes over a short window:
 //!   state, call and arguments, voluntary and involuntary context switches, CPU time (no wake-up);
@@ -21,16 +22,13 @@
 //!   start of the observation.
 //!
 //! Then nothing in the scope runs before the deadline, and the verdict cannot change. Where the
-//! evidence is missing (no `/proc`, an unknown call, a running child process the test started,
-//! an async check made from inside a task, whose runtime's other workers it does not see), the
-//! settle goes on as before. A wake-up from outside the scope (another test's thread signalling
-//! one of ours, a lock another test holds, a network peer) is the residual risk; the window was
-//! chosen on the parallel stress run (`benches/README.md`). `LEAKCHECK_EARLY=off` turns the early verdict off (for comparisons).
+//! evidence is missing (no `/proc`, an unknown call, a running child process the test started)
+//! or another test is busy, the settle goes on as before. A wake-up from outside the process (a
+//! network peer, a signal) is the residual risk; the window was chosen on the parallel stress run
+//! (`benches/README.md`). `LEAKCHECK_EARLY=off` turns the early verdict off (for comparisons).
 
-use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use super::ownership;
 use crate::probe::children::{self, Liveness};
 use crate::probe::lineage::{self, Node};
 use crate::probe::procfs::{self, Sample};
@@ -47,10 +45,11 @@ const FIRST_PAUSE: Duration = Duration::from_millis(1);
 const FIRST_BLOCKED: Duration = Duration::from_millis(30);
 
 /// The threads whose kernel state decides for the check rooted at `root`: every thread of the
-/// process but those other tests own, leakcheck's own helpers, and the checking thread unless
-/// `with_root` (an async check, whose thread runs the runtime). Shared threads (the main thread,
-/// pools in `static`s, singletons) count: they may be doing the test's work. `None` if a child
-/// process the test started is running (it may write to a pipe one of them reads).
+/// process but leakcheck's own helpers, the threads waiting in a sync settle loop (see
+/// [`Checking`]), and the checking thread unless `with_root` (an async check, whose thread runs
+/// the runtime). Other tests' threads count: one may release a lock or send a reply that a
+/// survivor waits for. `None` if a child process the test started is running (it may write to a
+/// pipe one of them reads).
 pub(crate) fn scope_tids(root: &Node, with_root: bool) -> Option<Vec<i32>> {
     if children::any_below(root)
         && children::descendants_of(root)
@@ -59,23 +58,39 @@ pub(crate) fn scope_tids(root: &Node, with_root: bool) -> Option<Vec<i32>> {
     {
         return None;
     }
-    let own_test = root.test_thread().map_or(root.uid, |test| test.uid);
-    let others: HashSet<i32> = lineage::all_live()
-        .iter()
-        .filter(|node| {
-            node.test_thread().is_some_and(|test| {
-                test.uid != own_test && ownership::not_owned(node, test.uid, |_| false).is_none()
-            })
-        })
-        .filter_map(|node| node.tid())
-        .collect();
-    let checker = (!with_root).then(lineage::gettid);
+    let checking = CHECKING.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let own = lineage::gettid();
     let tids = procfs::process_tids()
         .into_iter()
-        .filter(|tid| Some(*tid) != checker && !others.contains(tid))
+        .filter(|tid| (with_root && *tid == own) || !checking.contains(tid) && *tid != own)
         .filter(|tid| !procfs::thread_name(*tid).is_some_and(|name| name.starts_with("leakcheck-")))
         .collect();
     Some(tids)
+}
+
+/// Threads in a sync settle loop: their short timed waits are leakcheck's, not work a survivor
+/// waits for, and would otherwise keep two leaking tests that settle side by side from ever
+/// seeing a still process.
+static CHECKING: std::sync::Mutex<Vec<i32>> = std::sync::Mutex::new(Vec::new());
+
+/// Marks the calling thread as settling while it lives.
+pub(crate) struct Checking(i32);
+
+impl Checking {
+    pub(crate) fn enter() -> Checking {
+        let tid = lineage::gettid();
+        CHECKING.lock().unwrap_or_else(|e| e.into_inner()).push(tid);
+        Checking(tid)
+    }
+}
+
+impl Drop for Checking {
+    fn drop(&mut self) {
+        let mut checking = CHECKING.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(at) = checking.iter().position(|tid| *tid == self.0) {
+            checking.swap_remove(at);
+        }
+    }
 }
 
 /// Watches `tids` for `window`; returns how long if every one stayed blocked and unchanged,

@@ -72,6 +72,7 @@ pub(crate) fn settle<T>(
     mut scope: impl FnMut() -> Option<Vec<i32>>,
 ) -> Settled<T> {
     let mut backoff = Backoff::new(settle);
+    let _checking = early::Checking::enter();
     loop {
         let exits = lineage::exit_count();
         let left = look();
