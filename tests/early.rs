@@ -147,6 +147,21 @@ fn tasks_that_end_within_the_settle_pass() {
     }
 }
 
+/// A running child process the test started keeps the whole settle, for its thread too: the
+/// child's waits are not read, and a thread may be reading its pipe.
+#[test]
+fn running_child_keeps_the_whole_settle() {
+    let release = parked_in_recv();
+    let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+    let settle = Duration::from_millis(300);
+    let report = Options::new().settle(settle).find().unwrap_err().to_string();
+    assert!(!report.contains(EARLY), "{report}");
+    assert!(report.contains("waited 300ms for them to finish"), "{report}");
+    let _ = child.kill();
+    let _ = child.wait();
+    drop(release);
+}
+
 /// With the early verdict off, the same leak waits the whole deadline and says so.
 #[test]
 fn early_verdict_off_waits_the_deadline() {
