@@ -29,8 +29,10 @@ const CASES: &[&str] = &[
 fn lingering_here(sleep_loop: bool) {
     let (keep, inbox) = std::sync::mpsc::channel::<()>();
     std::mem::forget(keep);
-    while sleep_loop {
-        std::thread::sleep(Duration::from_millis(10));
+    if sleep_loop {
+        loop {
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
     let _ = inbox.recv();
 }

@@ -80,17 +80,17 @@ leaky_fixtures! {
 /// A process-wide service thread (a singleton, shared by every test): answers each request after
 /// `millis` of its own work.
 fn ask_service(millis: u64) -> mpsc::Receiver<()> {
-    static SERVICE: std::sync::LazyLock<std::sync::Mutex<mpsc::Sender<(u64, mpsc::Sender<()>)>>> =
-        std::sync::LazyLock::new(|| {
-            let (requests, inbox) = mpsc::channel::<(u64, mpsc::Sender<()>)>();
-            thread::spawn(move || {
-                for (millis, reply) in inbox {
-                    thread::sleep(Duration::from_millis(millis));
-                    let _ = reply.send(());
-                }
-            });
-            std::sync::Mutex::new(requests)
+    type Requests = mpsc::Sender<(u64, mpsc::Sender<()>)>;
+    static SERVICE: std::sync::LazyLock<std::sync::Mutex<Requests>> = std::sync::LazyLock::new(|| {
+        let (requests, inbox) = mpsc::channel::<(u64, mpsc::Sender<()>)>();
+        thread::spawn(move || {
+            for (millis, reply) in inbox {
+                thread::sleep(Duration::from_millis(millis));
+                let _ = reply.send(());
+            }
         });
+        std::sync::Mutex::new(requests)
+    });
     let (reply, answer) = mpsc::channel();
     SERVICE.lock().unwrap().send((millis, reply)).unwrap();
     answer
