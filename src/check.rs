@@ -11,6 +11,7 @@
 //! rendered into a [`Report`]. [`merge`] joins the thread and task sides into one verdict.
 
 pub(crate) mod children;
+pub(crate) mod early;
 pub(crate) mod ownership;
 pub(crate) mod settle;
 #[cfg(feature = "tokio")]
@@ -50,10 +51,14 @@ pub(crate) fn check_threads(
     test: &str,
 ) -> Result<(), LeakError> {
     let mut samples = WaitSamples::default();
-    let candidates = settle::settle(settings.settle, || {
-        sampled(unhidden_candidates(scope, options), &mut samples)
-    });
-    if candidates.is_empty() && !settings.verbose {
+    let mut looks = Looks::new(options, settings);
+    let settled = settle::settle(
+        settings.settle,
+        settings.early,
+        || looks.look(scope, &mut samples),
+        || early::scope_tids(&scope.root, false),
+    );
+    if settled.left.is_empty() && !settings.verbose {
         return Ok(());
     }
     // Describe everything still alive, so a verbose report can list what the rules hid.
@@ -64,6 +69,7 @@ pub(crate) fn check_threads(
         threads::candidates(scope, options),
         test,
         &samples,
+        settled.early,
     )
 }
 
@@ -76,11 +82,15 @@ pub(crate) async fn check_threads_async(
     test: &str,
 ) -> Result<(), LeakError> {
     let mut samples = WaitSamples::default();
-    let candidates = settle::settle_async(settings.settle, || {
-        sampled(unhidden_candidates(scope, options), &mut samples)
-    })
+    let mut looks = Looks::new(options, settings);
+    let settled = settle::settle_async(
+        settings.settle,
+        settings.early,
+        || looks.look(scope, &mut samples),
+        || early::scope_tids(&scope.root, true),
+    )
     .await;
-    if candidates.is_empty() && !settings.verbose {
+    if settled.left.is_empty() && !settings.verbose {
         return Ok(());
     }
     report_threads(
@@ -90,14 +100,61 @@ pub(crate) async fn check_threads_async(
         threads::candidates(scope, options),
         test,
         &samples,
+        settled.early,
     )
 }
 
-/// Takes the first kernel reading of candidates not seen before (the start of their settle
-/// window); a look that found nothing reads nothing.
-fn sampled(candidates: Vec<threads::Candidate>, samples: &mut WaitSamples) -> Vec<threads::Candidate> {
-    samples.record(candidates.iter().filter_map(threads::Candidate::tid));
-    candidates
+/// The settle loop's looks at the thread side: a survivor that an ignore rule hides is not one to
+/// wait for. Rules on names and creation sites apply on every look ([`unhidden_candidates`]);
+/// rules on the current stack need a capture, made once, when candidates have lingered past
+/// [`STACK_RULES_AFTER`], and only if such a rule exists. A blocked survivor that such a rule
+/// hides needs none of this: the early verdict ends the wait, and the report hides it.
+struct Looks<'a> {
+    options: &'a Options,
+    settings: &'a Settings,
+    started: std::time::Instant,
+    /// Threads hidden by a stack rule, once the stacks were captured.
+    hidden_by_stack: Option<Vec<i32>>,
+}
+
+/// How long candidates linger before rules on their stacks are applied in the settle loop.
+const STACK_RULES_AFTER: std::time::Duration = std::time::Duration::from_millis(100);
+
+impl<'a> Looks<'a> {
+    fn new(options: &'a Options, settings: &'a Settings) -> Looks<'a> {
+        let stack_rules = options.rules.iter().any(crate::rules::Rule::reads_stack);
+        Looks {
+            options,
+            settings,
+            started: std::time::Instant::now(),
+            // `LEAKCHECK_EARLY=off` waits for hidden survivors too, as before.
+            hidden_by_stack: (!stack_rules || !settings.capture_stacks || settings.early.is_none())
+                .then(Vec::new),
+        }
+    }
+
+    /// One look; takes the first kernel reading of candidates not seen before (the start of their
+    /// settle window); a look that found nothing reads nothing.
+    fn look(&mut self, scope: &Scope, samples: &mut WaitSamples) -> Vec<threads::Candidate> {
+        let mut candidates = unhidden_candidates(scope, self.options);
+        if !candidates.is_empty()
+            && self.hidden_by_stack.is_none()
+            && self.started.elapsed() >= STACK_RULES_AFTER
+        {
+            let (_, hidden) = threads::describe(
+                &candidates,
+                self.options,
+                self.settings,
+                samples,
+                scope.capture_policy(),
+            );
+            self.hidden_by_stack = Some(hidden.iter().map(|hidden| hidden.survivor.id as i32).collect());
+        }
+        let hidden = self.hidden_by_stack.as_deref().unwrap_or_default();
+        candidates.retain(|candidate| !candidate.tid().is_some_and(|tid| hidden.contains(&tid)));
+        samples.record(candidates.iter().filter_map(threads::Candidate::tid));
+        candidates
+    }
 }
 
 /// The candidates, or none if rules that need no stack hide all of them.
@@ -120,6 +177,7 @@ pub(crate) fn report_threads(
     candidates: Vec<threads::Candidate>,
     test: &str,
     samples: &WaitSamples,
+    early: Option<std::time::Duration>,
 ) -> Result<(), LeakError> {
     if candidates.is_empty() {
         return Ok(());
@@ -156,6 +214,7 @@ pub(crate) fn report_threads(
     report.survivors = survivors;
     report.hidden = hidden;
     report.notes.extend(scope.mode_note());
+    report.early = early.map(early::describe);
     finish(report)
 }
 

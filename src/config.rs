@@ -26,6 +26,10 @@ use crate::model::IgnoreKind;
 /// machine, paid in full only by a test that really leaks.
 const DEFAULT_SETTLE: Duration = Duration::from_secs(2);
 
+/// How long the early verdict watches a blocked scope (`check::early`): chosen on the parallel
+/// stress run (`benches/README.md`).
+const EARLY_WINDOW: Duration = Duration::from_millis(10);
+
 /// How one check behaves. The process's base is [`Config::settings`]; a check overrides it once
 /// with its own options and hands the result down.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -42,6 +46,9 @@ pub(crate) struct Settings {
     pub(crate) kill_children: bool,
     /// The built-in ignore rules apply.
     pub(crate) builtin_rules: bool,
+    /// The observation window of the early verdict (see `check::early`), or `None`: the settle
+    /// always runs to its deadline. `LEAKCHECK_EARLY=off` (or a duration), for comparisons.
+    pub(crate) early: Option<Duration>,
 }
 
 /// Everything read once per process.
@@ -85,6 +92,14 @@ fn read() -> Result<Config, String> {
     let verbose = switch("LEAKCHECK_VERBOSE", false)?;
     let lineage = switch("LEAKCHECK_LINEAGE", true)?;
     let kill_children = switch("LEAKCHECK_KILL_CHILDREN", true)?;
+    let early = match var("LEAKCHECK_EARLY") {
+        None => Some(EARLY_WINDOW),
+        Some(value) => match (parse_switch("LEAKCHECK_EARLY", &value), parse_duration(&value)) {
+            (Ok(on), _) => on.then_some(EARLY_WINDOW),
+            (_, Ok(window)) => Some(window),
+            (Err(why), _) => return Err(why),
+        },
+    };
     Ok(Config {
         enabled,
         json: var("LEAKCHECK_JSON").map(|path| resolve_json_path(PathBuf::from(path))),
@@ -96,6 +111,7 @@ fn read() -> Result<Config, String> {
             capture_stacks: stacks_enabled(),
             kill_children,
             builtin_rules: project.and_then(|project| project.builtin_rules).unwrap_or(true),
+            early,
         },
         ignores: project.map_or_else(Vec::new, |project| project.ignores.clone()),
     })

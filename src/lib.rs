@@ -63,7 +63,8 @@
 //! - **Settle.** Work that is finishing gets time to finish: a check retries with backoff up to a
 //!   deadline (2 s by default; `#[leak_test(settle = "5s")]`, [`Options::settle`] or
 //!   `LEAKCHECK_SETTLE`, or `settle` in the package's `[package.metadata.leakcheck]`). A clean pass
-//!   never waits.
+//!   never waits, and a leak fails as soon as its survivors provably cannot end before the
+//!   deadline (every thread that could wake one is blocked with no wake-up of its own due).
 //! - **Reports.** Each surviving thread's current stack is captured with a signal (Linux), library
 //!   frames are folded, identical survivors are grouped, and a hint names the likely cause.
 //!
@@ -76,10 +77,10 @@
 //! |---|---|---|
 //! | front ends | `lib.rs`, `private.rs`, `front/` (`attribute` + `once`, `verify`, `binary`, `dump` + `children`) | the public API: the attribute runtime, `verify_none*`, `check_binary!`, `dump()`; `__private` is the macro expansion's door |
 //! | per-test context | `context.rs` | what a running `#[leak_test]` knows on its thread (options, baseline, name) |
-//! | check | `check.rs` (verdict), `check/` (`settle`, `threads`, `tasks`, `children`, `untracked`, `wait`, `ownership`) | settle-and-retry, find candidates, classify their waits across the settle window, describe them once, apply the rules |
+//! | check | `check.rs` (verdict), `check/` (`settle`, `early`, `threads`, `tasks`, `children`, `untracked`, `wait`, `ownership`) | settle-and-retry and its early verdict, find candidates, classify their waits across the settle window, describe them once, apply the rules |
 //! | rules | `options.rs`, `rules.rs` | the `Options` builder and the ignore rules, built-in ones included |
 //! | report | `report.rs` (text), `report/` (`json`, `names`, `members`, `wait_text`, `hints` + `idioms`, `children`, `github`, `error`) | rendering, grouping, rules to paste, CI annotations and cause-and-fix hints; `LeakError` carries a report |
-//! | probes | `probe.rs`, `probe/` (`lineage` + `node`, `registry`, `interpose`; `children` + `interpose`, `proc`; `fork`; `procfs`; `stack` + `protocol`, `safety`, `handler`, `slots`, `unwinder`; `symbols`, `symtab`; `unwind` + `walk`, `cfi`, `modules`, `step`; `singleton`; `tasks`, `runtime_workers`; `startup`; `source` + `tokens`, `chains`) | what the OS, tokio and the user's source tell; nothing of options or reports. Linux-only code sits in its own files (`procfs`, `stack`'s signal protocol, the interposers), behind `cfg`s in `probe/` only |
+//! | probes | `probe.rs`, `probe/` (`lineage` + `node`, `registry`, `interpose`; `children` + `interpose`, `proc`; `fork`; `procfs`; `stack` + `protocol`, `safety`, `handler`, `slots`, `unwinder`; `wakeup`; `symbols`, `symtab`; `unwind` + `walk`, `cfi`, `modules`, `step`; `singleton`; `tasks`, `runtime_workers`; `startup`; `source` + `tokens`, `chains`) | what the OS, tokio and the user's source tell; nothing of options or reports. Linux-only code sits in its own files (`procfs`, `stack`'s signal protocol, the interposers), behind `cfg`s in `probe/` only |
 //! | settings | `config.rs`, `config/project.rs` | the process's settings, read once: defaults, the package's `[package.metadata.leakcheck]`, the `LEAKCHECK_*` environment |
 //! | model | `model.rs`, `model/` (`frame` + `names`, `location`; `duration`), the ignore kinds | plain data and pure functions every layer shares |
 //! | guide | `_guide/` (Markdown in `docs/guide/`) | the user's manual, no code |
@@ -93,7 +94,8 @@
 //! `check::check_threads`. That settles on
 //! `check::threads::candidates` (one registry lookup in `probe::lineage`; a clean pass ends here,
 //! without sleeping; a look that finds candidates takes the first kernel reading of their wait,
-//! `check::wait`), and only for what survives the deadline describes each thread
+//! `check::wait`, and between looks `check::early` watches the process's threads, ending the
+//! settle when none can end a survivor before the deadline), and only for what survives the deadline describes each thread
 //! (`probe::procfs` kernel state and the second reading, `probe::stack` capture,
 //! `probe::symbols`), applies `rules`, and
 //! builds a `report::Report`, which `report::error::LeakError` carries back to the attribute, whose

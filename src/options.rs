@@ -302,6 +302,7 @@ impl Options {
             capture_stacks: self.capture_stacks.unwrap_or(true) && base.capture_stacks,
             kill_children: self.kill_children.unwrap_or(base.kill_children),
             builtin_rules: self.builtin_rules.unwrap_or(base.builtin_rules),
+            early: base.early,
         }))
     }
 }

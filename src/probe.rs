@@ -10,6 +10,7 @@
 //!   pool in a `static`), from its creation backtrace's raw addresses;
 //! - `fork`: the locks held across an interposed `fork`, and the registries reset in its child;
 //! - [`procfs`]: the process's threads, their names and kernel state, from `/proc/self`;
+//! - [`wakeup`]: when a thread blocked in a system call can wake by itself (its timeout);
 //! - [`stack`]: other threads' current stacks (signal protocol, handler, unwinder ranges);
 //! - [`symbols`]: raw addresses to [`Frame`](crate::model::Frame)s, cached;
 //! - [`tasks`]: tokio runtime metrics, spawn hooks, and async traces from task dumps;
@@ -38,3 +39,4 @@ pub(crate) mod symtab;
 #[cfg(feature = "tokio")]
 pub(crate) mod tasks;
 pub(crate) mod unwind;
+pub(crate) mod wakeup;

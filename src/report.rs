@@ -51,6 +51,8 @@ pub(crate) struct Report {
     /// Limits of this run that the reader must know (fallback mode, missing detail).
     pub(crate) notes: Vec<String>,
     pub(crate) settle: Duration,
+    /// Why the check stopped waiting before the settle deadline, if it did (the early verdict).
+    pub(crate) early: Option<String>,
     pub(crate) full_stacks: bool,
     pub(crate) verbose: bool,
     /// Whether each group names the test that started it (whole-binary check).
@@ -167,11 +169,18 @@ impl fmt::Display for Report {
             }
         }
         writeln!(f)?;
+        match &self.early {
+            Some(why) => write!(
+                f,
+                "note: stopped waiting before the settle deadline ({:?}): {why}",
+                self.settle
+            )?,
+            None => write!(f, "note: waited {:?} for them to finish", self.settle)?,
+        }
         writeln!(
             f,
-            "note: waited {:?} for them to finish (settle deadline: `#[leak_test(settle = \"5s\")]`, \
-             `Options::settle`, `LEAKCHECK_SETTLE` or `settle` in `[package.metadata.leakcheck]`)",
-            self.settle
+            " (settle deadline: `#[leak_test(settle = \"5s\")]`, `Options::settle`, `LEAKCHECK_SETTLE` \
+             or `settle` in `[package.metadata.leakcheck]`)"
         )?;
         for note in &self.notes {
             writeln!(f, "note: {note}")?;

@@ -43,6 +43,11 @@ impl Rule {
         format!("{}({:?})", self.kind.key(), self.pattern)
     }
 
+    /// Whether the rule looks at a thread's current stack (which needs a capture).
+    pub(crate) fn reads_stack(&self) -> bool {
+        matches!(self.kind, IgnoreKind::TopFunction | IgnoreKind::AnyFunction)
+    }
+
     /// Whether the rule looks at the creation backtrace (which needs symbols).
     pub(crate) fn reads_creation(&self) -> bool {
         self.kind == IgnoreKind::Creator

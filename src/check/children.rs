@@ -187,7 +187,8 @@ pub(crate) fn find(
     since: Instant,
 ) -> ChildFindings {
     let settle = remaining(settings.settle, since);
-    let left = super::settle::settle(settle, || running(scope, options));
+    // Children settle as before: their waits are not read (see `early`).
+    let left = super::settle::settle(settle, None, || running(scope, options), || None).left;
     conclude(scope, options, settings, left)
 }
 
@@ -209,7 +210,9 @@ pub(crate) async fn find_async(
     since: Instant,
 ) -> ChildFindings {
     let settle = remaining(settings.settle, since);
-    let left = super::settle::settle_async(settle, || running(scope, options)).await;
+    let left = super::settle::settle_async(settle, None, || running(scope, options), || None)
+        .await
+        .left;
     conclude(scope, options, settings, left)
 }
 
@@ -235,12 +238,18 @@ pub(crate) fn find_started_by_tests(options: &Options, settings: &Settings) -> C
             })
             .collect()
     };
-    let left = super::settle::settle(settings.settle, || {
-        look()
-            .into_iter()
-            .filter(|c| !c.zombie && hiding_rule(c, options).is_none())
-            .collect()
-    });
+    let left = super::settle::settle(
+        settings.settle,
+        None,
+        || {
+            look()
+                .into_iter()
+                .filter(|c| !c.zombie && hiding_rule(c, options).is_none())
+                .collect()
+        },
+        || None,
+    )
+    .left;
     if left.is_empty() {
         return ChildFindings::default();
     }

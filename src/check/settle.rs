@@ -3,8 +3,11 @@
 //! A check looks once; if nothing survives, it returns at once (a clean pass never sleeps). Else
 //! it polls again with exponential backoff (100 µs doubling, capped at 100 ms) until nothing
 //! survives or the deadline passes; a thread that ends wakes the sync form early (see
-//! [`lineage::wait_for_exit`]), so a test whose thread finishes 1 ms late waits about 1 ms. A deadline, not a count of tries: goleak's fixed 20 tries
-//! (431 ms) were its maintainers' regret on loaded CI machines.
+//! [`lineage::wait_for_exit`]), so a test whose thread finishes 1 ms late waits about 1 ms. A
+//! deadline, not a count of tries: goleak's fixed 20 tries (431 ms) were its maintainers' regret
+//! on loaded CI machines. The deadline is the most a check waits: between looks, the early
+//! verdict ([`early`]) watches the threads that could end a survivor, and ends the settle as soon
+//! as none can before the deadline (each caller says which threads, or none).
 //!
 //! The async form waits on [`Delay`], a timer that does not need the tokio time driver: a
 //! current_thread runtime runs other tasks only while the checking future yields, so a blocking
@@ -21,6 +24,7 @@ use std::sync::{Arc, Condvar, LazyLock, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
+use super::early;
 use crate::probe::lineage;
 
 const FIRST_WAIT: Duration = Duration::from_micros(100);
@@ -28,7 +32,7 @@ const LONGEST_WAIT: Duration = Duration::from_millis(100);
 
 /// The backoff schedule, bounded by a deadline.
 pub(crate) struct Backoff {
-    deadline: Instant,
+    pub(crate) deadline: Instant,
     next: Duration,
 }
 
@@ -52,38 +56,122 @@ impl Backoff {
     }
 }
 
-/// Calls `look` until it returns an empty list or `settle` has passed; returns the last list.
-pub(crate) fn settle<T>(settle: Duration, mut look: impl FnMut() -> Vec<T>) -> Vec<T> {
+/// What a settle ended with: the survivors of the last look, and, when the early verdict ended
+/// it before the deadline, how long the scope was observed (see [`early`]).
+pub(crate) struct Settled<T> {
+    pub(crate) left: Vec<T>,
+    pub(crate) early: Option<Duration>,
+}
+
+/// Calls `look` until it returns an empty list, `settle` has passed, or the threads `scope`
+/// names (`None`: no early verdict) provably cannot change the verdict before the deadline.
+pub(crate) fn settle<T>(
+    settle: Duration,
+    window: Option<Duration>,
+    mut look: impl FnMut() -> Vec<T>,
+    mut scope: impl FnMut() -> Option<Vec<i32>>,
+) -> Settled<T> {
     let mut backoff = Backoff::new(settle);
+    let _checking = early::Checking::enter();
     loop {
         let exits = lineage::exit_count();
-        let survivors = look();
-        if survivors.is_empty() {
-            return survivors;
+        let left = look();
+        if left.is_empty() {
+            return Settled { left, early: None };
+        }
+        if let Some((window, tids)) = window.and_then(|window| Some((window, scope()?))) {
+            // The observation is this round's wait; a thread that exits ends it.
+            let mut pause = |wait: Duration| {
+                lineage::wait_for_exit(exits, wait);
+                lineage::exit_count() == exits
+            };
+            if let Some(observed) = early::observe(&tids, window, backoff.deadline, None, &mut pause) {
+                return looked_again(look(), observed);
+            }
         }
         match backoff.next_wait() {
             Some(wait) => lineage::wait_for_exit(exits, wait),
-            None => return survivors,
+            None => return Settled { left, early: None },
         }
     }
 }
 
-/// [`settle`] for async code: waits without blocking the runtime.
-pub(crate) async fn settle_async<T>(settle: Duration, mut look: impl FnMut() -> Vec<T>) -> Vec<T> {
+/// [`settle`] for async code: waits without blocking the runtime. The checking thread is part of
+/// the observed scope (it runs the runtime), so the observation runs on a helper thread while
+/// this future waits.
+pub(crate) async fn settle_async<T>(
+    settle: Duration,
+    window: Option<Duration>,
+    mut look: impl FnMut() -> Vec<T>,
+    mut scope: impl FnMut() -> Option<Vec<i32>>,
+) -> Settled<T> {
     let mut backoff = Backoff::new(settle);
     loop {
         // Let tasks that are ready run first: on a current_thread runtime they cannot run
         // while this future is being polled.
         yield_now().await;
-        let survivors = look();
-        if survivors.is_empty() {
-            return survivors;
+        let left = look();
+        if left.is_empty() {
+            return Settled { left, early: None };
+        }
+        if let Some((window, tids)) = window.and_then(|window| Some((window, scope()?))) {
+            let (deadline, checker) = (backoff.deadline, lineage::gettid());
+            let observed = off_thread(move || {
+                early::observe(&tids, window, deadline, Some(checker), &mut |wait| {
+                    std::thread::sleep(wait);
+                    true
+                })
+            })
+            .await;
+            if let Some(observed) = observed.flatten() {
+                return looked_again(look(), observed);
+            }
         }
         match backoff.next_wait() {
             Some(wait) => Delay::new(wait).await,
-            None => return survivors,
+            None => return Settled { left, early: None },
         }
     }
+}
+
+/// The verdict after an observation that proved the scope still: a look taken before it may
+/// have seen work that ended before the observation began, so the survivors are those of a look
+/// taken after it, which nothing in the scope can have changed.
+fn looked_again<T>(left: Vec<T>, observed: Duration) -> Settled<T> {
+    let early = (!left.is_empty()).then_some(observed);
+    Settled { left, early }
+}
+
+/// Runs `work` on a helper thread that belongs to no test; `None` if none could be started.
+async fn off_thread<R: Send + 'static>(work: impl FnOnce() -> R + Send + 'static) -> Option<R> {
+    type Slot<R> = Arc<Mutex<(Option<R>, Option<Waker>, bool)>>;
+    let slot: Slot<R> = Arc::new(Mutex::new((None, None, false)));
+    let done = slot.clone();
+    let started = lineage::detached(|| {
+        std::thread::Builder::new()
+            .name("leakcheck-observer".into())
+            .spawn(move || {
+                let result = work();
+                let mut slot = done.lock().unwrap_or_else(|e| e.into_inner());
+                slot.0 = Some(result);
+                slot.2 = true;
+                if let Some(waker) = slot.1.take() {
+                    waker.wake();
+                }
+            })
+    });
+    if started.is_err() {
+        return None;
+    }
+    std::future::poll_fn(|cx| {
+        let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.2 {
+            return Poll::Ready(slot.0.take());
+        }
+        slot.1 = Some(cx.waker().clone());
+        Poll::Pending
+    })
+    .await
 }
 
 /// Yields once to the executor.
@@ -226,8 +314,8 @@ mod tests {
     #[test]
     fn clean_pass_does_not_wait() {
         let started = Instant::now();
-        let survivors: Vec<()> = settle(Duration::from_secs(10), Vec::new);
-        assert!(survivors.is_empty());
+        let settled: Settled<()> = settle(Duration::from_secs(10), None, Vec::new, || None);
+        assert!(settled.left.is_empty());
         assert!(started.elapsed() < Duration::from_secs(1));
     }
 
@@ -236,11 +324,16 @@ mod tests {
     fn gives_up_at_the_deadline() {
         let started = Instant::now();
         let mut looks = 0;
-        let survivors = settle(Duration::from_millis(200), || {
-            looks += 1;
-            vec![1]
-        });
-        assert_eq!(survivors, vec![1]);
+        let settled = settle(
+            Duration::from_millis(200),
+            None,
+            || {
+                looks += 1;
+                vec![1]
+            },
+            || None,
+        );
+        assert_eq!(settled.left, vec![1]);
         assert!(started.elapsed() >= Duration::from_millis(200));
         assert!(looks > 3, "backoff polls several times, got {looks}");
     }

@@ -62,6 +62,8 @@ pub(crate) struct TaskFindings {
     pub(crate) count: Option<TaskCount>,
     pub(crate) hidden: Vec<Hidden>,
     pub(crate) notes: Vec<String>,
+    /// Why the settle ended early, if it did.
+    pub(crate) early: Option<String>,
 }
 
 impl TaskFindings {
@@ -80,6 +82,7 @@ impl TaskFindings {
         report.task_count = self.count.filter(|count| count.alive > 0);
         report.hidden.extend(self.hidden);
         report.notes.extend(self.notes);
+        report.early = report.early.take().or(self.early);
     }
 }
 
@@ -94,6 +97,7 @@ fn look(scope: &TaskScope, options: &Options) -> Vec<u64> {
             .live_ids()
             .filter(|id| Some(*id) != own && !scope.baseline_ids.contains(id))
             .filter(|id| !baseline.is_some_and(|b| b.tasks.contains(id)))
+            .filter(|id| !hidden_by_spawn_site(probe, *id, options))
             .collect();
     }
     let alive = scope
@@ -110,13 +114,60 @@ fn look(scope: &TaskScope, options: &Options) -> Vec<u64> {
     vec![0; alive.saturating_sub(scope.baseline_count.max(baseline))]
 }
 
+/// Whether an `ignore_spawn_site` rule hides task `id`: its spawn location is known, so this is
+/// cheap enough for every settle look, and a task such a rule hides costs no settle time.
+#[cfg(tokio_unstable)]
+fn hidden_by_spawn_site(probe: &Probe, id: u64, options: &Options) -> bool {
+    use crate::rules::IgnoreKind;
+    let rules = || {
+        options
+            .rules
+            .iter()
+            .filter(|rule| rule.kind == IgnoreKind::SpawnSite)
+    };
+    if rules().next().is_none() {
+        return false;
+    }
+    let Some(location) = probe
+        .live
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&id)
+        .map(|s| s.location)
+    else {
+        return false;
+    };
+    let at = format!(
+        "{}:{}",
+        crate::model::frame::location::relative_path(location.file()),
+        location.line()
+    );
+    let subject = crate::rules::Subject {
+        name: None,
+        kernel_name: false,
+        stack: None,
+        created_at: &[],
+        spawn_site: Some(&at),
+    };
+    rules().any(|rule| rule.matches(&subject))
+}
+
 /// Settles (asynchronously) and reports the tasks of `scope` still alive.
 pub(crate) async fn find(scope: &TaskScope, options: &Options, settings: &Settings) -> TaskFindings {
-    let survivors = super::settle::settle_async(settings.settle, || look(scope, options)).await;
-    if survivors.is_empty() {
+    let root = crate::probe::lineage::current();
+    let settled = super::settle::settle_async(
+        settings.settle,
+        settings.early,
+        || look(scope, options),
+        || super::early::scope_tids(&root, true),
+    )
+    .await;
+    if settled.left.is_empty() {
         return TaskFindings::default();
     }
-    describe(scope, options, survivors).await
+    let mut findings = describe(scope, options, settled.left).await;
+    findings.early = settled.early.map(super::early::describe);
+    findings
 }
 
 #[cfg(not(tokio_unstable))]

@@ -143,6 +143,7 @@ mod tests {
             syscall: Some((nr, args)),
             voluntary_switches: Some(switches),
             cpu_ticks: Some(0),
+            ..Sample::default()
         }
     }
 

@@ -94,11 +94,18 @@ pub(crate) fn check(options: &Options) -> Result<Option<Report>, String> {
             .collect()
     };
     let mut samples = crate::check::wait::WaitSamples::default();
-    let candidates = settle::settle(settings.settle, || {
-        let candidates = look();
-        samples.record(candidates.iter().filter_map(Candidate::tid));
-        candidates
-    });
+    // At exit the test threads' scopes are gone: no early verdict, the whole settle.
+    let candidates = settle::settle(
+        settings.settle,
+        None,
+        || {
+            let candidates = look();
+            samples.record(candidates.iter().filter_map(Candidate::tid));
+            candidates
+        },
+        || None,
+    )
+    .left;
     // At exit the threads are no test's own any more: capture only where it changes nothing.
     let (mut survivors, hidden) = if candidates.is_empty() {
         Default::default()

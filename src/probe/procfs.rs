@@ -67,24 +67,35 @@ pub(crate) struct Sample {
     pub(crate) syscall: Option<(i64, [u64; 6])>,
     /// `voluntary_ctxt_switches` from `status`: how often it went to sleep.
     pub(crate) voluntary_switches: Option<u64>,
+    /// `nonvoluntary_ctxt_switches` from `status`: how often it was preempted.
+    pub(crate) involuntary_switches: Option<u64>,
     /// User plus system CPU time, in clock ticks (`stat` fields 14 and 15).
     pub(crate) cpu_ticks: Option<u64>,
+    /// When the thread started, in clock ticks since boot (`stat` field 22).
+    pub(crate) started: Option<u64>,
 }
 
 /// Reads `stat`, `syscall` and `status` of thread `tid` (nothing where `/proc` is missing).
 pub(crate) fn sample(tid: i32) -> Sample {
     let read = |file: &str| std::fs::read_to_string(format!("/proc/self/task/{tid}/{file}")).ok();
     let stat = read("stat");
+    let status = read("status");
+    let switches = |key: &str| {
+        status
+            .as_deref()?
+            .lines()
+            .find_map(|line| line.strip_prefix(key))
+            .and_then(|value| value.trim().parse().ok())
+    };
     Sample {
         state: stat.as_deref().and_then(parse_stat_state),
         syscall: read("syscall").as_deref().and_then(parse_syscall_args),
-        voluntary_switches: read("status").as_deref().and_then(|status| {
-            status
-                .lines()
-                .find_map(|line| line.strip_prefix("voluntary_ctxt_switches:"))
-                .and_then(|value| value.trim().parse().ok())
-        }),
-        cpu_ticks: stat.as_deref().and_then(parse_cpu_ticks),
+        voluntary_switches: switches("voluntary_ctxt_switches:"),
+        involuntary_switches: switches("nonvoluntary_ctxt_switches:"),
+        cpu_ticks: stat
+            .as_deref()
+            .and_then(|stat| Some(stat_field(stat, 14)? + stat_field(stat, 15)?)),
+        started: stat.as_deref().and_then(|stat| stat_field(stat, 22)),
     }
 }
 
@@ -104,13 +115,15 @@ pub(crate) fn call_name(nr: i64) -> String {
     syscall_name(nr).map_or_else(|| format!("syscall {nr}"), str::to_owned)
 }
 
-/// `utime + stime` (fields 14 and 15 of `stat`, counted after the command name).
-fn parse_cpu_ticks(stat: &str) -> Option<u64> {
-    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace();
-    // Field 3 (state) is the first after the name; utime is field 14.
-    let utime: u64 = fields.nth(11)?.parse().ok()?;
-    let stime: u64 = fields.next()?.parse().ok()?;
-    Some(utime + stime)
+/// Numeric field `n` of `stat` (1-based, as `proc(5)` counts: 14 utime, 15 stime, 22 starttime),
+/// counted after the command name, which may hold spaces and parentheses.
+fn stat_field(stat: &str, n: usize) -> Option<u64> {
+    // Field 3 (state) is the first after the name.
+    stat[stat.rfind(')')? + 1..]
+        .split_whitespace()
+        .nth(n - 3)?
+        .parse()
+        .ok()
 }
 
 /// `nr arg1 .. arg6 sp pc` of a thread blocked in a system call.
@@ -415,10 +428,9 @@ mod tests {
             Some((202, [0x7f, 0x89, 0, 0x7ffd, 0, 0xffffffff]))
         );
         assert_eq!(parse_syscall_args("running"), None);
-        assert_eq!(
-            parse_cpu_ticks("1 (a b) S 1 2 3 4 5 6 7 8 9 10 17 4 0 0"),
-            Some(21)
-        );
+        let stat = "1 (a b) S 1 2 3 4 5 6 7 8 9 10 17 4 0 0 20 0 1 0 4242 0";
+        assert_eq!(stat_field(stat, 14).zip(stat_field(stat, 15)), Some((17, 4)));
+        assert_eq!(stat_field(stat, 22), Some(4242));
         assert_eq!(
             parse_net_address("0100007F:9C7B").as_deref(),
             Some("127.0.0.1:40059")
