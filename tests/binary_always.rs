@@ -27,4 +27,12 @@ fn failing_run_is_still_checked() {
         run.stderr
     );
     assert!(run.stderr.contains("\"after-failure\""), "{}", run.stderr);
+    // libtest printed `FAILED`: the summary does not claim it printed `test result: ok`.
+    assert!(run.stdout.contains("test result: FAILED"), "{}", run.stdout);
+    assert!(
+        !run.stderr.contains("libtest printed `test result: ok`"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("besides the failed tests"), "{}", run.stderr);
 }

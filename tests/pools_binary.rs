@@ -60,4 +60,12 @@ fn thread_left_by_a_pool_job_is_reported_at_exit() {
         run.stderr
     );
     assert!(!run.stderr.contains("started by test"), "{}", run.stderr);
+    // The pool's spawning code is named, never leakcheck's own frames.
+    assert!(
+        run.stderr
+            .contains("initializer by <rayon_core::registry::DefaultSpawn"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("initializer by leakcheck"), "{}", run.stderr);
 }

@@ -56,7 +56,7 @@ extern "C" fn at_exit(status: libc::c_int, _: *mut libc::c_void) {
         use std::io::Write as _;
         let _ = std::io::stdout().flush();
         eprintln!("{report}");
-        eprintln!("{}", summary(&report));
+        eprintln!("{}", summary(&report, status == 0));
         report.annotate();
         let _ = std::io::stderr().flush();
         // SAFETY: ends the process with a failing status; the report is flushed.
@@ -143,9 +143,10 @@ pub(crate) fn check(options: &Options) -> Result<Option<Report>, String> {
     Ok(Some(report))
 }
 
-/// The last words of a failed whole-binary check: which tests leaked, that the run failed, and
-/// why the exit code is 101 after libtest's `test result: ok`.
-pub(crate) fn summary(report: &Report) -> String {
+/// The last words of a failed whole-binary check: which tests leaked, that the run failed, and,
+/// when the tests passed (`tests_passed`), why the exit code is 101 after libtest's
+/// `test result: ok`.
+pub(crate) fn summary(report: &Report, tests_passed: bool) -> String {
     let mut tests: Vec<&str> = Vec::new();
     let mut unattributed = 0;
     for survivor in &report.survivors {
@@ -168,11 +169,17 @@ pub(crate) fn summary(report: &Report) -> String {
             format!("{by}; {no_test}")
         };
     }
+    let why = if tests_passed {
+        "the run failed (exit code 101) although libtest printed `test result: ok`: each test \
+         passed on its own, and `check_binary!` found their threads still alive at process exit, \
+         after the last test"
+    } else {
+        "besides the failed tests, `check_binary!(always)` found threads they started still alive \
+         at process exit, after the last test"
+    };
     format!(
         "leakcheck: FAILED: {} leaked by {by}\n\
-         leakcheck: the run failed (exit code 101) although libtest printed `test result: ok`: \
-         each test passed on its own, and `check_binary!` found their threads still alive at \
-         process exit, after the last test.\n\
+         leakcheck: {why}.\n\
          leakcheck: to fail each leaking test by itself, run under `cargo nextest run` (one \
          process per test, so this check gives a per-test verdict) or add `#[leak_test]` to it.",
         report.summary(),
