@@ -261,7 +261,7 @@ fn render_group(
         let secs = wakes_in.as_secs_f64().ceil().max(1.0);
         writeln!(
             f,
-            "   bounded:   wakes in ~{secs} s and may end then (the deadline of its timed wait)"
+            "   bounded:   wakes within ~{secs} s and may end then (the deadline of its timed wait)"
         )?;
     }
     if let Some(root) = first.parent {

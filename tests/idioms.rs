@@ -68,6 +68,8 @@ macro_rules! assert_report {
             (r"(rayon-core|rayon|r2d2|scheduled-thread-pool|bb8|tokio) [0-9]+\.[0-9]+\.[0-9]+", "$1 [V]"),
             (r"127\.0\.0\.1:[0-9]+", "127.0.0.1:[PORT]"),
             (r#"/[^ "]*/registry/src/[^/]+/"#, "[REGISTRY]/"),
+            // Whether the settle ended early depends on what else the machine runs.
+            (r"note: (waited \[T\] for them to finish|stopped waiting before the settle deadline [^(]*\(\[T\]\)[^(]*)\(settle", "note: [SETTLED] (settle"),
             // v0 symbol names (`-C instrument-coverage`) print a generic function's arguments.
             (r"::<[^\s`]*>", ""),
         ]}, { insta::assert_snapshot!($name, $report) })

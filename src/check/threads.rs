@@ -22,7 +22,7 @@ use crate::options::Options;
 use crate::probe::lineage::{self, Node};
 use crate::probe::procfs::{self, process_tids, thread_name, truncate_comm};
 use crate::probe::stack::{self, Captured, Policy};
-use crate::probe::{singleton, startup, symbols};
+use crate::probe::{singleton, startup, symbols, wakeup};
 use crate::rules::{Rule, Subject, BUILTINS};
 
 use super::untracked;
@@ -348,7 +348,7 @@ pub(crate) fn describe(
             stack,
             hint: None,
             process: None,
-            wakes_in: None,
+            wakes_in: timed_wake(*tid),
             parent: None,
         };
         match rule {
@@ -385,6 +385,16 @@ fn singleton_by_name(node: &Node) -> bool {
         singleton::learn(node, ip);
     }
     at.is_some()
+}
+
+/// How long until thread `tid`'s timed wait ends by itself, if it is in one: its deadline (an
+/// absolute one exactly; a relative one as requested, an upper bound on what is left).
+fn timed_wake(tid: i32) -> Option<std::time::Duration> {
+    let (nr, args) = procfs::sample(tid).syscall?;
+    match wakeup::wake(nr, args, std::time::Duration::ZERO) {
+        wakeup::Wake::After(left) => Some(left),
+        wakeup::Wake::Never | wakeup::Wake::Unknown => None,
+    }
 }
 
 /// A candidate's own name: its std name if recorded, else the kernel's, unless that is only the
