@@ -57,7 +57,9 @@ mod sigusr1 {
         let mut signals = signal(SignalKind::user_defined1()).expect("install a SIGUSR1 handler");
         tokio::spawn(async move {
             while signals.recv().await.is_some() {
-                let page = tokio::task::spawn_blocking(super::admin_page).await.unwrap_or_default();
+                let page = tokio::task::spawn_blocking(super::admin_page)
+                    .await
+                    .unwrap_or_default();
                 eprintln!("== SIGUSR1: thread dump\n{page}");
             }
         });

@@ -21,8 +21,8 @@ use crate::model::{Frame, Hidden, KernelWait, Kind, Stack, Survivor};
 use crate::options::Options;
 use crate::probe::lineage::{self, Node};
 use crate::probe::procfs::truncate_comm;
-use crate::probe::sys::{self, thread_name};
 use crate::probe::stack::{self, Captured, Policy};
+use crate::probe::sys::{self, thread_name};
 use crate::probe::{singleton, startup, symbols};
 use crate::rules::{Rule, Subject, BUILTINS};
 

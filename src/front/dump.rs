@@ -310,7 +310,9 @@ fn unseen_threads_why() -> &'static str {
     sys::UNSEEN
         .iter()
         .find(|unseen| unseen.what == "threads")
-        .map_or("this platform cannot list a process's threads", |unseen| unseen.why)
+        .map_or("this platform cannot list a process's threads", |unseen| {
+            unseen.why
+        })
 }
 
 impl fmt::Display for Dump {

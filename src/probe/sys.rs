@@ -30,8 +30,7 @@ mod imp;
 mod imp;
 
 pub(crate) use imp::{
-    at_exit, child_pids, creation_hook, current_tid, kernel_wait, thread_count, thread_name, threads,
-    UNSEEN,
+    at_exit, child_pids, creation_hook, current_tid, kernel_wait, thread_count, thread_name, threads, UNSEEN,
 };
 
 /// The number of system call `name` where wait readings carry system calls (Linux), else

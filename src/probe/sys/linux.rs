@@ -33,8 +33,10 @@ pub(crate) fn current_tid() -> i32 {
 
 pub(crate) fn creation_hook() -> Result<(), &'static str> {
     if cfg!(target_feature = "crt-static") {
-        Err("this is a static build (`+crt-static`): `pthread_create` cannot be interposed, as \
-             there is no libc definition to forward to")
+        Err(
+            "this is a static build (`+crt-static`): `pthread_create` cannot be interposed, as \
+             there is no libc definition to forward to",
+        )
     } else if !cfg!(target_env = "gnu") {
         Err("`pthread_create` is interposed only on Linux with glibc, not on this target")
     } else {
