@@ -7,6 +7,7 @@ Usage: platform_verdicts.py TARGET [RUNNER...]   (e.g. x86_64-pc-windows-gnu win
 Environment: CARGO_TARGET_DIR for the target's build (the host's is cargo's default).
 """
 import json
+import re
 import os
 import subprocess
 import sys
@@ -39,8 +40,11 @@ def run(runner, exe, args):
 
 def fixtures(exe, runner):
     _, out = run(runner, exe, ["--list", "--ignored"])
-    return [line.split(": ")[0] for line in out.splitlines()
-            if line.endswith(": test") and "fixture" in line]
+    names = [line.split(": ")[0] for line in out.splitlines()
+             if line.endswith(": test") and "fixture" in line]
+    # The parallel suite's 36 clean fixtures are one fixture repeated: four stand for them.
+    return [name for name in names
+            if not re.fullmatch(r"fixture_clean_\d+", name) or int(name.rsplit("_", 1)[1]) < 4]
 
 
 def verdict(runner, exe, name):
