@@ -51,9 +51,9 @@
 //!   started, directly or through threads they started, so parallel tests under `cargo test`
 //!   never blame each other, and a clean check costs one lookup of the test's own threads. Where
 //!   interposition does not take effect, it falls back to a before/after diff of the process's
-//!   threads and says so in the report. Windows lists threads and children and diffs them;
-//!   macOS has no backend yet and says once per process that it checks no thread (see the
-//!   [guide's limits](crate::_guide::limits)).
+//!   threads and says so in the report. On Windows the executable's import of `CreateThread` is
+//!   hooked to the same effect; macOS has no backend yet and says once per process that it
+//!   checks no thread (see the [guide's limits](crate::_guide::limits)).
 //! - **Tasks.** An async `#[leak_test]` builds the test's runtime, checks its tasks inside it
 //!   before shutting it down (tokio's runtime metrics; spawn sites with `--cfg tokio_unstable`;
 //!   async stacks with the `taskdump` feature too), shuts it down with a bounded wait, then checks

@@ -95,10 +95,10 @@ impl ChildScope {
     }
 }
 
-/// Whether children are attributed by the interposers: they are compiled and linked exactly where
-/// the `pthread_create` interposer is, so this is the threads' lineage mode.
+/// Whether children are attributed by the interposers: the threads' lineage mode, where the
+/// platform hooks the creation of child processes too (`probe::sys::children_hooked`).
 fn lineage_mode() -> bool {
-    super::threads::lineage_mode()
+    super::threads::lineage_mode() && sys::children_hooked()
 }
 
 /// A child a look found, running or exited unwaited.

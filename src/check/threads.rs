@@ -155,10 +155,13 @@ pub(crate) fn lineage_mode() -> bool {
 }
 
 /// Whether a check can conclude in one look that the calling thread owns nothing (lineage mode,
-/// and not one test per process, where untracked threads count too): decided once.
+/// child processes attributed too, and not one test per process, where untracked threads count
+/// too): decided once.
 pub(crate) fn clean_in_one_look() -> bool {
     static ONE_LOOK: AtomicU8 = AtomicU8::new(0);
-    decided_once(&ONE_LOOK, || lineage_mode() && !untracked::one_test_per_process())
+    decided_once(&ONE_LOOK, || {
+        lineage_mode() && sys::children_hooked() && !untracked::one_test_per_process()
+    })
 }
 
 /// A yes/no answer that never changes once known, kept in `cell` (0 unknown, 1 yes, 2 no): one

@@ -17,6 +17,7 @@ static STARTUP: OnceLock<Startup> = OnceLock::new();
 
 #[ctor::ctor(unsafe)]
 fn init() {
+    super::sys::before_main();
     let keyed = super::lineage::prepare();
     #[cfg(all(target_os = "linux", target_env = "gnu", not(target_feature = "crt-static")))]
     super::children::interpose::resolve_all();

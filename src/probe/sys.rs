@@ -8,7 +8,10 @@
 //! - [`kernel_wait`]: what the OS says a thread is waiting on (unknown parts `None`);
 //! - [`current_tid`]: the calling thread's id, as [`threads`] lists it;
 //! - [`capture`]: other threads' current stacks (see `probe::stack`);
-//! - [`creation_hook`]: whether thread and child creation can be hooked here, or why not;
+//! - [`before_main`]: installs what must be in place before the program's threads start (the
+//!   creation hook, where it is patched in at run time);
+//! - [`creation_hook`]: whether thread creation is hooked here, or why not;
+//! - [`children_hooked`]: whether child-process creation is hooked too;
 //! - [`child_pids`]: the process's running children, or `None`;
 //! - [`at_exit`]: runs a function at process exit, with the exit status where the C library
 //!   tells it;
@@ -30,7 +33,8 @@ mod imp;
 mod imp;
 
 pub(crate) use imp::{
-    at_exit, child_pids, creation_hook, current_tid, kernel_wait, thread_count, thread_name, threads, UNSEEN,
+    at_exit, before_main, child_pids, children_hooked, creation_hook, current_tid, kernel_wait, thread_count,
+    thread_name, threads, UNSEEN,
 };
 
 /// The number of system call `name` where wait readings carry system calls (Linux), else

@@ -54,3 +54,9 @@ pub(crate) fn syscall_number(_name: &str) -> Option<i64> {
 pub(crate) fn at_exit(handler: fn(Option<i32>)) {
     super::at_exit_without_status(handler);
 }
+
+pub(crate) fn before_main() {}
+
+pub(crate) fn children_hooked() -> bool {
+    false
+}

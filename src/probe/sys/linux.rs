@@ -80,3 +80,11 @@ pub(crate) fn at_exit(handler: fn(Option<i32>)) {
     #[cfg(not(target_env = "gnu"))]
     super::at_exit_without_status(handler);
 }
+
+/// The interposers need nothing installed: the linker put them in place.
+pub(crate) fn before_main() {}
+
+/// `posix_spawn`, `posix_spawnp`, `fork` and `vfork` are interposed where `pthread_create` is.
+pub(crate) fn children_hooked() -> bool {
+    creation_hook().is_ok()
+}

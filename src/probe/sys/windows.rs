@@ -1,8 +1,12 @@
 //! Windows: the process's threads from a Toolhelp snapshot, their names from
 //! `GetThreadDescription` (what `std::thread::Builder::name` sets), its children from a process
-//! snapshot (those whose parent is this process). Thread creation is not hooked, so checks diff
-//! the process's threads before and after (exact with one test per process), and other threads'
-//! stacks are not captured.
+//! snapshot (those whose parent is this process). Thread creation is hooked ([`hook`]: the
+//! executable's import of `CreateThread`), so threads are attributed per test as on Linux; child
+//! processes are not, so checks diff them before and after. Other threads' stacks are not
+//! captured.
+
+#[path = "windows_hook.rs"]
+mod hook;
 
 use std::ffi::c_void;
 
@@ -104,7 +108,18 @@ pub(crate) fn current_tid() -> i32 {
 }
 
 pub(crate) fn creation_hook() -> Result<(), &'static str> {
-    Err("thread creation is not hooked on Windows yet")
+    match hook::installed() {
+        true => Ok(()),
+        false => Err("the executable's import of `CreateThread` could not be hooked"),
+    }
+}
+
+pub(crate) fn before_main() {
+    hook::install();
+}
+
+pub(crate) fn children_hooked() -> bool {
+    false
 }
 
 pub(crate) fn child_pids() -> Option<Vec<i32>> {
