@@ -10,14 +10,13 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::signal::unix::{signal, SignalKind};
 
 /// The admin page: counts, then the dump.
 fn admin_page() -> String {
     let dump = leakcheck::dump();
     format!(
         "threads: {}\ntasks: {}\n\n{dump}",
-        leakcheck::thread_count(),
+        leakcheck::thread_count().map_or("unavailable".into(), |n| n.to_string()),
         leakcheck::task_count().map_or("n/a".into(), |n| n.to_string())
     )
 }
@@ -47,11 +46,36 @@ async fn serve(listener: TcpListener) {
     }
 }
 
-async fn on_sigusr1(mut signals: tokio::signal::unix::Signal) {
-    while signals.recv().await.is_some() {
-        let page = tokio::task::spawn_blocking(admin_page).await.unwrap_or_default();
-        eprintln!("== SIGUSR1: thread dump\n{page}");
+/// `SIGUSR1` prints the admin page to stderr (Unix; elsewhere only the HTTP endpoint serves it).
+#[cfg(unix)]
+mod sigusr1 {
+    use tokio::signal::unix::{signal, SignalKind};
+
+    /// Installs the handler (before anything can send the signal: its default action ends the
+    /// process).
+    pub fn install() {
+        let mut signals = signal(SignalKind::user_defined1()).expect("install a SIGUSR1 handler");
+        tokio::spawn(async move {
+            while signals.recv().await.is_some() {
+                let page = tokio::task::spawn_blocking(super::admin_page)
+                    .await
+                    .unwrap_or_default();
+                eprintln!("== SIGUSR1: thread dump\n{page}");
+            }
+        });
     }
+
+    /// Sends `SIGUSR1` to this process.
+    pub fn send() {
+        // SAFETY: sends SIGUSR1 to this process, whose handler `install` set up.
+        unsafe { libc::kill(libc::getpid(), libc::SIGUSR1) };
+    }
+}
+
+#[cfg(not(unix))]
+mod sigusr1 {
+    pub fn install() {}
+    pub fn send() {}
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -65,17 +89,14 @@ async fn main() {
         std::process::id()
     );
     tokio::spawn(serve(listener));
-    // Installed here, before anything can send the signal (its default action ends the process).
-    let signals = signal(SignalKind::user_defined1()).expect("install a SIGUSR1 handler");
-    tokio::spawn(on_sigusr1(signals));
+    sigusr1::install();
 
     if std::env::args().any(|arg| arg == "--serve") {
         let _ = tokio::signal::ctrl_c().await;
         return;
     }
 
-    // SAFETY: sends SIGUSR1 to this process, whose handler was installed above.
-    unsafe { libc::kill(libc::getpid(), libc::SIGUSR1) };
+    sigusr1::send();
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     let mut stream = TcpStream::connect(address).await.unwrap();

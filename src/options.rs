@@ -12,7 +12,7 @@ use std::time::Duration;
 use crate::config::{self, Settings};
 #[cfg(feature = "tokio")]
 use crate::probe::tasks;
-use crate::probe::{children, lineage, procfs};
+use crate::probe::{children, lineage, sys};
 use crate::report::error::LeakError;
 use crate::rules::{IgnoreKind, Rule};
 
@@ -293,6 +293,7 @@ impl Options {
             config::say_disabled_once();
             return Ok(None);
         }
+        crate::report::unchecked::say_once();
         let base = config.settings;
         Ok(Some(Settings {
             settle: self.settle.unwrap_or(base.settle),
@@ -328,7 +329,7 @@ impl Baseline {
     fn now() -> Baseline {
         Baseline {
             threads: lineage::all_live().iter().map(|node| node.uid).collect(),
-            tids: procfs::process_tids().into_iter().collect(),
+            tids: sys::threads().unwrap_or_default().into_iter().collect(),
             #[cfg(feature = "tokio")]
             tasks: tasks::current_task_ids().into_iter().collect(),
             #[cfg(not(feature = "tokio"))]

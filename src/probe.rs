@@ -19,8 +19,19 @@
 //!   `.name(..)`, a `recv` on a lock's guard), lexed by `source/tokens.rs`, read by
 //!   `source/chains.rs`;
 //! - [`startup`]: what must be read before `main`;
+//! - [`sys`]: the platform interface: threads, names, kernel state, stacks, creation hooks and
+//!   children, one backend per platform, chosen there and nowhere else;
 //! - `symtab`: the executable's ELF symbol table, for functions debug info names bare (Linux);
 //! - [`unwind`]: the calling thread's own backtrace, fast (for creation sites on hot paths).
+
+// The Linux backend's parts that are plain logic (`procfs` parsing, the lineage registry's
+// creation side, the child registry, the unwinder) compile on every target, so one copy is shared
+// and tested with glibc; where the interposers and the signal protocol are not built (other
+// platforms, musl, `+crt-static`) nothing calls them: unused there, not wrong.
+#![cfg_attr(
+    not(all(target_os = "linux", target_env = "gnu", not(target_feature = "crt-static"))),
+    allow(dead_code, unused_imports)
+)]
 
 pub(crate) mod children;
 #[cfg(all(target_os = "linux", target_env = "gnu", not(target_feature = "crt-static")))]
@@ -36,6 +47,7 @@ pub(crate) mod startup;
 pub(crate) mod symbols;
 #[cfg(target_os = "linux")]
 pub(crate) mod symtab;
+pub(crate) mod sys;
 #[cfg(feature = "tokio")]
 pub(crate) mod tasks;
 pub(crate) mod unwind;

@@ -9,6 +9,7 @@ pub(crate) mod hints;
 mod json;
 mod members;
 mod names;
+pub(crate) mod unchecked;
 mod wait_text;
 
 use std::collections::BTreeMap;

@@ -1,6 +1,8 @@
 //! Threads no `pthread_create` call went through (a `timer_create(SIGEV_THREAD)` callback, started
 //! by glibc internally) are reported by the whole-binary check at exit; glibc's permanent timer
 //! helper is not.
+// Linux only: glibc's `timer_create(SIGEV_THREAD)` helpers are what it is about.
+#![cfg(target_os = "linux")]
 
 mod common;
 

@@ -4,6 +4,8 @@
 
 // The fixtures leak children on purpose.
 #![allow(clippy::zombie_processes)]
+// Unix only: the fixtures start Unix programs (`sleep`, `sh`) and call `fork` and `kill`.
+#![cfg(unix)]
 
 mod common;
 

@@ -13,7 +13,7 @@ fn blocked_in_counts(wait: mpsc::Receiver<()>) {
 /// known blocked thread with the function it is stuck in and the thread that created it.
 #[test]
 fn counts_and_dump() {
-    let before = leakcheck::thread_count();
+    let before = leakcheck::thread_count().expect("this platform lists threads");
     let (releases, started): (Vec<_>, Vec<_>) = (0..3)
         .map(|i| {
             let (release, wait) = mpsc::channel::<()>();
@@ -29,7 +29,7 @@ fn counts_and_dump() {
             (release, handle)
         })
         .unzip();
-    assert_eq!(leakcheck::thread_count(), before + 3);
+    assert_eq!(leakcheck::thread_count(), Some(before + 3));
 
     // A thread that has said it is ready may still be on its way into `recv` (on a loaded machine,
     // for many milliseconds): dump again until it is blocked there, for up to 10 s.
@@ -45,18 +45,24 @@ fn counts_and_dump() {
     }
     let counted: Vec<_> = dump.threads().filter(|t| t.name() == Some("counted-1")).collect();
     assert_eq!(counted.len(), 1, "{dump}");
-    assert_eq!(counted[0].stuck_in(), Some("counts::blocked_in_counts"), "{dump}");
-    assert_eq!(counted[0].creator(), Some("counts_and_dump"), "{dump}");
-    assert!(counted[0].stack().any(|f| f.contains("Receiver")), "{dump}");
     let text = dump.to_string();
     assert!(
         text.contains("thread ") && text.contains("\"counted-1\""),
         "{text}"
     );
-    assert!(
-        text.contains("counts::blocked_in_counts at tests/counts.rs:"),
-        "{text}"
-    );
+    // Stacks (signal capture) and creators (lineage) are Linux's with glibc; elsewhere the dump
+    // says why the stack is missing.
+    if cfg!(all(target_os = "linux", target_env = "gnu")) {
+        assert_eq!(counted[0].stuck_in(), Some("counts::blocked_in_counts"), "{dump}");
+        assert_eq!(counted[0].creator(), Some("counts_and_dump"), "{dump}");
+        assert!(counted[0].stack().any(|f| f.contains("Receiver")), "{dump}");
+        assert!(
+            text.contains("counts::blocked_in_counts at tests/counts.rs:"),
+            "{text}"
+        );
+    } else {
+        assert!(counted[0].missing_stack().is_some(), "{dump}");
+    }
 
     drop(releases);
     for handle in started {
@@ -64,8 +70,8 @@ fn counts_and_dump() {
     }
     // A joined thread can still be listed for a moment while the kernel finishes its exit.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while leakcheck::thread_count() != before && std::time::Instant::now() < deadline {
+    while leakcheck::thread_count() != Some(before) && std::time::Instant::now() < deadline {
         thread::sleep(std::time::Duration::from_millis(1));
     }
-    assert_eq!(leakcheck::thread_count(), before);
+    assert_eq!(leakcheck::thread_count(), Some(before));
 }

@@ -38,6 +38,29 @@ fn fixture_fallback_verify_none() {
         .verify_none();
 }
 
+/// Fixture: leaves a child process running (this binary, sleeping a few seconds): caught on every
+/// platform that lists children (scripts/platform_verdicts.py compares the verdicts).
+#[leak_test(settle = "200ms")]
+#[ignore = "fixture, verdict compared across platforms by scripts/platform_verdicts.py"]
+fn fixture_fallback_child_leak() {
+    use std::process::{Command, Stdio};
+    let child = Command::new(std::env::current_exe().unwrap())
+        .args(["--ignored", "--exact", "sleeping_child", "--test-threads=1"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::mem::forget(child);
+}
+
+/// Not a test: the child `fixture_fallback_child_leak` leaves running.
+#[test]
+#[ignore = "the child process of fixture_fallback_child_leak"]
+fn sleeping_child() {
+    thread::sleep(std::time::Duration::from_secs(3));
+}
+
 /// In the fallback a leak is still caught, and the report names the weaker mode and its limit.
 #[test]
 fn fallback_catches_a_leak_and_says_so() {

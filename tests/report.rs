@@ -4,7 +4,7 @@ mod common;
 
 use std::sync::mpsc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::run_ignored;
 use leakcheck::{leak_test, Options};
@@ -116,6 +116,7 @@ fn json_lines_hold_every_survivor() {
 
 /// A thread that blocks every signal is reported without a stack, and the check is prompt.
 #[test]
+#[cfg(target_os = "linux")] // stacks are captured with a signal on Linux only
 fn thread_blocking_all_signals_is_reported_without_stack() {
     let (release, blocked) = mpsc::channel::<()>();
     let (ready, started) = mpsc::channel::<()>();
@@ -130,7 +131,7 @@ fn thread_blocking_all_signals_is_reported_without_stack() {
         let _ = blocked.recv();
     });
     started.recv().unwrap();
-    let started = Instant::now();
+    let started = std::time::Instant::now();
     let error = Options::new()
         .settle(Duration::from_millis(200))
         .find()

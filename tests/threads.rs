@@ -283,6 +283,8 @@ fn should_panic_composes() {
     panic!("the original panic");
 }
 
+// Linux only: the raw call is `pthread_create`, which the interposer sees there.
+#[cfg(target_os = "linux")]
 extern "C" fn c_thread_main(arg: *mut std::ffi::c_void) -> *mut std::ffi::c_void {
     // SAFETY: `arg` is the pipe's read end, owned by this test for the thread's lifetime.
     let fd = arg as usize as libc::c_int;
@@ -296,11 +298,13 @@ extern "C" fn c_thread_main(arg: *mut std::ffi::c_void) -> *mut std::ffi::c_void
 /// the interposer sees every `pthread_create` call, not just std's (threads started without it,
 /// by a raw `clone` or inside libc, are covered by `tests/binary_untracked.rs`).
 #[test]
+#[cfg(target_os = "linux")] // the `pthread_create` interposer is Linux's
 fn raw_pthread_create_is_caught() {
     let mut fds = [0; 2];
     // SAFETY: a valid two-element array for pipe(2).
     assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
-    let mut thread: libc::pthread_t = 0;
+    // SAFETY: `pthread_t` is an integer (glibc) or a pointer (musl): zero is a valid value.
+    let mut thread: libc::pthread_t = unsafe { std::mem::zeroed() };
     // SAFETY: valid out-pointer, default attributes, a C start routine and its argument.
     let created = unsafe {
         libc::pthread_create(

@@ -24,7 +24,7 @@ use crate::model::{Hidden, Kind, ProcessInfo, Survivor};
 use crate::options::Options;
 use crate::probe::children::{self, proc, Child, Liveness};
 use crate::probe::lineage::{self, Node};
-use crate::probe::symbols;
+use crate::probe::{symbols, sys};
 use crate::rules::IgnoreKind;
 
 /// How long the kill after a report waits for a child to exit.
@@ -54,7 +54,7 @@ impl ChildScope {
                 Vec::new()
             },
             root,
-            entry_pids: (!lineage_mode).then(|| proc::child_pids().into_iter().collect()),
+            entry_pids: (!lineage_mode).then(|| sys::child_pids().unwrap_or_default().into_iter().collect()),
         }
     }
 
@@ -95,10 +95,10 @@ impl ChildScope {
     }
 }
 
-/// Whether children are attributed by the interposers: they are compiled and linked exactly where
-/// the `pthread_create` interposer is, so this is the threads' lineage mode.
+/// Whether children are attributed by the interposers: the threads' lineage mode, where the
+/// platform hooks the creation of child processes too (`probe::sys::children_hooked`).
 fn lineage_mode() -> bool {
-    super::threads::lineage_mode()
+    super::threads::lineage_mode() && sys::children_hooked()
 }
 
 /// A child a look found, running or exited unwaited.
@@ -124,7 +124,8 @@ pub(crate) fn look(scope: &ChildScope, options: &Options) -> Vec<Candidate> {
     let baseline = options.baseline.as_deref();
     let in_baseline = |pid: i32| baseline.is_some_and(|b| b.children.contains(&pid));
     if let Some(entry_pids) = &scope.entry_pids {
-        return proc::child_pids()
+        return sys::child_pids()
+            .unwrap_or_default()
             .into_iter()
             .filter(|pid| !entry_pids.contains(pid) && !in_baseline(*pid))
             .map(|pid| Candidate {

@@ -20,9 +20,10 @@ use crate::config::Settings;
 use crate::model::{Frame, Hidden, KernelWait, Kind, Stack, Survivor};
 use crate::options::Options;
 use crate::probe::lineage::{self, Node};
-use crate::probe::procfs::{self, process_tids, thread_name, truncate_comm};
+use crate::probe::procfs::truncate_comm;
 use crate::probe::stack::{self, Captured, Policy};
-use crate::probe::{singleton, startup, symbols, wakeup};
+use crate::probe::sys::{self, thread_name};
+use crate::probe::{procfs, singleton, startup, symbols, wakeup};
 use crate::rules::{Rule, Subject, BUILTINS};
 
 use super::untracked;
@@ -130,14 +131,17 @@ impl Scope {
 fn fallback_reason() -> &'static str {
     if !crate::config::get().map_or(true, |config| config.lineage) {
         "`LEAKCHECK_LINEAGE=off` asked for the process-diff fallback"
-    } else if cfg!(target_feature = "crt-static") {
-        "this is a static build (`+crt-static`): `pthread_create` cannot be interposed, as there is \
-         no libc definition to forward to"
-    } else if !cfg!(all(target_os = "linux", target_env = "gnu")) {
-        "`pthread_create` is interposed only on Linux with glibc, not on this target"
+    } else if let Err(why) = sys::creation_hook() {
+        why
     } else {
         "no thread creation went through the interposed `pthread_create` in this process"
     }
+}
+
+/// The process's threads; none where the platform cannot list them (said once per process, by
+/// `report::unchecked`).
+fn process_tids() -> Vec<i32> {
+    sys::threads().unwrap_or_default()
 }
 
 /// Whether checks use thread lineage: the interposer is in effect, and `LEAKCHECK_LINEAGE=off`
@@ -151,10 +155,13 @@ pub(crate) fn lineage_mode() -> bool {
 }
 
 /// Whether a check can conclude in one look that the calling thread owns nothing (lineage mode,
-/// and not one test per process, where untracked threads count too): decided once.
+/// child processes attributed too, and not one test per process, where untracked threads count
+/// too): decided once.
 pub(crate) fn clean_in_one_look() -> bool {
     static ONE_LOOK: AtomicU8 = AtomicU8::new(0);
-    decided_once(&ONE_LOOK, || lineage_mode() && !untracked::one_test_per_process())
+    decided_once(&ONE_LOOK, || {
+        lineage_mode() && sys::children_hooked() && !untracked::one_test_per_process()
+    })
 }
 
 /// A yes/no answer that never changes once known, kept in `cell` (0 unknown, 1 yes, 2 no): one
@@ -264,8 +271,8 @@ pub(crate) fn describe(
         .iter()
         .map(|&tid| {
             (tid != 0).then(|| KernelWait {
-                wait: Some(samples.classify(tid)),
-                ..procfs::kernel_wait(tid)
+                wait: samples.classify(tid),
+                ..sys::kernel_wait(tid)
             })
         })
         .collect();

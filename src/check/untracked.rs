@@ -21,7 +21,7 @@ use std::collections::HashSet;
 
 use crate::model::Hint;
 use crate::probe::procfs::{self, SyscallState};
-use crate::probe::{lineage, startup};
+use crate::probe::{lineage, startup, sys};
 
 /// glibc's internal timer signal (`SIGTIMER`, the first kernel real-time signal, 32).
 const GLIBC_SIGTIMER: u32 = 32;
@@ -46,13 +46,13 @@ pub(crate) fn untracked_tids() -> Vec<i32> {
     // SAFETY: getpid has no preconditions.
     let main = unsafe { libc::getpid() };
     let startup = startup::startup_tids();
-    let tids = procfs::process_tids();
+    let tids = sys::threads().unwrap_or_default();
     let known: HashSet<i32> = lineage::all_live().iter().filter_map(|node| node.tid()).collect();
     tids.into_iter()
         .filter(|&tid| tid != own && tid != main && !startup.contains(&tid))
         .filter(|tid| !known.contains(tid))
         .filter(|&tid| {
-            !procfs::thread_name(tid)
+            !sys::thread_name(tid)
                 .is_some_and(|name| name.starts_with("leakcheck-") || name.starts_with("iou-"))
         })
         .filter(|&tid| !is_glibc_timer_helper(tid))

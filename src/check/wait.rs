@@ -25,8 +25,9 @@ impl WaitSamples {
         }
     }
 
-    /// Samples `tid` again and classifies its wait across the window.
-    pub(crate) fn classify(&self, tid: i32) -> Wait {
+    /// Samples `tid` again and classifies its wait across the window; `None` where the platform
+    /// says nothing of its threads' waits (no reading at all: nothing to classify).
+    pub(crate) fn classify(&self, tid: i32) -> Option<Wait> {
         // A thread caught between two waits (a sleep loop's brief work) reads as running: look
         // again a few times before calling it that.
         let mut end = procfs::sample(tid);
@@ -37,7 +38,7 @@ impl WaitSamples {
             std::thread::sleep(Duration::from_millis(2));
             end = procfs::sample(tid);
         }
-        classify(self.first.get(&tid), Instant::now(), &end)
+        (end != Sample::default()).then(|| classify(self.first.get(&tid), Instant::now(), &end))
     }
 }
 
@@ -136,6 +137,7 @@ fn same_futex(first: Option<&(Instant, Sample)>, address: u64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::probe::sys;
 
     fn blocked(nr: i64, args: [u64; 6], switches: u64) -> Sample {
         Sample {
@@ -152,7 +154,13 @@ mod tests {
     /// call is running.
     #[test]
     fn classifies_waits() {
-        let futex = libc::SYS_futex;
+        // Waits are read as system calls only where the platform reports them (Linux).
+        let (Some(futex), Some(nanosleep)) = (
+            sys::syscall_number("futex"),
+            sys::syscall_number("clock_nanosleep"),
+        ) else {
+            return;
+        };
         let start = Instant::now();
         let first = (start, blocked(futex, [1, 0x80, 0, 0, 0, 0], 5));
         let later = start + Duration::from_millis(300);
@@ -175,19 +183,19 @@ mod tests {
         let starting = (start, blocked(futex, [2, 0x80, 0, 0, 0, 0], 5));
         let settled = classify(Some(&starting), later, &blocked(futex, [1, 0x80, 0, 0, 0, 0], 9));
         assert_eq!(settled.kind, WaitKind::Untimed);
-        let sleep = classify(None, later, &blocked(libc::SYS_clock_nanosleep, [0; 6], 1));
+        let sleep = classify(None, later, &blocked(nanosleep, [0; 6], 1));
         assert_eq!(sleep.kind, WaitKind::Timed, "one sleep, never woken, is no loop");
-        let first_sleep = (Instant::now(), blocked(libc::SYS_clock_nanosleep, [0; 6], 1));
+        let first_sleep = (Instant::now(), blocked(nanosleep, [0; 6], 1));
         let slept_again = classify(
             Some(&first_sleep),
             later,
-            &blocked(libc::SYS_clock_nanosleep, [0; 6], 1),
+            &blocked(nanosleep, [0; 6], 1),
         );
         assert_eq!(slept_again.kind, WaitKind::Timed);
         let sleeps = classify(
             Some(&first_sleep),
             later,
-            &blocked(libc::SYS_clock_nanosleep, [0; 6], 9),
+            &blocked(nanosleep, [0; 6], 9),
         );
         assert_eq!(sleeps.kind, WaitKind::SleepLoop);
         let running = Sample {

@@ -3,8 +3,9 @@
 //!
 //! The counterpart of goleak's `VerifyTestMain`, with what it lacks: each survivor names the test
 //! that started it (the lineage registry knows the libtest thread each thread descends from).
-//! [`crate::check_binary!`] installs it before `main` with `ctor`; it runs from an `on_exit`
-//! handler, which sees the exit status, so by default it checks only a run whose tests passed.
+//! [`crate::check_binary!`] installs it before `main` with `ctor`; it runs from an exit handler
+//! (`probe::sys::at_exit`), which sees the exit status where the C library tells it (glibc), so
+//! by default it checks only a run whose tests passed; where the status is unknown it checks.
 
 use std::sync::OnceLock;
 
@@ -15,34 +16,24 @@ use crate::check::{children, settle};
 use crate::model::{frame, Survivor};
 use crate::options::Options;
 use crate::probe::stack::Policy;
-use crate::probe::{lineage, singleton, symbols};
+use crate::probe::{lineage, singleton, symbols, sys};
 use crate::report::Report;
 
 static INSTALLED: OnceLock<(Options, bool)> = OnceLock::new();
-
-extern "C" {
-    fn on_exit(
-        function: extern "C" fn(libc::c_int, *mut libc::c_void),
-        arg: *mut libc::c_void,
-    ) -> libc::c_int;
-}
 
 /// Installs the check (called from the `check_binary!` constructor). `always` also checks a run
 /// whose tests failed.
 pub(crate) fn install(options: Options, always: bool) {
     if INSTALLED.set((options, always)).is_ok() {
-        // SAFETY: registering a plain function with no argument.
-        unsafe {
-            on_exit(at_exit, std::ptr::null_mut());
-        }
+        sys::at_exit(at_exit);
     }
 }
 
-extern "C" fn at_exit(status: libc::c_int, _: *mut libc::c_void) {
+fn at_exit(status: Option<i32>) {
     let Some((options, always)) = INSTALLED.get() else {
         return;
     };
-    if status != 0 && !always {
+    if status.is_some_and(|status| status != 0) && !always {
         return;
     }
     // Never unwind out of an exit handler.
@@ -56,7 +47,7 @@ extern "C" fn at_exit(status: libc::c_int, _: *mut libc::c_void) {
         use std::io::Write as _;
         let _ = std::io::stdout().flush();
         eprintln!("{report}");
-        eprintln!("{}", summary(&report, status == 0));
+        eprintln!("{}", summary(&report, status.is_none_or(|status| status == 0)));
         report.annotate();
         let _ = std::io::stderr().flush();
         // SAFETY: ends the process with a failing status; the report is flushed.

@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use crate::model::frame;
 use crate::model::{KernelWait, Stack};
-use crate::probe::stack::{self, Captured};
+use crate::probe::stack::{Captured, Policy};
 #[cfg(feature = "tokio")]
 use crate::probe::tasks;
-use crate::probe::{lineage, procfs, singleton, symbols};
+use crate::probe::{lineage, singleton, symbols, sys};
 use crate::report::render_frames;
 
 /// A snapshot of the process's threads (and the current runtime's task count).
@@ -32,6 +32,8 @@ use crate::report::render_frames;
 #[derive(Debug, Clone)]
 pub struct Dump {
     threads: Vec<DumpedThread>,
+    /// Why the process's threads could not be listed, where they could not.
+    unlisted: Option<&'static str>,
     tasks: Option<usize>,
     children: Vec<DumpedChild>,
 }
@@ -181,6 +183,22 @@ impl Dump {
         self.threads.iter()
     }
 
+    /// Why [`threads`](Self::threads) is empty when this platform cannot list a process's
+    /// threads (leakcheck has no backend for it yet): the list is then unavailable, not empty.
+    /// `None` where threads were listed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let dump = leakcheck::dump();
+    /// if let Some(why) = dump.threads_unavailable() {
+    ///     println!("threads: unavailable ({why})");
+    /// }
+    /// ```
+    pub fn threads_unavailable(&self) -> Option<&str> {
+        self.unlisted
+    }
+
     /// The process's child processes not reaped yet, in pid order.
     ///
     /// # Examples
@@ -234,15 +252,17 @@ impl Dump {
 /// worker.join().unwrap();
 /// ```
 pub fn dump() -> Dump {
-    let mut tids = procfs::process_tids();
+    let listed = sys::threads();
+    let unlisted = listed.is_none().then(|| unseen_threads_why());
+    let mut tids = listed.unwrap_or_default();
     tids.sort_unstable();
     // Names and kernel states first: resolving symbols below can take a while.
     let seen: Vec<_> = tids
         .iter()
-        .map(|&tid| (procfs::thread_name(tid), procfs::kernel_wait(tid)))
+        .map(|&tid| (sys::thread_name(tid), sys::kernel_wait(tid)))
         .collect();
     // Transparent: the threads belong to the program, whose calls must not see an `EINTR`.
-    let captured = stack::capture(&tids, Duration::from_millis(200), stack::Policy::Transparent);
+    let captured = sys::capture(&tids, Duration::from_millis(200), Policy::Transparent);
     let threads = tids
         .iter()
         .zip(captured)
@@ -276,6 +296,7 @@ pub fn dump() -> Dump {
         .collect();
     Dump {
         threads,
+        unlisted,
         #[cfg(feature = "tokio")]
         tasks: tasks::current_task_count(),
         #[cfg(not(feature = "tokio"))]
@@ -284,9 +305,22 @@ pub fn dump() -> Dump {
     }
 }
 
+/// Why this platform lists no thread, as its backend says.
+fn unseen_threads_why() -> &'static str {
+    sys::UNSEEN
+        .iter()
+        .find(|unseen| unseen.what == "threads")
+        .map_or("this platform cannot list a process's threads", |unseen| {
+            unseen.why
+        })
+}
+
 impl fmt::Display for Dump {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "{} threads", self.threads.len())?;
+        match self.unlisted {
+            Some(why) => writeln!(f, "threads: unavailable ({why})")?,
+            None => writeln!(f, "{} threads", self.threads.len())?,
+        }
         if let Some(tasks) = self.tasks {
             writeln!(f, "{tasks} tasks alive in the current tokio runtime")?;
         }

@@ -88,6 +88,9 @@ const SYSTEM_SYMBOLS: &[&str] = &[
     "clone",
     "clone3",
     "_start",
+    // Windows' thread start-up (kernel32, ntdll).
+    "BaseThreadInitThunk",
+    "RtlUserThreadStart",
     "rust_begin_unwind",
     "rust_panic",
 ];

@@ -40,7 +40,7 @@
 #[cfg(all(target_os = "linux", target_env = "gnu", not(target_feature = "crt-static")))]
 mod interpose;
 mod node;
-mod registry;
+pub(crate) mod registry;
 
 use std::sync::OnceLock;
 

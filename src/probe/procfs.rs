@@ -101,8 +101,11 @@ pub(crate) fn sample(tid: i32) -> Sample {
 
 /// Clock ticks per second, for [`Sample::cpu_ticks`].
 pub(crate) fn ticks_per_second() -> u64 {
+    #[cfg(unix)]
     // SAFETY: sysconf only reads a configuration value.
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    #[cfg(not(unix))]
+    let ticks = 100;
     if ticks > 0 {
         ticks as u64
     } else {

@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 
 /// The process's threads at start-up.
 enum Startup {
-    /// Listed from `/proc/self/task`.
+    /// Listed by the platform (`/proc/self/task` on Linux).
     Listed(HashSet<i32>),
     /// Every thread but the main one was registered: those with a uid up to this one.
     Registered { last_uid: u64 },
@@ -17,6 +17,7 @@ static STARTUP: OnceLock<Startup> = OnceLock::new();
 
 #[ctor::ctor(unsafe)]
 fn init() {
+    super::sys::before_main();
     let keyed = super::lineage::prepare();
     #[cfg(all(target_os = "linux", target_env = "gnu", not(target_feature = "crt-static")))]
     super::children::interpose::resolve_all();
@@ -30,11 +31,11 @@ fn init() {
 /// registered after it has gone, and could stand in for an unregistered one in the count.
 fn startup_threads(keyed: bool) -> Startup {
     if keyed {
-        if let Some(last_uid) = super::lineage::all_registered(&mut super::procfs::thread_count) {
+        if let Some(last_uid) = super::lineage::all_registered(&mut super::sys::thread_count) {
             return Startup::Registered { last_uid };
         }
     }
-    Startup::Listed(super::procfs::process_tids().into_iter().collect())
+    Startup::Listed(super::sys::threads().unwrap_or_default().into_iter().collect())
 }
 
 /// The threads alive when the process started (those still alive, where they were all

@@ -116,7 +116,7 @@ fn json_opt(value: Option<&str>) -> String {
     value.map_or_else(|| "null".to_string(), json_str)
 }
 
-fn json_str(value: &str) -> String {
+pub(super) fn json_str(value: &str) -> String {
     let mut out = String::with_capacity(value.len() + 2);
     out.push('"');
     for c in value.chars() {

@@ -26,8 +26,7 @@ fn parse_stat(text: &str) -> Option<Stat> {
     let state = fields.first()?.chars().next()?;
     let ppid = fields.get(1)?.parse().ok()?;
     let ticks: u64 = fields.get(19)?.parse().ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    let hz = crate::probe::procfs::ticks_per_second();
     Some(Stat {
         state,
         ppid,

@@ -355,16 +355,8 @@ pub(crate) fn prepare() -> bool {
     false
 }
 
-#[cfg(target_os = "linux")]
-pub(crate) fn gettid() -> i32 {
-    // SAFETY: gettid has no preconditions.
-    unsafe { libc::gettid() }
-}
-
-#[cfg(not(target_os = "linux"))]
-pub(crate) fn gettid() -> i32 {
-    0
-}
+/// The calling thread's id, as the platform lists it.
+pub(crate) use crate::probe::sys::current_tid as gettid;
 
 #[cfg(all(
     test,

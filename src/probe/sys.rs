@@ -1,0 +1,74 @@
+//! The platform interface: what a check needs from the operating system, one module per platform
+//! behind it, chosen here and nowhere else (std's `sys/` and mio's `sys/{unix,windows}` are the
+//! model). Code above `probe/` asks this module, never a platform.
+//!
+//! - [`threads`]: the process's threads by id, or `None` where they cannot be listed;
+//! - [`thread_count`]: how many threads the process has, or `None`;
+//! - [`thread_name`]: a thread's name;
+//! - [`kernel_wait`]: what the OS says a thread is waiting on (unknown parts `None`);
+//! - [`current_tid`]: the calling thread's id, as [`threads`] lists it;
+//! - [`capture`]: other threads' current stacks (see `probe::stack`);
+//! - [`before_main`]: installs what must be in place before the program's threads start (the
+//!   creation hook, where it is patched in at run time);
+//! - [`creation_hook`]: whether thread creation is hooked here, or why not;
+//! - [`children_hooked`]: whether child-process creation is hooked too;
+//! - [`child_pids`]: the process's running children, or `None`;
+//! - [`at_exit`]: runs a function at process exit, with the exit status where the C library
+//!   tells it;
+//! - [`UNSEEN`]: what this platform cannot see at all, said once per process instead of a silent
+//!   pass.
+//!
+//! Backends: `linux` (`/proc`, the signal protocol, the `pthread_create` and `posix_spawn`
+//! interposers), `windows` (Toolhelp snapshots, thread descriptions) and `fallback` (every other
+//! target, macOS included: it lists nothing and says so).
+
+#[cfg(target_os = "linux")]
+#[path = "sys/linux.rs"]
+mod imp;
+#[cfg(windows)]
+#[path = "sys/windows.rs"]
+mod imp;
+#[cfg(not(any(target_os = "linux", windows)))]
+#[path = "sys/fallback.rs"]
+mod imp;
+
+pub(crate) use imp::{
+    at_exit, before_main, child_pids, children_hooked, creation_hook, current_tid, kernel_wait, thread_count,
+    thread_name, threads, UNSEEN,
+};
+
+/// The number of system call `name` where wait readings carry system calls (Linux), else
+/// `None`: for tests of the wait classification.
+#[cfg(test)]
+pub(crate) use imp::syscall_number;
+
+/// A capability this platform lacks: what goes unchecked, and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Unseen {
+    /// What is not checked (`threads`, `child processes`, `stacks`).
+    pub(crate) what: &'static str,
+    /// Why, in a few words a user can act on.
+    pub(crate) why: &'static str,
+}
+
+/// The handler [`at_exit`] runs, once.
+static AT_EXIT: std::sync::OnceLock<fn(Option<i32>)> = std::sync::OnceLock::new();
+
+/// Registers `handler` with `atexit`, which does not tell the exit status (`None`).
+#[cfg_attr(all(target_os = "linux", target_env = "gnu"), allow(dead_code))]
+fn at_exit_without_status(handler: fn(Option<i32>)) {
+    extern "C" fn run() {
+        if let Some(handler) = AT_EXIT.get() {
+            handler(None);
+        }
+    }
+    if AT_EXIT.set(handler).is_ok() {
+        // SAFETY: registering a plain function.
+        unsafe { libc::atexit(run) };
+    }
+}
+
+/// Captures the current stack of each thread in `tids`: see [`super::stack::capture`]. The
+/// backend for this lives in `probe::stack` (the signal protocol on Linux with glibc, a "not
+/// captured here" answer elsewhere).
+pub(crate) use super::stack::capture;
