@@ -186,17 +186,9 @@ mod tests {
         let sleep = classify(None, later, &blocked(nanosleep, [0; 6], 1));
         assert_eq!(sleep.kind, WaitKind::Timed, "one sleep, never woken, is no loop");
         let first_sleep = (Instant::now(), blocked(nanosleep, [0; 6], 1));
-        let slept_again = classify(
-            Some(&first_sleep),
-            later,
-            &blocked(nanosleep, [0; 6], 1),
-        );
+        let slept_again = classify(Some(&first_sleep), later, &blocked(nanosleep, [0; 6], 1));
         assert_eq!(slept_again.kind, WaitKind::Timed);
-        let sleeps = classify(
-            Some(&first_sleep),
-            later,
-            &blocked(nanosleep, [0; 6], 9),
-        );
+        let sleeps = classify(Some(&first_sleep), later, &blocked(nanosleep, [0; 6], 9));
         assert_eq!(sleeps.kind, WaitKind::SleepLoop);
         let running = Sample {
             state: Some('R'),
