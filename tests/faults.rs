@@ -134,7 +134,7 @@ fn fork_storm_under_concurrent_creation() {
             // SAFETY: creates and joins one thread, then leaves.
             unsafe {
                 libc::alarm(10);
-                let mut thread: libc::pthread_t = 0;
+                let mut thread: libc::pthread_t = std::mem::zeroed();
                 let created =
                     libc::pthread_create(&mut thread, std::ptr::null(), start, std::ptr::null_mut());
                 let joined = created == 0 && libc::pthread_join(thread, std::ptr::null_mut()) == 0;
