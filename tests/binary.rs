@@ -1,3 +1,5 @@
+//! Own binary: `check_binary!()` checks the whole process at exit, so no other test may share it.
+//!
 //! The whole-binary check (`check_binary!`): fails a run whose tests leave threads behind and
 //! names the test; passes a clean run; does nothing (and says so once) with `LEAKCHECK=off`.
 

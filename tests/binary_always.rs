@@ -1,3 +1,5 @@
+//! Own binary: `check_binary!(always)` checks the whole process at exit, so no other test may share it.
+//!
 //! `check_binary!(always)`: the whole-binary check also runs when the tests failed (the default
 //! skips such runs, whose failure already stands).
 

@@ -1,3 +1,5 @@
+//! Own binary: `check_binary!()` checks the whole process at exit, so no other test may share it.
+//!
 //! Threads no `pthread_create` call went through (a `timer_create(SIGEV_THREAD)` callback, started
 //! by glibc internally) are reported by the whole-binary check at exit; glibc's permanent timer
 //! helper is not.

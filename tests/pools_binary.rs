@@ -1,3 +1,5 @@
+//! Own binary: `check_binary!()` checks the whole process at exit, so no other test may share it.
+//!
 //! The whole-binary check and process-wide pools: rayon's global pool, alive at exit, is not a
 //! failure; a thread a job on that pool leaves behind is, naming the pool thread that created it
 //! and no test.

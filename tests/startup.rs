@@ -1,3 +1,5 @@
+//! Own binary: its `#[ctor]` starts threads before `main`, which would be every other test's baseline.
+//!
 //! Threads started before `main` (a constructor's pool) belong to no test: in lineage mode they
 //! descend from the main thread, in the process-diff fallback they are the start-up baseline, and
 //! with one test per process they are not "untracked". leakcheck's start-up reads that baseline

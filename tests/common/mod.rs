@@ -16,11 +16,27 @@ pub struct Run {
     pub stderr: String,
 }
 
-/// Re-runs the current test binary on `test` (which is `#[ignore]`d in normal runs).
+/// libtest's full name for `test`, a function of the calling file: in the shared binary
+/// (`tests/it/threads.rs`) it is `threads::test`; in a binary of its own, just `test`.
+#[track_caller]
+pub fn test_path(test: &str) -> String {
+    let file = std::path::Path::new(std::panic::Location::caller().file());
+    match (file.parent().and_then(|dir| dir.file_name()), file.file_stem()) {
+        (Some(dir), Some(module)) if dir == "it" && module != "main" => {
+            format!("{}::{test}", module.to_string_lossy())
+        }
+        _ => test.to_string(),
+    }
+}
+
+/// Re-runs the current test binary on `test` (which is `#[ignore]`d in normal runs), named as the
+/// calling file's module names it (see [`test_path`]).
+#[track_caller]
 pub fn run_ignored(test: &str, envs: &[(&str, &str)]) -> Run {
+    let test = test_path(test);
     let exe = std::env::current_exe().expect("test binary path");
     let mut command = Command::new(exe);
-    command.args(["--ignored", "--exact", test, "--test-threads=1"]);
+    command.args(["--ignored", "--exact", &test, "--test-threads=1"]);
     command.env_remove("LEAKCHECK_JSON");
     for (key, value) in envs {
         command.env(key, value);
@@ -31,6 +47,21 @@ pub fn run_ignored(test: &str, envs: &[(&str, &str)]) -> Run {
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     }
+}
+
+/// The failures section of libtest's output for `test` (from its `---- test stdout ----`
+/// header to the next one), or `""` if it has none.
+pub fn failure_section<'a>(stdout: &'a str, test: &str) -> &'a str {
+    let header = format!("---- {test} stdout ----");
+    let Some(start) = stdout.find(&header) else {
+        return "";
+    };
+    let rest = &stdout[start + header.len()..];
+    let end = rest
+        .find("\n---- ")
+        .or_else(|| rest.find("\nfailures:"))
+        .unwrap_or(rest.len());
+    &rest[..end]
 }
 
 /// Leaks a thread named `name`, blocked until the process exits (for fixtures whose report is

@@ -2,7 +2,7 @@
 //! timeouts alone, no `sigtimedwait` consumer receives the capture signal, and a thread near the
 //! end of a small stack survives being captured.
 
-mod common;
+use crate::common;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};

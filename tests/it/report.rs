@@ -1,6 +1,6 @@
 //! Reports as users see them: re-run this binary on one leaking fixture and check the output.
 
-mod common;
+use crate::common;
 
 use std::sync::mpsc;
 use std::thread;
@@ -37,16 +37,16 @@ fn ten_identical_threads_are_one_group() {
     assert!(!run.success);
     let report = &run.stdout;
     assert!(
-        report.contains("leakcheck: 10 threads leaked by `fixture_ten_blocked_senders`"),
+        report.contains("leakcheck: 10 threads leaked by `report::fixture_ten_blocked_senders`"),
         "{report}"
     );
     assert_eq!(report.matches("×").count(), 1, "one group:\n{report}");
     assert!(report.contains("×10 threads \"mailbox\""), "{report}");
     assert!(
-        report.contains("stuck in   report::reply_worker_send at tests/report.rs:"),
+        report.contains("stuck in   it::report::reply_worker_send at tests/it/report.rs:"),
         "{report}"
     );
-    assert!(report.contains("created at tests/report.rs:"), "{report}");
+    assert!(report.contains("created at tests/it/report.rs:"), "{report}");
     assert!(report.contains("cause: blocked sending on a channel"), "{report}");
     assert!(
         report.contains("and 2 more"),
@@ -81,7 +81,7 @@ fn json_lines_hold_every_survivor() {
     let lines: Vec<_> = text.lines().collect();
     assert_eq!(lines.len(), 1, "{text}");
     let verdict: serde_json::Value = serde_json::from_str(lines[0]).expect("valid JSON");
-    assert_eq!(verdict["test"], "fixture_json_leak");
+    assert_eq!(verdict["test"], "report::fixture_json_leak");
     let survivors = verdict["survivors"].as_array().unwrap();
     assert_eq!(survivors.len(), 3, "{verdict:#}");
     let mut names: Vec<_> = survivors
@@ -94,14 +94,14 @@ fn json_lines_hold_every_survivor() {
         assert_eq!(survivor["kind"], "thread");
         assert!(survivor["id"].as_u64().unwrap() > 0);
         assert_eq!(
-            survivor["stuck"]["function"], "report::reply_worker_send",
+            survivor["stuck"]["function"], "it::report::reply_worker_send",
             "{survivor:#}"
         );
         assert!(
             survivor["origin"]
                 .as_str()
                 .unwrap()
-                .starts_with("tests/report.rs:"),
+                .starts_with("tests/it/report.rs:"),
             "{survivor:#}"
         );
         assert!(
