@@ -3,6 +3,7 @@
 //! The whole-binary check (`check_binary!`): fails a run whose tests leave threads behind and
 //! names the test; passes a clean run; does nothing (and says so once) with `LEAKCHECK=off`.
 
+#[path = "it/common/mod.rs"]
 mod common;
 
 use std::sync::mpsc;

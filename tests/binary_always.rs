@@ -3,6 +3,7 @@
 //! `check_binary!(always)`: the whole-binary check also runs when the tests failed (the default
 //! skips such runs, whose failure already stands).
 
+#[path = "it/common/mod.rs"]
 mod common;
 
 use common::run_ignored;

@@ -4,6 +4,7 @@
 //! by glibc internally) are reported by the whole-binary check at exit; glibc's permanent timer
 //! helper is not.
 
+#[path = "it/common/mod.rs"]
 mod common;
 
 use std::sync::atomic::{AtomicBool, Ordering};

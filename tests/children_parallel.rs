@@ -7,6 +7,7 @@
 // The leaky fixtures leak children on purpose.
 #![allow(clippy::zombie_processes)]
 
+#[path = "it/common/mod.rs"]
 mod common;
 
 use std::process::Command;

@@ -3,6 +3,7 @@
 //! Parallel attribution: under `cargo test --test-threads=16`, every leaky test fails and names
 //! only its own threads, and no clean test fails, however the tests interleave.
 
+#[path = "it/common/mod.rs"]
 mod common;
 
 use std::process::Command;

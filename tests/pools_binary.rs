@@ -4,6 +4,7 @@
 //! failure; a thread a job on that pool leaves behind is, naming the pool thread that created it
 //! and no test.
 
+#[path = "it/common/mod.rs"]
 mod common;
 
 use std::sync::mpsc;

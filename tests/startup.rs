@@ -6,6 +6,7 @@
 //! from the registry when every thread alive then was registered, and lists `/proc` otherwise.
 #![cfg(all(target_os = "linux", target_env = "gnu"))]
 
+#[path = "it/common/mod.rs"]
 mod common;
 
 use common::{run_ignored, LEAK_SETTLE};

@@ -4,6 +4,7 @@
 //! (`scripts/static_verdicts.py`): there `pthread_create` cannot be interposed, so every check
 //! uses the process diff and says so. In a normal build they run like any other fixture.
 
+#[path = "it/common/mod.rs"]
 mod common;
 
 use std::sync::mpsc;

@@ -6,6 +6,7 @@
 //! that leaked and saying why. `.ci/run` also runs these fixtures under real nextest
 //! (`scripts/zero_annotation.sh`).
 
+#[path = "it/common/mod.rs"]
 mod common;
 
 use std::process::Command;

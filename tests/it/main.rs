@@ -3,7 +3,6 @@
 //! counts, re-runs of the whole binary, static builds, trybuild) are the other files in `tests/`,
 //! each saying why in its first line.
 
-#[path = "../common/mod.rs"]
 mod common;
 
 mod children;
