@@ -9,7 +9,6 @@ mod common;
 
 use std::sync::mpsc;
 
-use common::run_ignored;
 use rayon::prelude::*;
 
 leakcheck::check_binary!();
@@ -36,31 +35,14 @@ fn fixture_pool_job_leaves_a_thread() {
 /// The global pool's threads, alive at exit, are not a failure.
 #[test]
 fn global_pool_alive_at_exit_passes() {
-    let run = run_ignored("fixture_uses_global_pool", &[("LEAKCHECK_SETTLE", "200ms")]);
-    assert!(run.success, "{}{}", run.stdout, run.stderr);
-    assert!(!run.stderr.contains("leakcheck"), "{}", run.stderr);
+    common::run_binary_check("fixture_uses_global_pool").assert_clean_pass();
 }
 
 /// A thread left by a job on the pool is reported at exit, naming the pool thread, no test.
 #[test]
 fn thread_left_by_a_pool_job_is_reported_at_exit() {
-    let run = run_ignored(
-        "fixture_pool_job_leaves_a_thread",
-        &[("LEAKCHECK_SETTLE", "200ms")],
-    );
-    assert!(!run.success, "{}{}", run.stdout, run.stderr);
-    assert!(
-        run.stderr
-            .contains("leakcheck: 1 thread leaked by `the test binary`"),
-        "{}",
-        run.stderr
-    );
-    assert!(run.stderr.contains("\"left-by-a-job\""), "{}", run.stderr);
-    assert!(
-        run.stderr
-            .contains("a thread of a process-wide pool, created inside a one-time initializer"),
-        "{}",
-        run.stderr
-    );
-    assert!(!run.stderr.contains("started by test"), "{}", run.stderr);
+    let run = common::run_binary_check("fixture_pool_job_leaves_a_thread");
+    let report = run.binary_report();
+    assert!(!report.contains("started by test"), "{report}");
+    common::report_settings().bind(|| insta::assert_snapshot!(report.trim()));
 }

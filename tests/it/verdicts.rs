@@ -88,6 +88,11 @@ fn should_panic_leak_without_panic_fails() {
     assert!(at(&run, "1 thread leaked by") > note);
     assert!(at(&run, "\"sp-no-panic\"") > note);
     assert!(at(&run, "did not panic as expected") > note);
+    let section = common::failure_section(
+        &run.stdout,
+        "verdicts::fixture_should_panic_leaks_without_panicking",
+    );
+    common::report_settings().bind(|| insta::assert_snapshot!(section.trim()));
 }
 
 /// A leak fails a `#[should_panic]` test that panicked as expected: the panic first, then the
