@@ -45,17 +45,27 @@ fn parked_forever(release: mpsc::Receiver<()>) {
 /// A thousand leaked threads are reported as one group, and the check completes.
 #[test]
 fn a_thousand_leaked_threads() {
+    let (ready, all_ready) = mpsc::channel::<()>();
     let releases: Vec<_> = (0..1000)
         .map(|_| {
             let (release, wait) = mpsc::channel::<()>();
+            let ready = ready.clone();
             thread::Builder::new()
                 .name("many".into())
                 .stack_size(64 * 1024)
-                .spawn(move || parked_forever(wait))
+                .spawn(move || {
+                    ready.send(()).unwrap();
+                    parked_forever(wait)
+                })
                 .unwrap();
             release
         })
         .collect();
+    // On a loaded machine a thread may not have run yet; one that has not reached its wait
+    // would be a group of its own.
+    for _ in 0..1000 {
+        all_ready.recv().unwrap();
+    }
     let error = Options::new()
         .settle(Duration::from_millis(200))
         .find()
