@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Runs every leak fixture (the `#[ignore]`d `fixture_*` tests) under `cargo test` (many tests in
 one process, in parallel) and under `cargo nextest run` (one process per test), and checks that
-both give the same verdict for each: the leaky fixtures fail, the clean ones pass.
+both give the same verdict for each: the leaky fixtures fail, the clean ones pass. A fixture is
+keyed by its binary and its libtest name (`threads::fixture_x` in the shared `it` binary).
 
 The whole-binary check's fixtures (tests/binary*.rs, tests/pools_binary.rs) are left out: there the verdict belongs to
 the process, not the test, by design.
@@ -20,11 +21,11 @@ def libtest_verdicts():
     )
     verdicts, binary = {}, None
     for line in out.stdout.splitlines():
-        running = re.search(r"Running tests/(\w+)\.rs", line)
+        running = re.search(r"Running tests/(\w+)(?:\.rs|/main\.rs)", line)
         if running:
             binary = running.group(1)
             continue
-        test = re.match(r"test (fixture_\w+)(?: - should panic)? \.\.\. (ok|FAILED)$", line)
+        test = re.match(r"test ((?:\w+::)*fixture_\w+)(?: - should panic)? \.\.\. (ok|FAILED)$", line)
         if test and binary not in SKIP_BINARIES:
             verdicts[(binary, test.group(1))] = test.group(2) == "ok"
     return verdicts
@@ -33,12 +34,12 @@ def libtest_verdicts():
 def nextest_verdicts():
     out = subprocess.run(
         ["cargo", "nextest", "run", "--tests", "--run-ignored", "only", "--no-fail-fast",
-         "-E", "test(/^fixture_/)"],
+         "-E", "test(/(^|::)fixture_/)"],
         capture_output=True, text=True,
     )
     verdicts = {}
     for line in (out.stdout + out.stderr).splitlines():
-        test = re.search(r"^\s+(PASS|FAIL|SIGSEGV|SIGABRT|TIMEOUT)\b.*leakcheck::(\w+) (fixture_\w+)$", line)
+        test = re.search(r"^\s+(PASS|FAIL|SIGSEGV|SIGABRT|TIMEOUT)\b.*leakcheck::(\w+) ((?:\w+::)*fixture_\w+)$", line)
         if test and test.group(2) not in SKIP_BINARIES:
             verdicts[(test.group(2), test.group(3))] = test.group(1) == "PASS"
     return verdicts

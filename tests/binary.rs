@@ -1,6 +1,9 @@
+//! Own binary: `check_binary!()` checks the whole process at exit, so no other test may share it.
+//!
 //! The whole-binary check (`check_binary!`): fails a run whose tests leave threads behind and
 //! names the test; passes a clean run; does nothing (and says so once) with `LEAKCHECK=off`.
 
+#[path = "it/common/mod.rs"]
 mod common;
 
 use std::sync::mpsc;
@@ -37,24 +40,13 @@ fn fixture_joins_its_thread() {
 /// A run whose test leaves a thread fails, and the report names that test.
 #[test]
 fn leaking_binary_fails_and_names_the_test() {
-    let run = run_ignored("fixture_leaves_a_thread", &[("LEAKCHECK_SETTLE", "200ms")]);
-    assert!(!run.success, "{}{}", run.stdout, run.stderr);
+    let run = common::run_binary_check("fixture_leaves_a_thread");
+    let report = run.binary_report();
     assert!(
-        run.stderr
-            .contains("leakcheck: 1 thread leaked by `the test binary`"),
-        "{}",
-        run.stderr
+        report.contains("started by test `fixture_leaves_a_thread`"),
+        "{report}"
     );
-    assert!(
-        run.stderr.contains("started by test `fixture_leaves_a_thread`"),
-        "{}",
-        run.stderr
-    );
-    assert!(
-        run.stderr.contains("stuck in   binary::stuck_forever"),
-        "{}",
-        run.stderr
-    );
+    common::report_settings().bind(|| insta::assert_snapshot!(report.trim()));
 }
 
 /// Fixture: a plain test that leaves a child process running (and passes).
@@ -69,29 +61,19 @@ fn fixture_leaves_a_child() {
 /// child is killed afterwards.
 #[test]
 fn binary_names_the_test_that_left_a_child() {
-    let run = run_ignored("fixture_leaves_a_child", &[("LEAKCHECK_SETTLE", "200ms")]);
-    assert!(!run.success, "{}{}", run.stdout, run.stderr);
+    let run = common::run_binary_check("fixture_leaves_a_child");
+    let report = run.binary_report();
     assert!(
-        run.stderr
-            .contains("leakcheck: 1 child process leaked by `the test binary`"),
-        "{}",
-        run.stderr
+        report.contains("started by test `fixture_leaves_a_child`"),
+        "{report}"
     );
-    assert!(run.stderr.contains("`sleep 36`"), "{}", run.stderr);
-    assert!(
-        run.stderr.contains("started by test `fixture_leaves_a_child`"),
-        "{}",
-        run.stderr
-    );
-    assert!(run.stderr.contains("killed (SIGKILL)"), "{}", run.stderr);
+    common::report_settings().bind(|| insta::assert_snapshot!(report.trim()));
 }
 
 /// A clean run passes, with nothing printed by leakcheck.
 #[test]
 fn clean_binary_passes() {
-    let run = run_ignored("fixture_joins_its_thread", &[]);
-    assert!(run.success, "{}{}", run.stdout, run.stderr);
-    assert!(!run.stderr.contains("leakcheck"), "{}", run.stderr);
+    run_ignored("fixture_joins_its_thread", &[]).assert_clean_pass();
 }
 
 /// With `LEAKCHECK=off` the check does nothing and says so once.
@@ -127,7 +109,7 @@ fn fixture_leaks_and_fails() {
 /// By default a run whose tests failed is not checked: its failure already stands.
 #[test]
 fn failed_run_is_not_checked_by_default() {
-    let run = run_ignored("fixture_leaks_and_fails", &[("LEAKCHECK_SETTLE", "200ms")]);
+    let run = common::run_binary_check("fixture_leaks_and_fails");
     assert!(!run.success);
     assert!(run.stdout.contains("the test's own failure"), "{}", run.stdout);
     assert!(!run.stderr.contains("leakcheck:"), "{}", run.stderr);

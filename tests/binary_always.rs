@@ -1,9 +1,10 @@
+//! Own binary: `check_binary!(always)` checks the whole process at exit, so no other test may share it.
+//!
 //! `check_binary!(always)`: the whole-binary check also runs when the tests failed (the default
 //! skips such runs, whose failure already stands).
 
+#[path = "it/common/mod.rs"]
 mod common;
-
-use common::run_ignored;
 
 leakcheck::check_binary!(always);
 
@@ -18,8 +19,8 @@ fn fixture_leaks_and_fails() {
 /// With `always`, a failed run is checked too and its report names the leaking test.
 #[test]
 fn failing_run_is_still_checked() {
-    let run = run_ignored("fixture_leaks_and_fails", &[("LEAKCHECK_SETTLE", "200ms")]);
-    assert!(!run.success);
+    let run = common::run_binary_check("fixture_leaks_and_fails");
+    run.binary_report();
     assert!(run.stdout.contains("the test's own failure"), "{}", run.stdout);
     assert!(
         run.stderr.contains("started by test `fixture_leaks_and_fails`"),

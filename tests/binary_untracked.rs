@@ -1,9 +1,12 @@
+//! Own binary: `check_binary!()` checks the whole process at exit, so no other test may share it.
+//!
 //! Threads no `pthread_create` call went through (a `timer_create(SIGEV_THREAD)` callback, started
 //! by glibc internally) are reported by the whole-binary check at exit; glibc's permanent timer
 //! helper is not.
 // Linux only: glibc's `timer_create(SIGEV_THREAD)` helpers are what it is about.
 #![cfg(target_os = "linux")]
 
+#[path = "it/common/mod.rs"]
 mod common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -94,34 +97,24 @@ fn fixture_timer_callback_returns_clean() {
 /// created outside `pthread_create`, with its kernel state.
 #[test]
 fn timer_callback_thread_is_reported_at_exit() {
-    let run = run_ignored(
-        "fixture_timer_callback_blocks_forever",
-        &[("LEAKCHECK_SETTLE", "200ms")],
-    );
-    assert!(!run.success, "{}{}", run.stdout, run.stderr);
+    let run = common::run_binary_check("fixture_timer_callback_blocks_forever");
+    let report = run.binary_report();
     assert!(
-        run.stderr
-            .contains("leakcheck: 1 thread leaked by `the test binary`"),
-        "{}",
-        run.stderr
+        report.contains("leakcheck: 1 thread leaked by `the test binary`"),
+        "{report}"
     );
-    assert!(
-        run.stderr.contains("created outside `pthread_create`"),
-        "{}",
-        run.stderr
-    );
-    assert!(run.stderr.contains("clock_nanosleep"), "{}", run.stderr);
+    assert!(report.contains("created outside `pthread_create`"), "{report}");
+    assert!(report.contains("clock_nanosleep"), "{report}");
 }
 
 /// A timer whose callback returned leaves only glibc's permanent helper, which is nobody's leak.
 #[test]
 fn finished_timer_passes() {
-    let run = run_ignored(
+    run_ignored(
         "fixture_timer_callback_returns_clean",
         &[("LEAKCHECK_SETTLE", "500ms")],
-    );
-    assert!(run.success, "{}{}", run.stdout, run.stderr);
-    assert!(!run.stderr.contains("leakcheck"), "{}", run.stderr);
+    )
+    .assert_clean_pass();
 }
 
 /// Fixture: a `#[leak_test]` whose timer callback blocks forever (fails when run one test per

@@ -1,3 +1,5 @@
+//! Own binary: it re-runs all its fixtures at `--test-threads=16`, a process of their own.
+//!
 //! Parallel attribution of child processes: under `cargo test --test-threads=16`, every leaky
 //! test fails and names only its own child, and no clean test fails, while many clean tests run
 //! short children at the same time (from their own thread and from worker threads).
@@ -5,9 +7,13 @@
 // The leaky fixtures leak children on purpose.
 #![allow(clippy::zombie_processes)]
 
+#[path = "it/common/mod.rs"]
+mod common;
+
 use std::process::Command;
 use std::thread;
 
+use common::failure_section;
 use leakcheck::leak_test;
 
 /// Runs `count` short children (`sleep <secs>`), half from worker threads, and waits for all.
@@ -72,20 +78,6 @@ leaky_fixtures! {
     fixture_leaky_b: "42";
     fixture_leaky_c: "43";
     fixture_leaky_d: "44";
-}
-
-/// The failures section of libtest's output for `test`.
-fn failure_section<'a>(stdout: &'a str, test: &str) -> &'a str {
-    let header = format!("---- {test} stdout ----");
-    let Some(start) = stdout.find(&header) else {
-        return "";
-    };
-    let rest = &stdout[start + header.len()..];
-    let end = rest
-        .find("\n---- ")
-        .or_else(|| rest.find("\nfailures:"))
-        .unwrap_or(rest.len());
-    &rest[..end]
 }
 
 /// Every leaky fixture fails naming only its own child; every clean one passes.

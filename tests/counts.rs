@@ -1,3 +1,5 @@
+//! Own binary: it asserts the process-wide `thread_count()`, which any other test would move.
+//!
 //! `thread_count()` and `dump()`. This binary holds one test, so the process-wide count moves
 //! only with what that test does (libtest runs nothing else meanwhile).
 

@@ -2,6 +2,7 @@
 //! ends within the settle still passes. Its own binary: the attribute's fixtures re-run it one
 //! test per process, as `cargo nextest` does.
 
+#[path = "it/common/mod.rs"]
 mod common;
 
 use std::sync::mpsc;

@@ -3,6 +3,7 @@
 //! runs its reaper, a bb8 pool's reaper and connection-replenishing tasks, and a mini-redis-style
 //! server task with the purge task it spawned.
 
+#[path = "it/common/mod.rs"]
 mod common;
 
 use std::time::Duration;

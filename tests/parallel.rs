@@ -1,12 +1,18 @@
+//! Own binary: it re-runs itself at `--test-threads=16` and `scripts/stress.sh` runs it under load.
+//!
 //! Parallel attribution: under `cargo test --test-threads=16`, every leaky test fails and names
 //! only its own threads, and no clean test fails, however the tests interleave (nor one whose
 //! threads linger in waits that a shared thread ends: the early verdict must wait for them).
+
+#[path = "it/common/mod.rs"]
+mod common;
 
 use std::process::Command;
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
+use common::failure_section;
 use leakcheck::leak_test;
 
 /// Starts `count` named threads that work for `millis`, and joins them.
@@ -179,20 +185,6 @@ fn rounds() -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(3)
-}
-
-/// The failures section of libtest's output for `test`.
-fn failure_section<'a>(stdout: &'a str, test: &str) -> &'a str {
-    let header = format!("---- {test} stdout ----");
-    let Some(start) = stdout.find(&header) else {
-        return "";
-    };
-    let rest = &stdout[start + header.len()..];
-    let end = rest
-        .find("\n---- ")
-        .or_else(|| rest.find("\nfailures:"))
-        .unwrap_or(rest.len());
-    &rest[..end]
 }
 
 /// Every leaky fixture fails naming only its own thread; every clean one passes.

@@ -1,12 +1,14 @@
+//! Own binary: `check_binary!()` checks the whole process at exit, so no other test may share it.
+//!
 //! The whole-binary check and process-wide pools: rayon's global pool, alive at exit, is not a
 //! failure; a thread a job on that pool leaves behind is, naming the pool thread that created it
 //! and no test.
 
+#[path = "it/common/mod.rs"]
 mod common;
 
 use std::sync::mpsc;
 
-use common::run_ignored;
 use rayon::prelude::*;
 
 leakcheck::check_binary!();
@@ -33,39 +35,16 @@ fn fixture_pool_job_leaves_a_thread() {
 /// The global pool's threads, alive at exit, are not a failure.
 #[test]
 fn global_pool_alive_at_exit_passes() {
-    let run = run_ignored("fixture_uses_global_pool", &[("LEAKCHECK_SETTLE", "200ms")]);
-    assert!(run.success, "{}{}", run.stdout, run.stderr);
-    assert!(!run.stderr.contains("leakcheck"), "{}", run.stderr);
+    common::run_binary_check("fixture_uses_global_pool").assert_clean_pass();
 }
 
 /// A thread left by a job on the pool is reported at exit, naming the pool thread, no test.
 #[test]
 fn thread_left_by_a_pool_job_is_reported_at_exit() {
-    let run = run_ignored(
-        "fixture_pool_job_leaves_a_thread",
-        &[("LEAKCHECK_SETTLE", "200ms")],
-    );
-    assert!(!run.success, "{}{}", run.stdout, run.stderr);
-    assert!(
-        run.stderr
-            .contains("leakcheck: 1 thread leaked by `the test binary`"),
-        "{}",
-        run.stderr
-    );
-    assert!(run.stderr.contains("\"left-by-a-job\""), "{}", run.stderr);
-    assert!(
-        run.stderr
-            .contains("a thread of a process-wide pool, created inside a one-time initializer"),
-        "{}",
-        run.stderr
-    );
-    assert!(!run.stderr.contains("started by test"), "{}", run.stderr);
+    let run = common::run_binary_check("fixture_pool_job_leaves_a_thread");
+    let report = run.binary_report();
+    assert!(!report.contains("started by test"), "{report}");
     // The pool's spawning code is named, never leakcheck's own frames.
-    assert!(
-        run.stderr
-            .contains("initializer by <rayon_core::registry::DefaultSpawn"),
-        "{}",
-        run.stderr
-    );
-    assert!(!run.stderr.contains("initializer by leakcheck"), "{}", run.stderr);
+    assert!(report.contains("initializer by <rayon_core::registry::DefaultSpawn"), "{report}");
+    common::report_settings().bind(|| insta::assert_snapshot!(report.trim()));
 }

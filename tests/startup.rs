@@ -1,9 +1,12 @@
+//! Own binary: its `#[ctor]` starts threads before `main`, which would be every other test's baseline.
+//!
 //! Threads started before `main` (a constructor's pool) belong to no test: in lineage mode they
 //! descend from the main thread, in the process-diff fallback they are the start-up baseline, and
 //! with one test per process they are not "untracked". leakcheck's start-up reads that baseline
 //! from the registry when every thread alive then was registered, and lists `/proc` otherwise.
 #![cfg(all(target_os = "linux", target_env = "gnu"))]
 
+#[path = "it/common/mod.rs"]
 mod common;
 
 use common::{run_ignored, LEAK_SETTLE};

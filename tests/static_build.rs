@@ -1,7 +1,10 @@
+//! Own binary: CI builds it alone with `+crt-static` (`scripts/static_verdicts.py`).
+//!
 //! Fixtures for the `+crt-static` build, run by CI one test per process
 //! (`scripts/static_verdicts.py`): there `pthread_create` cannot be interposed, so every check
 //! uses the process diff and says so. In a normal build they run like any other fixture.
 
+#[path = "it/common/mod.rs"]
 mod common;
 
 use std::sync::mpsc;

@@ -1,6 +1,7 @@
 //! Its own binary because its name is the point: `tests/test.rs` compiles to a crate named `test`,
 //! like libtest, and its frames are still the user's (told by their file, not their crate).
 
+#[path = "it/common/mod.rs"]
 mod common;
 
 use common::run_ignored;

@@ -1,9 +1,12 @@
+//! Own binary: `check_binary!()` checks the whole process at exit, and CI runs exactly these fixtures.
+//!
 //! Zero-annotation runs: `check_binary!()` once per test file, no attribute on any test. Under
 //! `cargo nextest run` (one process per test) every test gets its own verdict; under `cargo test`
 //! (one process for all) the run fails after `test result: ok` with a summary naming the tests
 //! that leaked and saying why. `.ci/run` also runs these fixtures under real nextest
 //! (`scripts/zero_annotation.sh`).
 
+#[path = "it/common/mod.rs"]
 mod common;
 
 use std::process::Command;
@@ -19,11 +22,14 @@ fn fixture_zero_clean_joins() {
     std::thread::spawn(|| ()).join().unwrap();
 }
 
+/// The line of the `leak_named_thread` call in `fixture_zero_leaky_thread`.
+const LEAKY_LINE: u32 = line!() + 6;
+
 /// Fixture: a test that leaves a thread behind.
 #[test]
 #[ignore = "fixture, run by the zero-annotation tests"]
 fn fixture_zero_leaky_thread() {
-    leak_named_thread("zero-leak"); // line 26: `LEAKY_LINE`
+    leak_named_thread("zero-leak");
 }
 
 /// Fixture: another clean test.
@@ -32,9 +38,6 @@ fn fixture_zero_leaky_thread() {
 fn fixture_zero_clean_computes() {
     assert_eq!(40 + 2, 42);
 }
-
-/// The line in `fixture_zero_leaky_thread` that starts the thread.
-const LEAKY_LINE: u32 = 26;
 
 const FIXTURES: &[&str] = &[
     "fixture_zero_clean_joins",

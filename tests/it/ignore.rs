@@ -1,6 +1,6 @@
 //! Ignore rules hide exactly what they name; a lazily started global pool needs none.
 
-mod common;
+use crate::common;
 
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Mutex, OnceLock};
@@ -126,7 +126,7 @@ fn ignore_creator_site() {
     let error = Options::new().settle(LEAK_SETTLE).find().unwrap_err().to_string();
     let site = error
         .lines()
-        .filter(|l| l.contains("created at tests/ignore.rs:") && l.contains("start_blocked_elsewhere"))
+        .filter(|l| l.contains("created at tests/it/ignore.rs:") && l.contains("start_blocked_elsewhere"))
         .map(|l| {
             l.split("created at ")
                 .nth(1)

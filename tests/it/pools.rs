@@ -4,7 +4,7 @@
 //! a test forgets fails it; a thread a test leaks through a job on a shared pool is blamed on no
 //! other test.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 use std::sync::mpsc;
@@ -209,7 +209,11 @@ fn fixture_leak_beside_global_pool() {
 fn run_pool_fixtures(test_threads: usize, filter: &str, exact: bool) -> (bool, String) {
     let exe = std::env::current_exe().unwrap();
     let mut command = Command::new(exe);
-    command.args(["--ignored", &format!("--test-threads={test_threads}"), filter]);
+    command.args([
+        "--ignored",
+        &format!("--test-threads={test_threads}"),
+        &common::test_path(filter),
+    ]);
     if exact {
         command.arg("--exact");
     }
@@ -259,7 +263,7 @@ fn forgotten_custom_pool_fails() {
     assert!(!run.success, "{}{}", run.stdout, run.stderr);
     assert!(
         run.stdout
-            .contains("leakcheck: 2 threads leaked by `fixture_custom_pool_forgotten`"),
+            .contains("leakcheck: 2 threads leaked by `pools::fixture_custom_pool_forgotten`"),
         "{}",
         run.stdout
     );
@@ -273,7 +277,7 @@ fn verbose_report_lists_singletons() {
     assert!(!run.success, "{}{}", run.stdout, run.stderr);
     assert!(
         run.stdout
-            .contains("leakcheck: 1 thread leaked by `fixture_leak_beside_global_pool`"),
+            .contains("leakcheck: 1 thread leaked by `pools::fixture_leak_beside_global_pool`"),
         "{}",
         run.stdout
     );

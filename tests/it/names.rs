@@ -1,7 +1,7 @@
 //! Long thread names: the kernel keeps 15 bytes (`database-connec`), and a name rule written with
 //! the full name still hides the thread.
 
-mod common;
+use crate::common;
 
 use std::sync::mpsc;
 use std::thread::{self, JoinHandle};

@@ -6,7 +6,7 @@
 //! the compile cases in `tests/test_mode/` are compiled here with `rustc --test` against the
 //! `leakcheck` this test binary was built with.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -108,7 +108,7 @@ fn second_registration_fails_at_run_time() {
     assert!(run.stdout.contains("1 passed; 1 failed"), "{}", run.stdout);
     assert!(
         run.stdout.contains(
-            "leakcheck: test `registered_twice_by_macro` is registered twice: a `#[test]` is \
+            "leakcheck: test `registration::registered_twice_by_macro` is registered twice: a `#[test]` is \
              written above `#[leak_test]`"
         ),
         "{}",

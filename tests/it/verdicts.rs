@@ -1,7 +1,7 @@
 //! A leak always fails the test, whatever else the test does: with `#[should_panic]` (with or
 //! without a body panic) and with an `Err` result, both shown; the matching clean cases pass.
 
-mod common;
+use crate::common;
 
 use common::{leak_named_thread, run_ignored, Run};
 use leakcheck::leak_test;
@@ -16,7 +16,7 @@ fn failed(fixture: &str) -> Run {
     let line = run
         .stdout
         .lines()
-        .find(|line| line.starts_with(&format!("test {fixture} ")))
+        .find(|line| line.starts_with(&format!("test verdicts::{fixture} ")))
         .unwrap_or_default();
     assert!(line.ends_with("... FAILED"), "{}", run.stdout);
     run
@@ -88,6 +88,11 @@ fn should_panic_leak_without_panic_fails() {
     assert!(at(&run, "1 thread leaked by") > note);
     assert!(at(&run, "\"sp-no-panic\"") > note);
     assert!(at(&run, "did not panic as expected") > note);
+    let section = common::failure_section(
+        &run.stdout,
+        "verdicts::fixture_should_panic_leaks_without_panicking",
+    );
+    common::report_settings().bind(|| insta::assert_snapshot!(section.trim()));
 }
 
 /// A leak fails a `#[should_panic]` test that panicked as expected: the panic first, then the
@@ -95,7 +100,7 @@ fn should_panic_leak_without_panic_fails() {
 #[test]
 fn should_panic_leak_with_expected_panic_fails() {
     let run = failed("fixture_should_panic_panics_and_leaks");
-    let panic = at(&run, "panicked at tests/verdicts.rs:");
+    let panic = at(&run, "panicked at tests/it/verdicts.rs:");
     assert!(at(&run, "boom") > panic);
     let note = at(&run, SHOULD_PANIC_NOTE);
     assert!(note > panic, "the panic comes first:\n{}", run.stdout);

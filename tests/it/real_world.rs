@@ -2,7 +2,7 @@
 //! kernel classifies, `select!` over several resources, grouping, creation chains, names and
 //! locations. Each fixture is re-run with `common::run_ignored` and its report checked.
 
-mod common;
+use crate::common;
 
 use std::net::TcpListener;
 use std::sync::mpsc;
@@ -167,8 +167,8 @@ fn forgotten_runtime_is_named() {
     assert!(report.contains("tokio runtime"), "{report}");
     assert!(report.contains("shut"), "{report}");
     assert!(
-        report.contains("created at tests/real_world.rs:")
-            && report.contains("in real_world::fixture_forgotten_runtime"),
+        report.contains("created at tests/it/real_world.rs:")
+            && report.contains("in it::real_world::fixture_forgotten_runtime"),
         "{report}"
     );
 }
@@ -310,8 +310,11 @@ fn creation_chain_reaches_the_test() {
         .lines()
         .find(|line| line.trim_start().starts_with("created at"))
         .unwrap_or_else(|| panic!("{report}"));
-    assert!(created.contains("in real_world::Worker::start"), "{created}");
-    assert!(created.contains("called from tests/real_world.rs:"), "{created}");
+    assert!(created.contains("in it::real_world::Worker::start"), "{created}");
+    assert!(
+        created.contains("called from tests/it/real_world.rs:"),
+        "{created}"
+    );
     assert!(created.contains("start_app"), "{created}");
     assert!(created.contains("fixture_creation_chain"), "{created}");
     assert!(!report.contains("__leakcheck_body"), "{report}");
@@ -352,8 +355,11 @@ fn pending_task_names_its_spawner() {
     let report = &run.stdout;
     assert!(report.contains("1 task"), "{report}");
     if cfg!(tokio_unstable) {
-        assert!(report.contains("in real_world::start_background"), "{report}");
-        assert!(report.contains("in real_world::fixture_pending_task"), "{report}");
+        assert!(report.contains("in it::real_world::start_background"), "{report}");
+        assert!(
+            report.contains("in it::real_world::fixture_pending_task"),
+            "{report}"
+        );
         assert!(!report.contains("stuck in   nothing"), "{report}");
     } else {
         assert!(report.contains("--cfg tokio_unstable"), "{report}");
@@ -380,7 +386,7 @@ fn verify_none_async_points_at_the_caller() {
     let run = run_ignored("fixture_verify_none_async_location", &[]);
     assert!(!run.success);
     let all = format!("{}{}", run.stdout, run.stderr);
-    assert!(all.contains("tests/real_world.rs:"), "{all}");
+    assert!(all.contains("tests/it/real_world.rs:"), "{all}");
     assert!(!all.contains("src/lib.rs:"), "{all}");
     assert!(!all.contains("src/front/verify.rs:"), "{all}");
 }
@@ -400,7 +406,10 @@ fn rstest_case_is_named() {
     let run = run_ignored("fixture_rstest::case_1", &[]);
     assert!(!run.success, "{}", run.stdout);
     let report = &run.stdout;
-    assert!(report.contains("leaked by `fixture_rstest::case_1`"), "{report}");
+    assert!(
+        report.contains("leaked by `real_world::fixture_rstest::case_1`"),
+        "{report}"
+    );
 }
 
 // ---------------------------------------------------------------- a one-worker Book-style pool
@@ -460,7 +469,8 @@ fn one_worker_book_pool_blames_the_open_channel() {
         "{report}"
     );
     assert!(
-        report.contains("`recv` called on the guard of `receiver.lock().unwrap()` at tests/real_world.rs:"),
+        report
+            .contains("`recv` called on the guard of `receiver.lock().unwrap()` at tests/it/real_world.rs:"),
         "{report}"
     );
     assert!(!report.contains("cause: blocked receiving"), "{report}");

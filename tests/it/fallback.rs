@@ -2,7 +2,7 @@
 //! be interposed): with one test per process it still catches leaks, passes clean tests, and every
 //! report says which mode it used.
 
-mod common;
+use crate::common;
 
 use std::sync::mpsc;
 use std::thread;
@@ -69,7 +69,7 @@ fn fallback_catches_a_leak_and_says_so() {
         assert!(!run.success, "{}", run.stdout);
         assert!(
             run.stdout
-                .contains(&format!("leakcheck: 1 thread leaked by `{fixture}`")),
+                .contains(&format!("leakcheck: 1 thread leaked by `fallback::{fixture}`")),
             "{}",
             run.stdout
         );

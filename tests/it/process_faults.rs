@@ -216,7 +216,7 @@ fn dlopen_dlclose_of_a_library_that_creates_a_thread() {
             // no line of the report names leakcheck's own code as where it is stuck.
             let report = error.to_string();
             assert!(
-                report.contains("created at tests/process_faults.rs"),
+                report.contains("created at tests/it/process_faults.rs"),
                 "round {round}: {report}"
             );
             assert!(
@@ -237,7 +237,9 @@ fn dlopen_dlclose_of_a_library_that_creates_a_thread() {
             .find()
             .expect_err("a thread after dlclose");
         assert!(
-            error.to_string().contains("created at tests/process_faults.rs"),
+            error
+                .to_string()
+                .contains("created at tests/it/process_faults.rs"),
             "{error}"
         );
         release.send(()).unwrap();

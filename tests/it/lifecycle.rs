@@ -3,7 +3,7 @@
 //! start routine returned is still alive (reported).
 #![cfg(all(target_os = "linux", target_env = "gnu"))]
 
-mod common;
+use crate::common;
 
 use std::ffi::c_void;
 use std::sync::{Condvar, Mutex};
@@ -61,7 +61,7 @@ fn pthread_exit_fixture_passes() {
     assert!(run.success, "{}\n{}", run.stdout, run.stderr);
     assert!(
         run.stdout
-            .contains("test fixture_clean_pthread_exit_joined ... ok"),
+            .contains("test lifecycle::fixture_clean_pthread_exit_joined ... ok"),
         "{}",
         run.stdout
     );
@@ -136,7 +136,7 @@ fn blocking_tls_destructor_fixture_fails() {
     assert!(!run.success, "{}\n{}", run.stdout, run.stderr);
     assert!(
         run.stdout
-            .contains("test fixture_blocking_tls_destructor ... FAILED"),
+            .contains("test lifecycle::fixture_blocking_tls_destructor ... FAILED"),
         "{}",
         run.stdout
     );

@@ -4,7 +4,7 @@
 // Linux only: the hazards are those of the signal-based stack capture.
 #![cfg(target_os = "linux")]
 
-mod common;
+use crate::common;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};

@@ -23,7 +23,7 @@ fn a_blocked_thread_is_found_then_released() {
     let error = options.find().expect_err("the blocked thread is alive");
     let report = error.to_string();
     assert!(report.contains("thread \"hot-blocked\""), "{report}");
-    assert!(report.contains("created at tests/usual_pass.rs"), "{report}");
+    assert!(report.contains("created at tests/it/usual_pass.rs"), "{report}");
     release.send(()).unwrap();
     handle.join().unwrap();
     verify_none();

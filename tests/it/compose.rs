@@ -3,7 +3,7 @@
 //! `#[test_log::test]` on sync and async fns (also wrapping `tokio::test(...)`), `#[rstest]` with
 //! and without `#[tokio::test]`, and `#[tokio::test(...)]`.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
@@ -54,7 +54,7 @@ fn fixture_test_log_sync_leak() {
 fn test_log_sync_leak_is_caught() {
     let out = failed_run("fixture_test_log_sync_leak");
     assert!(
-        out.contains("leakcheck: 1 thread leaked by `fixture_test_log_sync_leak`"),
+        out.contains("leakcheck: 1 thread leaked by `compose::fixture_test_log_sync_leak`"),
         "{out}"
     );
     assert!(out.contains("log line from the leaky sync fixture"), "{out}");
@@ -115,7 +115,7 @@ async fn fixture_test_log_async_leak() {
 fn test_log_async_leak_is_caught() {
     let out = failed_run("fixture_test_log_async_leak");
     assert!(
-        out.contains("leakcheck: 1 task leaked by `fixture_test_log_async_leak`"),
+        out.contains("leakcheck: 1 task leaked by `compose::fixture_test_log_async_leak`"),
         "{out}"
     );
     assert!(out.contains("log line from the leaky async fixture"), "{out}");
@@ -148,7 +148,10 @@ fn fixture_rstest_leak(#[case] name: &str) {
 #[test]
 fn rstest_leak_is_caught() {
     let out = failed_run("fixture_rstest_leak::case_1");
-    assert!(out.contains("1 thread leaked by `fixture_rstest_leak"), "{out}");
+    assert!(
+        out.contains("1 thread leaked by `compose::fixture_rstest_leak"),
+        "{out}"
+    );
     assert!(out.contains("rs-leak"), "{out}");
 }
 
@@ -184,7 +187,7 @@ async fn fixture_rstest_tokio_leak(#[case] tasks: usize) {
 fn rstest_tokio_leak_is_caught() {
     let out = failed_run("fixture_rstest_tokio_leak::case_1");
     assert!(
-        out.contains("1 task leaked by `fixture_rstest_tokio_leak"),
+        out.contains("1 task leaked by `compose::fixture_rstest_tokio_leak"),
         "{out}"
     );
 }
@@ -215,7 +218,7 @@ async fn fixture_tokio_test_leak() {
 fn tokio_test_leak_is_caught() {
     let out = failed_run("fixture_tokio_test_leak");
     assert!(
-        out.contains("leakcheck: 1 thread and 1 task leaked by `fixture_tokio_test_leak`"),
+        out.contains("leakcheck: 1 thread and 1 task leaked by `compose::fixture_tokio_test_leak`"),
         "{out}"
     );
     assert!(out.contains("tt-leak"), "{out}");

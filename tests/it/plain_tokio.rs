@@ -3,7 +3,7 @@
 //! and a `spawn_blocking` closure that never returns are reported, in both flavors, while the
 //! runtime's own threads and an idle blocking thread pass.
 
-mod common;
+use crate::common;
 
 use std::sync::mpsc;
 use std::time::Duration;
@@ -130,7 +130,7 @@ fn forgotten_runtime_fails_the_plain_tokio_test() {
     assert!(!run.success, "{}{}", run.stdout, run.stderr);
     assert!(
         run.stdout
-            .contains("2 threads leaked by `fixture_plain_tokio_forgotten_runtime`"),
+            .contains("2 threads leaked by `plain_tokio::fixture_plain_tokio_forgotten_runtime`"),
         "{}",
         run.stdout
     );

@@ -7,7 +7,7 @@
 // Unix only: the fixtures start Unix programs (`sleep`, `sh`) and call `fork` and `kill`.
 #![cfg(unix)]
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -32,26 +32,12 @@ fn fixture_leaky_std_sleep() {
 fn forgotten_std_child_fails_naming_command_and_line() {
     let run = run_ignored("fixture_leaky_std_sleep", &[]);
     assert!(!run.success);
-    let report = &run.stdout;
+    let report = common::failure_section(&run.stdout, "children::fixture_leaky_std_sleep");
     assert!(
-        report.contains("leakcheck: 1 child process leaked by `fixture_leaky_std_sleep`"),
+        report.contains(&format!("started at tests/it/children.rs:{STD_SPAWN_LINE}")),
         "{report}"
     );
-    assert!(report.contains("×1 child process `sleep 30` (pid "), "{report}");
-    assert!(report.contains("sleeping"), "{report}");
-    assert!(
-        report.contains(&format!("started at tests/children.rs:{STD_SPAWN_LINE}")),
-        "{report}"
-    );
-    assert!(
-        report.contains("by thread \"fixture_leaky_std_sleep\""),
-        "{report}"
-    );
-    assert!(report.contains("`kill()` + `wait()`"), "{report}");
-    assert!(
-        report.contains("leakcheck killed (SIGKILL) and reaped"),
-        "{report}"
-    );
+    common::report_settings().bind(|| insta::assert_snapshot!(report.trim()));
     let pid = reported_pid(report);
     assert!(!process_exists(pid), "pid {pid} was killed:\n{report}");
 }
@@ -77,7 +63,7 @@ fn child_of_a_worker_thread_belongs_to_the_test() {
     assert!(!run.success);
     let report = &run.stdout;
     assert!(
-        report.contains("1 child process leaked by `fixture_leaky_from_worker`"),
+        report.contains("1 child process leaked by `children::fixture_leaky_from_worker`"),
         "{report}"
     );
     assert!(report.contains("`sleep 31`"), "{report}");
@@ -99,12 +85,12 @@ fn tokio_child_without_kill_on_drop_fails() {
     assert!(!run.success);
     let report = &run.stdout;
     assert!(
-        report.contains("1 child process leaked by `fixture_leaky_tokio_child`"),
+        report.contains("1 child process leaked by `children::fixture_leaky_tokio_child`"),
         "{report}"
     );
     assert!(report.contains("`sleep 32`"), "{report}");
     assert!(report.contains("kill_on_drop(true)"), "{report}");
-    assert!(report.contains("started at tests/children.rs:"), "{report}");
+    assert!(report.contains("started at tests/it/children.rs:"), "{report}");
 }
 
 /// Fixture: a raw `fork` whose child waits forever.
@@ -129,11 +115,11 @@ fn raw_fork_is_seen() {
     assert!(!run.success);
     let report = &run.stdout;
     assert!(
-        report.contains("1 child process leaked by `fixture_leaky_raw_fork`"),
+        report.contains("1 child process leaked by `children::fixture_leaky_raw_fork`"),
         "{report}"
     );
     assert!(report.contains("(`fork`)"), "{report}");
-    assert!(report.contains("started at tests/children.rs:"), "{report}");
+    assert!(report.contains("started at tests/it/children.rs:"), "{report}");
 }
 
 /// Fixture: a child waited for.
@@ -210,7 +196,7 @@ fn find_reports_and_kills_a_running_child() {
         survivor["origin"]
             .as_str()
             .unwrap()
-            .contains("tests/children.rs:"),
+            .contains("tests/it/children.rs:"),
         "{json}"
     );
     assert!(
@@ -304,7 +290,7 @@ fn dump_lists_children_with_their_creators() {
     let text = dump.to_string();
     assert!(text.contains("`sleep 37`"), "{text}");
     assert!(
-        text.contains("started by thread \"dump-spawner\" at tests/children.rs:"),
+        text.contains("started by thread \"dump-spawner\" at tests/it/children.rs:"),
         "{text}"
     );
     child.kill().unwrap();
@@ -332,7 +318,7 @@ fn zombie_is_a_note_not_a_failure() {
     assert!(!run.success);
     let report = &run.stdout;
     assert!(
-        report.contains("leakcheck: 1 thread leaked by `fixture_leaky_thread_and_zombie`"),
+        report.contains("leakcheck: 1 thread leaked by `children::fixture_leaky_thread_and_zombie`"),
         "{report}"
     );
     assert!(report.contains("never waited for (a zombie"), "{report}");

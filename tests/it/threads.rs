@@ -1,7 +1,7 @@
 //! Thread leaks: each classic leak is caught (with its stuck function, creation site and hint in
 //! the report), and each fix passes.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TryRecvError};
@@ -23,10 +23,12 @@ fn assert_report(error: &LeakError, threads: usize, stuck_in: &str, cause: &str)
     let report = error.to_string();
     assert_eq!(error.threads(), threads, "{report}");
     assert!(
-        report.contains(&format!("stuck in   threads::{stuck_in} at tests/threads.rs:")),
+        report.contains(&format!(
+            "stuck in   it::threads::{stuck_in} at tests/it/threads.rs:"
+        )),
         "{report}"
     );
-    assert!(report.contains("created at tests/threads.rs:"), "{report}");
+    assert!(report.contains("created at tests/it/threads.rs:"), "{report}");
     assert!(report.contains(&format!("cause: {cause}")), "{report}");
 }
 
@@ -252,8 +254,9 @@ fn verify_none_in_plain_test_fails_on_blocked_thread() {
     let panic = std::panic::catch_unwind(|| options.verify_none()).expect_err("must panic");
     let message = panic.downcast_ref::<String>().cloned().unwrap_or_default();
     assert!(
-        message
-            .starts_with("leakcheck: 1 thread leaked by `verify_none_in_plain_test_fails_on_blocked_thread`"),
+        message.starts_with(
+            "leakcheck: 1 thread leaked by `threads::verify_none_in_plain_test_fails_on_blocked_thread`"
+        ),
         "{message}"
     );
     drop(release);
@@ -317,7 +320,10 @@ fn raw_pthread_create_is_caught() {
     assert_eq!(created, 0);
     let error = find_leak();
     assert_eq!(error.threads(), 1, "{error}");
-    assert!(error.to_string().contains("threads::c_thread_main"), "{error}");
+    assert!(
+        error.to_string().contains("it::threads::c_thread_main"),
+        "{error}"
+    );
     // SAFETY: closing our write end ends the thread's read; then join it and close the rest.
     unsafe {
         libc::close(fds[1]);

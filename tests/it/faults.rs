@@ -45,17 +45,27 @@ fn parked_forever(release: mpsc::Receiver<()>) {
 /// A thousand leaked threads are reported as one group, and the check completes.
 #[test]
 fn a_thousand_leaked_threads() {
+    let (ready, all_ready) = mpsc::channel::<()>();
     let releases: Vec<_> = (0..1000)
         .map(|_| {
             let (release, wait) = mpsc::channel::<()>();
+            let ready = ready.clone();
             thread::Builder::new()
                 .name("many".into())
                 .stack_size(64 * 1024)
-                .spawn(move || parked_forever(wait))
+                .spawn(move || {
+                    ready.send(()).unwrap();
+                    parked_forever(wait)
+                })
                 .unwrap();
             release
         })
         .collect();
+    // On a loaded machine a thread may not have run yet; one that has not reached its wait
+    // would be a group of its own.
+    for _ in 0..1000 {
+        all_ready.recv().unwrap();
+    }
     let error = Options::new()
         .settle(Duration::from_millis(200))
         .find()
@@ -63,7 +73,10 @@ fn a_thousand_leaked_threads() {
     assert_eq!(error.threads(), 1000);
     let report = error.to_string();
     assert!(report.contains("×1000 threads \"many\""), "{report}");
-    assert!(report.contains("stuck in   faults::parked_forever"), "{report}");
+    assert!(
+        report.contains("stuck in   it::faults::parked_forever"),
+        "{report}"
+    );
     drop(releases);
     Options::new().settle(Duration::from_secs(10)).verify_none();
 }
@@ -88,13 +101,14 @@ async fn fixture_blocked_worker_during_dump() {
 fn task_dump_that_cannot_finish_degrades() {
     let exe = std::env::current_exe().unwrap();
     let output = std::process::Command::new(exe)
-        .args(["--ignored", "--exact", "fixture_blocked_worker_during_dump"])
+        .args(["--ignored", "--exact"])
+        .arg(crate::common::test_path("fixture_blocked_worker_during_dump"))
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(!output.status.success(), "{stdout}");
     assert!(stdout.contains("the task dump did not finish"), "{stdout}");
-    assert!(stdout.contains("spawned at tests/faults.rs:"), "{stdout}");
+    assert!(stdout.contains("spawned at tests/it/faults.rs:"), "{stdout}");
 }
 
 /// Forks while three other threads keep creating and joining threads; each child creates and joins

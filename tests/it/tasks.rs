@@ -1,7 +1,7 @@
 //! Task leaks: each classic leak is caught in current_thread and multi_thread runtimes, each fix
 //! passes, and each build mode gives the detail it promises.
 
-mod common;
+use crate::common;
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -193,16 +193,22 @@ fn fetch_loop_leak_fails_the_test() {
         assert!(!run.success, "{fixture} must fail:\n{}", run.stdout);
         let report = &run.stdout;
         assert!(
-            report.contains(&format!("leakcheck: 1 task leaked by `{fixture}`")),
+            report.contains(&format!("leakcheck: 1 task leaked by `tasks::{fixture}`")),
             "{report}"
         );
         if cfg!(tokio_unstable) {
-            assert!(report.contains("spawned at tests/tasks.rs:"), "{report}");
+            assert!(report.contains("spawned at tests/it/tasks.rs:"), "{report}");
         } else {
             assert!(report.contains("--cfg tokio_unstable"), "{report}");
         }
         if cfg!(all(tokio_unstable, feature = "taskdump")) {
-            assert!(report.contains("stuck in   tasks::fetch_loop"), "{report}");
+            assert!(report.contains("stuck in   it::tasks::fetch_loop"), "{report}");
+        }
+        // The whole report of the stable build (the other builds add detail, checked above).
+        #[cfg(not(tokio_unstable))]
+        {
+            let report = common::failure_section(report, &common::test_path(fixture));
+            common::report_settings().bind(|| insta::assert_snapshot!(fixture, report.trim()));
         }
     }
 }
@@ -224,7 +230,7 @@ fn stuck_spawn_blocking_is_reported_without_hanging() {
     assert!(!run.success, "{}", run.stdout);
     assert!(
         run.stdout
-            .contains("leakcheck: 1 thread leaked by `fixture_stuck_spawn_blocking`"),
+            .contains("leakcheck: 1 thread leaked by `tasks::fixture_stuck_spawn_blocking`"),
         "{}",
         run.stdout
     );
