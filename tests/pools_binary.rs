@@ -45,6 +45,9 @@ fn thread_left_by_a_pool_job_is_reported_at_exit() {
     let report = run.binary_report();
     assert!(!report.contains("started by test"), "{report}");
     // The pool's spawning code is named, never leakcheck's own frames.
-    assert!(report.contains("initializer by <rayon_core::registry::DefaultSpawn"), "{report}");
+    assert!(
+        report.contains("initializer by <rayon_core::registry::DefaultSpawn"),
+        "{report}"
+    );
     common::report_settings().bind(|| insta::assert_snapshot!(report.trim()));
 }

@@ -111,6 +111,11 @@ pub fn report_settings() -> insta::Settings {
             "[wake-ups] in [elapsed]",
         ),
         (r"\bwoken \d+ times\b", "woken [n] times"),
+        // Whether the settle ended early depends on what else the machine runs.
+        (
+            r"note: (?:waited \d+(?:\.\d+)?(?:ms|s) for them to finish|stopped waiting before the settle deadline [^(]*\([^)]*\)[^(]*)\(settle",
+            "note: [settled] (settle",
+        ),
         (r"\bin \d+(?:\.\d+)?(?:ns|µs|ms|s)\b", "in [elapsed]"),
         (r"\b0x[0-9a-f]+\b", "[addr]"),
         (r"/rustc/[0-9a-f]{40}", "/rustc/[hash]"),
