@@ -9,7 +9,7 @@ pub(crate) mod frame;
 mod ignore_kinds;
 
 pub(crate) use frame::Frame;
-pub(crate) use ignore_kinds::IgnoreKind;
+pub(crate) use ignore_kinds::{did_you_mean, IgnoreKind};
 
 impl IgnoreKind {
     /// The rule of this kind as an attribute argument, ready to paste: `ignore_thread = "pool-*"`.

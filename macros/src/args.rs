@@ -6,7 +6,7 @@ use syn::parse::{Parse, ParseStream};
 use syn::punctuated::Punctuated;
 use syn::{Expr, Lit, LitStr, Meta, Token};
 
-use crate::ignore_kinds::IgnoreKind;
+use crate::ignore_kinds::{did_you_mean, IgnoreKind};
 
 /// Every key `#[leak_test(...)]` accepts, in the order the docs list them: the runtime and
 /// settle keys, one per ignore kind, then `ignore_current`.
@@ -209,34 +209,6 @@ fn unknown_key(key: &Ident) -> syn::Error {
     }
     msg.push_str(&format!(" expected one of {}", list(&keys, "or")));
     syn::Error::new(key.span(), msg)
-}
-
-/// The valid key closest to `key` by edit distance, if it is close enough to be a typo (at most
-/// a third of its length, at least one edit).
-pub(crate) fn did_you_mean<'a>(key: &str, valid: &[&'a str]) -> Option<&'a str> {
-    let limit = (key.chars().count() / 3).max(1);
-    valid
-        .iter()
-        .map(|name| (edit_distance(key, name), *name))
-        .filter(|(distance, _)| *distance <= limit)
-        .min_by_key(|(distance, _)| *distance)
-        .map(|(_, name)| name)
-}
-
-/// Levenshtein distance (insertions, deletions, substitutions), over chars.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let above = row[j + 1];
-            row[j + 1] = (above + 1).min(row[j] + 1).min(diagonal + usize::from(ca != *cb));
-            diagonal = above;
-        }
-    }
-    row[b.len()]
 }
 
 fn unsupported_tokio_key(key: &Ident) -> syn::Error {

@@ -841,7 +841,7 @@ mod tests {
     /// A misspelled key gets the nearest valid one; a far-off one does not.
     #[test]
     fn did_you_mean() {
-        use crate::args::did_you_mean;
+        use crate::ignore_kinds::did_you_mean;
         let keys = &["settle", "ignore_thread", "ignore_current"];
         assert_eq!(did_you_mean("setle", keys), Some("settle"));
         assert_eq!(did_you_mean("ignore_threads", keys), Some("ignore_thread"));

@@ -2,6 +2,8 @@
 //! `ignore_kinds`; leakcheck compiles this same file as `model::ignore_kinds` (a symbolic link), since the
 //! proc-macro crate can export nothing but macros.
 //!
+//! Both crates also suggest the nearest valid key for a misspelled one ([`did_you_mean`]).
+//!
 //! Each kind's key is its `#[leak_test]` argument, its `[package.metadata.leakcheck]` key, its
 //! `Options` method and the name in a report's paste-ready rule, so every kind is accepted in
 //! every place. What each kind matches is implemented in leakcheck's `rules.rs`.
@@ -61,4 +63,32 @@ impl IgnoreKind {
     pub(crate) fn from_key(key: &str) -> Option<IgnoreKind> {
         IgnoreKind::ALL.into_iter().find(|kind| kind.key() == key)
     }
+}
+
+/// The valid key closest to `key` by edit distance, if it is close enough to be a typo (at most
+/// a third of its length, at least one edit).
+pub(crate) fn did_you_mean<'a>(key: &str, valid: &[&'a str]) -> Option<&'a str> {
+    let limit = (key.chars().count() / 3).max(1);
+    valid
+        .iter()
+        .map(|name| (edit_distance(key, name), *name))
+        .filter(|(distance, _)| *distance <= limit)
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, name)| name)
+}
+
+/// Levenshtein distance (insertions, deletions, substitutions), over chars.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1).min(row[j] + 1).min(diagonal + usize::from(ca != *cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
 }

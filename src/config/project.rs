@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use crate::model::IgnoreKind;
+use crate::model::{did_you_mean, IgnoreKind};
 
 /// The keys of the table, in the order the docs list them: `settle`, one per ignore kind,
 /// `builtin_rules`.
@@ -139,33 +139,6 @@ pub(crate) fn parse(file: &Path, text: &str) -> Result<Option<Project>, String> 
         }
     }
     Ok(Some(project))
-}
-
-/// The valid key closest to `key` by edit distance, if close enough to be a typo.
-fn did_you_mean<'a>(key: &str, valid: &[&'a str]) -> Option<&'a str> {
-    let limit = (key.chars().count() / 3).max(1);
-    valid
-        .iter()
-        .map(|name| (edit_distance(key, name), *name))
-        .filter(|(distance, _)| *distance <= limit)
-        .min_by_key(|(distance, _)| *distance)
-        .map(|(_, name)| name)
-}
-
-/// Levenshtein distance over chars.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let above = row[j + 1];
-            row[j + 1] = (above + 1).min(row[j] + 1).min(diagonal + usize::from(ca != *cb));
-            diagonal = above;
-        }
-    }
-    row[b.len()]
 }
 
 fn list(keys: &[&str]) -> String {
