@@ -1,6 +1,9 @@
+//! Own binary: the early verdict watches every thread of the process, so its in-process cases
+//! must not share it with other tests' threads.
+//!
 //! The early verdict: each leak path fails before the settle deadline, saying why, and work that
-//! ends within the settle still passes. Its own binary: the attribute's fixtures re-run it one
-//! test per process, as `cargo nextest` does.
+//! ends within the settle still passes; the attribute's fixtures re-run this binary one test per
+//! process, as `cargo nextest` does.
 
 #[path = "it/common/mod.rs"]
 mod common;
