@@ -4,7 +4,7 @@ target (e.g. Windows under wine), and compares their verdicts: a fixture must pa
 target as it does here. Prints the table; exits 1 on a difference or a crash.
 
 Usage: platform_verdicts.py TARGET [--whole=SUITE,...] [RUNNER...]
-  (e.g. x86_64-pc-windows-gnu --whole=counts,tasks wine): the --whole suites also run whole,
+  (e.g. x86_64-pc-windows-gnu --whole=counts,it/tasks wine): the --whole suites also run whole,
   in parallel, on the target (default: counts).
 Environment: CARGO_TARGET_DIR for the target's build (the host's is cargo's default).
 """
@@ -14,17 +14,24 @@ import os
 import subprocess
 import sys
 
-SUITES = ["threads", "tasks", "parallel", "verdicts", "static_build", "fallback", "report"]
+# A suite is a test binary, or a module of the shared `it` binary (`it/threads`).
+SUITES = ["it/threads", "it/tasks", "parallel", "it/verdicts", "static_build", "it/fallback", "it/report"]
 # Suites run whole on the target too, by default (their assertions hold on every platform).
 WHOLE = ["counts"]
+
+
+def binary(suite):
+    """The test binary a suite is in, and the libtest filter that selects it there."""
+    exe, _, module = suite.partition("/")
+    return exe, (module + "::" if module else "")
 
 
 def build(target, env):
     args = ["cargo", "test", "--no-run", "--message-format=json"]
     if target:
         args += ["--target", target]
-    for suite in SUITES + [suite for suite in WHOLE if suite not in SUITES]:
-        args += ["--test", suite]
+    for exe in sorted({binary(suite)[0] for suite in SUITES + WHOLE}):
+        args += ["--test", exe]
     out = subprocess.run(args, env=env, stdout=subprocess.PIPE, text=True, check=True)
     exes = {}
     for line in out.stdout.splitlines():
@@ -40,10 +47,10 @@ def run(runner, exe, args):
     return proc.returncode, proc.stdout + proc.stderr
 
 
-def fixtures(exe, runner):
+def fixtures(exe, prefix, runner):
     _, out = run(runner, exe, ["--list", "--ignored"])
     names = [line.split(": ")[0] for line in out.splitlines()
-             if line.endswith(": test") and "fixture" in line]
+             if line.endswith(": test") and "fixture" in line and line.startswith(prefix)]
     # The parallel suite's 36 clean fixtures are one fixture repeated: four stand for them.
     return [name for name in names
             if not re.fullmatch(r"fixture_clean_\d+", name) or int(name.rsplit("_", 1)[1]) < 4]
@@ -68,16 +75,18 @@ def main():
     wrong = 0
     print(f"{'fixture':<58} {'host':<6} {target}")
     for suite in SUITES:
-        for name in fixtures(host[suite], []):
-            here, _ = verdict([], host[suite], name)
-            there, out = verdict(runner, other[suite], name)
+        exe, prefix = binary(suite)
+        for name in fixtures(host[exe], prefix, []):
+            here, _ = verdict([], host[exe], name)
+            there, out = verdict(runner, other[exe], name)
             mark = "" if here == there else "   <-- differs"
-            print(f"{suite + '::' + name:<58} {here:<6} {there}{mark}")
+            print(f"{exe + '::' + name:<58} {here:<6} {there}{mark}")
             if mark:
                 wrong += 1
                 print(out)
     for suite in whole:
-        code, out = run(runner, other[suite], [])
+        exe, prefix = binary(suite)
+        code, out = run(runner, other[exe], [prefix] if prefix else [])
         print(f"{suite + ' (whole suite)':<58} {'':<6} {'pass' if code == 0 else 'FAIL'}")
         if code != 0:
             wrong += 1

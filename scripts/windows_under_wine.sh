@@ -30,4 +30,4 @@ export CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER=wine
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target/windows}"
 # Attribution is exact there (the `CreateThread` hook), so the suites whose assertions need no
 # stack also run whole, tests in parallel as `cargo test` runs them.
-python3 scripts/platform_verdicts.py x86_64-pc-windows-gnu --whole=counts,parallel,tasks,verdicts wine
+python3 scripts/platform_verdicts.py x86_64-pc-windows-gnu --whole=counts,parallel,it/tasks,it/verdicts wine

@@ -100,7 +100,7 @@ fn fixture_rayon_forgotten() {
 /// Fixture: the same pool, dropped.
 #[leak_test(settle = "2s")]
 #[ignore = "fixture, run by rayon_forgotten_pool_is_an_idle_pool"]
-fn fixture_rayon_dropped() {
+fn fixture_clean_rayon_dropped() {
     drop(busy_pool());
 }
 
@@ -115,7 +115,7 @@ fn rayon_forgotten_pool_is_an_idle_pool() {
     );
     assert!(report.contains("in idioms::fixture_rayon_forgotten"), "{report}");
     assert_report!("rayon_forgotten", report);
-    assert_passes("fixture_rayon_dropped");
+    assert_passes("fixture_clean_rayon_dropped");
 }
 
 // ---------------------------------------------------------------- r2d2: a dropped pool
@@ -149,7 +149,7 @@ fn fixture_r2d2_dropped() {
 /// Fixture: the same pool on a scheduler that discards pending jobs when dropped.
 #[leak_test(settle = "2s")]
 #[ignore = "fixture, run by r2d2_dropped_pool_still_runs_scheduled_work"]
-fn fixture_r2d2_discarding() {
+fn fixture_clean_r2d2_discarding() {
     use scheduled_thread_pool::{OnPoolDropBehavior, ScheduledThreadPool};
     let scheduler = ScheduledThreadPool::builder()
         .num_threads(3)
@@ -172,7 +172,7 @@ fn r2d2_dropped_pool_still_runs_scheduled_work() {
     assert!(report.contains("DiscardPendingScheduled"), "{report}");
     assert!(!report.contains("drop it or call its shutdown"), "{report}");
     assert_report!("r2d2_dropped", report);
-    assert_passes("fixture_r2d2_discarding");
+    assert_passes("fixture_clean_r2d2_discarding");
 }
 
 /// Fixture: an r2d2 pool the test builds and never drops (a pool in a `static` would be a
@@ -251,7 +251,7 @@ async fn fixture_bb8_pool() {
 /// Fixture: the same pool with a short reaper interval and connection timeout.
 #[leak_test(settle = "2s")]
 #[ignore = "fixture, run by bb8_reaper_and_replenishers_are_bounded"]
-async fn fixture_bb8_pool_short() {
+async fn fixture_clean_bb8_pool_short() {
     let pool = bb8::Pool::builder()
         .max_size(2)
         .min_idle(Some(2))
@@ -272,7 +272,7 @@ fn bb8_reaper_and_replenishers_are_bounded() {
         assert!(report.contains("background work of bb8"), "{report}");
     }
     assert_report!("bb8_pool", report, per_mode);
-    assert_passes("fixture_bb8_pool_short");
+    assert_passes("fixture_clean_bb8_pool_short");
 }
 
 // ---------------------------------------------------------------- a mini-redis-style server
@@ -355,7 +355,7 @@ async fn fixture_server_task() {
 /// Fixture: the same server, aborted through its handle when the test ends.
 #[leak_test(settle = "2s")]
 #[ignore = "fixture, run by server_task_is_the_root_of_its_purge_task"]
-async fn fixture_server_task_aborted() {
+async fn fixture_clean_server_task_aborted() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     ping(listener).await.abort();
 }
@@ -370,5 +370,5 @@ fn server_task_is_the_root_of_its_purge_task() {
         assert!(report.contains("ends when  task"), "{report}");
     }
     assert_report!("server_task", report, per_mode);
-    assert_passes("fixture_server_task_aborted");
+    assert_passes("fixture_clean_server_task_aborted");
 }

@@ -45,7 +45,12 @@ fn fixture_fallback_verify_none() {
 fn fixture_fallback_child_leak() {
     use std::process::{Command, Stdio};
     let child = Command::new(std::env::current_exe().unwrap())
-        .args(["--ignored", "--exact", "sleeping_child", "--test-threads=1"])
+        .args([
+            "--ignored",
+            "--exact",
+            &crate::common::test_path("sleeping_child"),
+            "--test-threads=1",
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
