@@ -15,13 +15,6 @@
 
 use std::time::Duration;
 
-/// Whether these readings are trusted to prove a thread cannot wake: where they were checked
-/// against what std, tokio and the C library really call (Linux with glibc). On musl a clean pair
-/// of lingering threads was once judged blocked for good, so checks there settle in full.
-pub(crate) fn trusted() -> bool {
-    cfg!(all(target_os = "linux", target_env = "gnu"))
-}
-
 /// When a blocked thread wakes without another thread's or the outside world's doing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Wake {
