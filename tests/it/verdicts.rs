@@ -92,7 +92,10 @@ fn should_panic_leak_without_panic_fails() {
         &run.stdout,
         "verdicts::fixture_should_panic_leaks_without_panicking",
     );
-    common::report_settings().bind(|| insta::assert_snapshot!(section.trim()));
+    // The whole report as glibc builds give it (stacks and waits); elsewhere the facts above.
+    if cfg!(all(target_os = "linux", target_env = "gnu")) {
+        common::report_settings().bind(|| insta::assert_snapshot!(section.trim()));
+    }
 }
 
 /// A leak fails a `#[should_panic]` test that panicked as expected: the panic first, then the
