@@ -110,9 +110,7 @@ const OWN_ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
 /// Whether `file` is one of leakcheck's own library sources (`src/`).
 pub(crate) fn is_own_source(file: &str) -> bool {
-    Path::new(file)
-        .strip_prefix(OWN_ROOT)
-        .is_ok_and(|relative| relative.starts_with("src"))
+    location::strip_root(file, OWN_ROOT).is_some_and(|relative| relative.split('/').next() == Some("src"))
 }
 
 /// The innermost frame that is not library code: where the user's code is stuck.
@@ -319,10 +317,9 @@ fn leading_crate(path: &str) -> Option<&str> {
 /// Whether `file` is a source of the package being tested (or its workspace): under one of
 /// [`roots`], outside a `target` directory (code a build script generated).
 fn in_package(file: &str) -> bool {
-    let path = Path::new(file);
     roots().iter().any(|root| {
-        path.strip_prefix(root)
-            .is_ok_and(|relative| !relative.as_os_str().is_empty() && !relative.starts_with("target"))
+        location::strip_root(file, &root.to_string_lossy())
+            .is_some_and(|relative| !relative.is_empty() && relative.split('/').next() != Some("target"))
     })
 }
 

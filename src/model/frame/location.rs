@@ -92,14 +92,61 @@ pub(crate) fn short_location(frame: &Frame) -> Option<String> {
 }
 
 /// `file` relative to the current directory, the package or the workspace root when it lies
-/// under one of them, else as given.
+/// under one of them (with `/` separators, on every platform), else as given.
 pub(crate) fn relative_path(file: &str) -> String {
-    let path = Path::new(file);
     roots()
         .iter()
-        .filter_map(|root| path.strip_prefix(root).ok())
-        .find(|relative| !relative.as_os_str().is_empty())
-        .map_or_else(|| file.to_owned(), |relative| relative.display().to_string())
+        .filter_map(|root| strip_root(file, &root.to_string_lossy()))
+        .find(|relative| !relative.is_empty())
+        .unwrap_or_else(|| file.to_owned())
+}
+
+/// `file` relative to `root` (`None` if it is not under it), the parts joined with `/`, for
+/// paths as any platform writes them: `\` or `/` separators, a `\\?\` prefix, a drive letter in
+/// either case, and Wine's mapping of the Unix root to a drive (`Z:\work\app` is `/work/app`, as
+/// a Windows build under Wine sees its current directory while the debug info keeps the Unix path
+/// the build recorded). Drive paths compare without regard to case, as Windows does.
+pub(crate) fn strip_root(file: &str, root: &str) -> Option<String> {
+    let (file_drive, file_parts) = parts(file);
+    let (root_drive, root_parts) = parts(root);
+    let insensitive = match (file_drive, root_drive) {
+        (Some(a), Some(b)) if !a.eq_ignore_ascii_case(&b) => return None,
+        (None, None) => false,
+        _ => true,
+    };
+    if file_parts.len() < root_parts.len() {
+        return None;
+    }
+    let same = |a: &str, b: &str| {
+        if insensitive {
+            a.eq_ignore_ascii_case(b)
+        } else {
+            a == b
+        }
+    };
+    if !file_parts.iter().zip(&root_parts).all(|(a, b)| same(a, b)) {
+        return None;
+    }
+    Some(file_parts[root_parts.len()..].join("/"))
+}
+
+/// An absolute path's drive letter (if any) and its parts; `None` parts for a relative path.
+fn parts(path: &str) -> (Option<char>, Vec<&str>) {
+    let path = path
+        .strip_prefix(r"\\?\")
+        .or_else(|| path.strip_prefix("//?/"))
+        .unwrap_or(path);
+    let mut chars = path.chars();
+    let drive = match (chars.next(), chars.next()) {
+        (Some(letter), Some(':')) if letter.is_ascii_alphabetic() => Some(letter),
+        _ => None,
+    };
+    let rest = if drive.is_some() { &path[2..] } else { path };
+    let parts = rest
+        .split(['/', '\\'])
+        .filter(|part| !part.is_empty() && *part != ".")
+        .collect();
+    (drive, parts)
 }
 
 #[cfg(test)]
@@ -120,6 +167,56 @@ mod tests {
         assert_eq!(short_location(&outside).as_deref(), Some("/elsewhere/lib.rs"));
         assert_eq!(short_location(&frame("app::f", None, Some(3))), None);
         assert_eq!(relative_path(&inside), "src/mailbox.rs");
+    }
+
+    /// Windows paths are made relative as Unix ones: separators, `\\?\`, drive case, and Wine's
+    /// `Z:` for the Unix root.
+    #[test]
+    fn strips_roots_written_by_any_platform() {
+        let cases = [
+            ("/work/app/tests/report.rs", "/work/app", Some("tests/report.rs")),
+            ("/work/app/tests/report.rs", "/work/app/", Some("tests/report.rs")),
+            ("/work/app2/tests/report.rs", "/work/app", None),
+            ("/work/App/tests/report.rs", "/work/app", None),
+            (
+                r"C:\Users\u\app\tests\report.rs",
+                r"C:\Users\u\app",
+                Some("tests/report.rs"),
+            ),
+            (
+                r"c:\users\U\app\tests\report.rs",
+                r"C:\Users\u\app",
+                Some("tests/report.rs"),
+            ),
+            (
+                r"\\?\C:\Users\u\app\src\lib.rs",
+                r"C:\Users\u\app",
+                Some("src/lib.rs"),
+            ),
+            (
+                r"C:\Users\u\app\src\lib.rs",
+                r"\\?\C:\Users\u\app",
+                Some("src/lib.rs"),
+            ),
+            ("C:/Users/u/app/src/lib.rs", r"C:\Users\u\app", Some("src/lib.rs")),
+            (r"D:\Users\u\app\src\lib.rs", r"C:\Users\u\app", None),
+            // Wine: the debug info keeps the Unix path; the current directory is on `Z:`.
+            (
+                "/work/app/tests/report.rs",
+                r"Z:\work\app",
+                Some("tests/report.rs"),
+            ),
+            (
+                r"Z:\work\app\tests\report.rs",
+                "/work/app",
+                Some("tests/report.rs"),
+            ),
+            ("/work/app", "/work/app", Some("")),
+            ("tests/report.rs", "/work/app", None),
+        ];
+        for (file, root, relative) in cases {
+            assert_eq!(strip_root(file, root).as_deref(), relative, "{file} under {root}");
+        }
     }
 
     /// A creation chain starts at the spawn and lists each user function once, out to the test.
