@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use crate::config::Settings;
 use crate::model::{Hidden, Kind, ProcessInfo, Survivor};
 use crate::options::Options;
-use crate::probe::children::{self, proc, Child, Liveness};
+use crate::probe::children::{self, Child, Liveness};
 use crate::probe::lineage::{self, Node};
 use crate::probe::{symbols, sys};
 use crate::rules::IgnoreKind;
@@ -114,7 +114,7 @@ impl Candidate {
     fn argv(&self) -> Vec<String> {
         match &self.child {
             Some(child) if !child.argv.is_empty() => child.argv.clone(),
-            _ => proc::cmdline(self.pid),
+            _ => sys::child_cmdline(self.pid),
         }
     }
 }
@@ -131,7 +131,7 @@ pub(crate) fn look(scope: &ChildScope, options: &Options) -> Vec<Candidate> {
             .map(|pid| Candidate {
                 pid,
                 child: children::by_pid(pid),
-                zombie: proc::stat(pid).is_some_and(|stat| stat.state == 'Z'),
+                zombie: sys::child_stat(pid).is_some_and(|stat| stat.state == 'Z'),
             })
             .collect();
     }
@@ -305,12 +305,14 @@ fn sort(
 /// Describes one child: command line, state and age from `/proc`, where and by whom it was
 /// started, and the hint.
 pub(crate) fn describe(candidate: &Candidate) -> Survivor {
-    let stat = proc::stat(candidate.pid);
+    let stat = sys::child_stat(candidate.pid);
     let child = candidate.child.as_deref();
     let age = match (child, stat) {
-        (Some(child), _) => children::boottime().checked_sub(child.started),
-        (None, Some(stat)) => children::boottime().checked_sub(stat.started),
-        (None, None) => None,
+        (Some(child), _) if child.started != Duration::ZERO => {
+            sys::process_clock().checked_sub(child.started)
+        }
+        (_, Some(stat)) => sys::process_clock().checked_sub(stat.started),
+        _ => None,
     };
     let argv = candidate.argv();
     let info = ProcessInfo {
@@ -356,15 +358,16 @@ fn kill(survivors: &[Survivor], settings: &Settings) -> Option<String> {
     for survivor in survivors {
         let pid = survivor.id as i32;
         let started = children::by_pid(pid).map(|child| child.started);
-        if children::kill_and_reap(pid, started, KILL_PATIENCE) {
+        if sys::kill_child(pid, started, KILL_PATIENCE) {
             killed.push(pid.to_string());
         }
     }
     (!killed.is_empty()).then(|| {
         format!(
-            "leakcheck killed (SIGKILL) and reaped the leaked child process{} (pid {}) after \
-             describing {}, so the run leaves nothing behind; `LEAKCHECK_KILL_CHILDREN=off` or \
-             `Options::kill_children(false)` leaves them running",
+            "leakcheck {} the leaked child process{} (pid {}) after describing {}, so the run \
+             leaves nothing behind; `LEAKCHECK_KILL_CHILDREN=off` or `Options::kill_children(false)` \
+             leaves them running",
+            sys::KILLED,
             if killed.len() == 1 { "" } else { "es" },
             killed.join(", "),
             if killed.len() == 1 { "it" } else { "them" },

@@ -186,7 +186,7 @@ fn blocked(sample: &Sample) -> bool {
 fn age(sample: &Sample) -> Option<Duration> {
     let ticks = sample.started? + 1;
     let started = Duration::from_millis(ticks * 1000 / procfs::ticks_per_second());
-    Some(children::boottime().saturating_sub(started))
+    Some(crate::probe::sys::process_clock().saturating_sub(started))
 }
 
 #[cfg(all(test, target_os = "linux"))]

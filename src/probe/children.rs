@@ -3,24 +3,34 @@
 //! # Design
 //!
 //! A test owns the child processes that its thread started, directly or through threads it
-//! started, as it owns threads ([`super::lineage`]). The interposed process-creating entry points
-//! ([`interpose`]: `posix_spawn`, `posix_spawnp`, `fork`, `vfork`) record each child on the
+//! started, as it owns threads ([`super::lineage`]). The hooked process-creating entry points
+//! (Linux: [`interpose`]'s `posix_spawn`, `posix_spawnp`, `fork`, `vfork`; Windows: the
+//! executable's import of `CreateProcessW`, in `sys/windows_hook.rs`) record each child on the
 //! creating thread: its pid, the creating thread's lineage [`Node`], the raw creation backtrace,
-//! a copy of its argument vector (a zombie's `/proc/<pid>/cmdline` is empty), and the
-//! `CLOCK_BOOTTIME` of its creation (to tell a reused pid apart and to say its age).
+//! a copy of its argument vector (a zombie's `/proc/<pid>/cmdline` is empty; on Windows, the
+//! command line split as the child's C runtime splits it), and its start on
+//! [`sys::process_clock`] (to tell a reused pid apart and to say its age).
 //!
 //! The registry holds the children by pid; the creator and every ancestor of the creator count
 //! their recorded children (`Node::children_below`), so a check whose thread started none reads
 //! one counter: no lock, no lookup, no `/proc`. Only a check with something to find walks the
 //! registry (children are few: a walk is cheaper than keeping a per-ancestor index).
 //!
-//! Liveness never reaps: [`liveness`] asks `waitid(P_PID, pid, WEXITED | WNOHANG | WNOWAIT)`,
-//! which leaves an exited child for std's or tokio's own `wait`. Entries whose child was reaped
-//! are dropped when a look finds them gone; a pid recorded again replaces the old entry (the old
-//! child was reaped, or the kernel could not have reused its pid).
+//! Liveness never reaps ([`sys::child_liveness`]): Linux asks `waitid(P_PID, pid, WEXITED |
+//! WNOHANG | WNOWAIT)`, which leaves an exited child for std's or tokio's own `wait`; Windows
+//! opens the process and checks that its creation time is the recorded one (a pid is reused once
+//! every handle to the old process is closed) and that it has not exited (an exited Windows
+//! process has nothing to reap: it counts as gone). Entries whose child is gone are dropped when
+//! a look finds them gone; a pid recorded again replaces the old entry (the old child was reaped,
+//! or the kernel could not have reused its pid).
+//!
+//! The platform's parts (liveness, state, command line, clock, kill) are `probe::sys`'s; the
+//! registry and everything above it are shared.
 //!
 //! Not seen: children started by glibc's `system` and `popen` (they call glibc's internal
-//! `__posix_spawn`, which cannot be interposed), and grandchildren (a child's own children).
+//! `__posix_spawn`, which cannot be interposed); on Windows, children started through other
+//! modules' imports (a DLL's own `CreateProcessW` call, `ShellExecute`, `CreateProcessA`, which
+//! neither std nor tokio calls); grandchildren (a child's own children) everywhere.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,6 +38,7 @@ use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 use std::time::Duration;
 
 use super::lineage::{self, Node};
+use super::sys;
 
 #[cfg(all(target_os = "linux", target_env = "gnu", not(target_feature = "crt-static")))]
 pub(crate) mod interpose;
@@ -49,23 +60,17 @@ pub(crate) struct Child {
     pub(crate) creator: Arc<Node>,
     /// Raw instruction pointers of the creation backtrace, innermost first.
     pub(crate) created_at: Box<[usize]>,
-    /// Its argument vector as passed to `posix_spawn` (empty for `fork`).
+    /// Its argument vector as passed to `posix_spawn` (empty for `fork`), or the command line
+    /// passed to `CreateProcessW` split as the child's C runtime splits it.
     pub(crate) argv: Vec<String>,
-    /// `CLOCK_BOOTTIME` when it was started.
+    /// When it was started, on [`sys::process_clock`] (`CLOCK_BOOTTIME` on Linux, the process's
+    /// creation time on Windows, which also tells a reused pid apart there); zero if unknown.
     pub(crate) started: Duration,
-    /// The entry point that started it: `posix_spawn`, `posix_spawnp`, `fork`.
+    /// The entry point that started it: `posix_spawn`, `posix_spawnp`, `fork`, `CreateProcessW`.
     pub(crate) via: &'static str,
 }
 
-/// What `waitid(..., WNOWAIT)` says about a child.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Liveness {
-    Running,
-    /// Exited but not waited for.
-    Zombie,
-    /// Reaped (or not a child of this process).
-    Gone,
-}
+pub(crate) use super::sys::Liveness;
 
 #[derive(Default)]
 struct Registry {
@@ -114,13 +119,22 @@ impl ForkHold {
     }
 }
 
-/// Records a child just started by the calling thread (in the parent, after the fork or spawn).
+/// Records a child just started by the calling thread (in the parent, after the fork or spawn),
+/// `started` at that time on [`sys::process_clock`].
 #[cfg_attr(
-    not(all(target_os = "linux", target_env = "gnu", not(target_feature = "crt-static"))),
+    not(any(
+        all(target_os = "linux", target_env = "gnu", not(target_feature = "crt-static")),
+        windows
+    )),
     allow(dead_code)
 )]
-pub(crate) fn record(pid: i32, created_at: &[usize], argv: Vec<String>, via: &'static str) {
-    let started = boottime();
+pub(crate) fn record(
+    pid: i32,
+    created_at: &[usize],
+    argv: Vec<String>,
+    started: Duration,
+    via: &'static str,
+) {
     let creator = lineage::current_named();
     static NEXT_UID: AtomicU64 = AtomicU64::new(1);
     let child = Arc::new(Child {
@@ -136,9 +150,9 @@ pub(crate) fn record(pid: i32, created_at: &[usize], argv: Vec<String>, via: &'s
     if registry.by_pid.len() >= SWEEP_AT {
         let gone: Vec<i32> = registry
             .by_pid
-            .keys()
-            .copied()
-            .filter(|&pid| liveness(pid) == Liveness::Gone)
+            .values()
+            .filter(|child| liveness(child) == Liveness::Gone)
+            .map(|child| child.pid)
             .collect();
         for pid in gone {
             registry.remove(pid);
@@ -189,60 +203,20 @@ pub(crate) fn by_pid(pid: i32) -> Option<Arc<Child>> {
 fn look(registry: &mut Registry, pids: Vec<i32>) -> Vec<(Arc<Child>, Liveness)> {
     let mut found = Vec::new();
     for pid in pids {
-        match liveness(pid) {
+        let Some(child) = registry.by_pid.get(&pid).cloned() else {
+            continue;
+        };
+        match liveness(&child) {
             Liveness::Gone => registry.remove(pid),
-            state => {
-                if let Some(child) = registry.by_pid.get(&pid) {
-                    found.push((child.clone(), state));
-                }
-            }
+            state => found.push((child, state)),
         }
     }
     found
 }
 
-/// Whether child `pid` runs, exited unwaited, or is gone; never reaps it.
-#[cfg(target_os = "linux")]
-pub(crate) fn liveness(pid: i32) -> Liveness {
-    // SAFETY: `info` is a valid out-parameter; WNOWAIT leaves the child waitable.
-    unsafe {
-        let mut info: libc::siginfo_t = std::mem::zeroed();
-        let result = libc::waitid(
-            libc::P_PID,
-            pid as libc::id_t,
-            &mut info,
-            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
-        );
-        if result != 0 {
-            return Liveness::Gone;
-        }
-        if info.si_pid() == 0 {
-            Liveness::Running
-        } else {
-            Liveness::Zombie
-        }
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-pub(crate) fn liveness(_pid: i32) -> Liveness {
-    Liveness::Gone
-}
-
-/// `CLOCK_BOOTTIME` now (the clock `/proc/<pid>/stat`'s start time counts on).
-pub(crate) fn boottime() -> Duration {
-    #[cfg(target_os = "linux")]
-    {
-        let mut now = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: `now` is a valid out-parameter.
-        unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut now) };
-        Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
-    }
-    #[cfg(not(target_os = "linux"))]
-    Duration::ZERO
+/// Whether a recorded child runs, exited unwaited, or is gone; never reaps it.
+fn liveness(child: &Child) -> Liveness {
+    sys::child_liveness(child.pid, child.started)
 }
 
 /// Copies a C argument vector (bounded: [`ARGS_KEPT`] arguments of [`ARG_BYTES`] bytes).
@@ -273,56 +247,76 @@ pub(crate) unsafe fn copy_argv(argv: *const *mut libc::c_char) -> Vec<String> {
     args
 }
 
-/// Kills (`SIGKILL`) child `pid` if it still runs and is still the child `started` describes,
-/// then reaps it. Returns whether it is gone. Waits at most `patience` for it to exit.
-#[cfg(target_os = "linux")]
-pub(crate) fn kill_and_reap(pid: i32, started: Option<Duration>, patience: Duration) -> bool {
-    // A pidfd pins the process: a signal through it can never reach a process that reused the pid.
-    // SAFETY: plain system calls on integer arguments.
-    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as i32;
-    let same = liveness(pid) != Liveness::Gone
-        && started.is_none_or(|started| {
-            // A later process with this pid started after the recorded child did.
-            proc::stat(pid).is_none_or(|stat| stat.started <= started + Duration::from_millis(50))
-        });
-    if !same {
-        if pidfd >= 0 {
-            // SAFETY: closing the descriptor we opened.
-            unsafe { libc::close(pidfd) };
-        }
-        return false;
-    }
-    // SAFETY: signalling our own child, through its pidfd when the kernel has them.
-    unsafe {
-        if pidfd >= 0 {
-            libc::syscall(
-                libc::SYS_pidfd_send_signal,
-                pidfd,
-                libc::SIGKILL,
-                std::ptr::null::<libc::siginfo_t>(),
-                0,
-            );
-            libc::close(pidfd);
-        } else {
-            libc::kill(pid, libc::SIGKILL);
-        }
-    }
-    let deadline = std::time::Instant::now() + patience;
+/// Splits a Windows command line into arguments as the Microsoft C runtime does (what
+/// `std::process::Command` builds on Windows): whitespace separates arguments outside double
+/// quotes; `2n` backslashes before a quote are `n` backslashes and the quote opens or closes,
+/// `2n + 1` are `n` and a literal quote; other backslashes are literal. Bounded as
+/// [`copy_argv`] is.
+#[cfg_attr(not(any(windows, test)), allow(dead_code))]
+pub(crate) fn split_command_line(line: &str) -> Vec<String> {
+    let mut args = Vec::new();
+    let mut chars = line.chars().peekable();
     loop {
-        match liveness(pid) {
-            Liveness::Gone => return true,
-            Liveness::Zombie => {
-                // SAFETY: reaping our own exited child.
-                unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) };
-                return true;
-            }
-            Liveness::Running if std::time::Instant::now() >= deadline => return false,
-            Liveness::Running => std::thread::sleep(Duration::from_millis(1)),
+        while chars.next_if(|c| *c == ' ' || *c == '\t').is_some() {}
+        if chars.peek().is_none() || args.len() == ARGS_KEPT {
+            return args;
         }
+        let (mut arg, mut quoted) = (String::new(), false);
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => {
+                    let mut slashes = 1;
+                    while chars.next_if_eq(&'\\').is_some() {
+                        slashes += 1;
+                    }
+                    let before_quote = chars.peek() == Some(&'"');
+                    arg.extend(std::iter::repeat_n(
+                        '\\',
+                        if before_quote { slashes / 2 } else { slashes },
+                    ));
+                    if before_quote && slashes % 2 == 1 {
+                        arg.push('"');
+                        chars.next();
+                    }
+                }
+                '"' if quoted && chars.peek() == Some(&'"') => {
+                    arg.push('"');
+                    chars.next();
+                }
+                '"' => quoted = !quoted,
+                ' ' | '\t' if !quoted => break,
+                c => arg.push(c),
+            }
+        }
+        let end = (0..=arg.len().min(ARG_BYTES))
+            .rev()
+            .find(|&at| arg.is_char_boundary(at))
+            .unwrap_or(0);
+        arg.truncate(end);
+        args.push(arg);
     }
 }
 
-#[cfg(not(target_os = "linux"))]
-pub(crate) fn kill_and_reap(_pid: i32, _started: Option<Duration>, _patience: Duration) -> bool {
-    false
+#[cfg(test)]
+mod tests {
+    use super::split_command_line;
+
+    /// Quotes group, escaped quotes and backslashes follow the C runtime's rules.
+    #[test]
+    fn splits_windows_command_lines() {
+        assert_eq!(
+            split_command_line(r#""ping" -n 31 127.0.0.1"#),
+            ["ping", "-n", "31", "127.0.0.1"]
+        );
+        assert_eq!(
+            split_command_line(r#""C:\Program Files\x.exe" "a b"  c"#),
+            [r"C:\Program Files\x.exe", "a b", "c"]
+        );
+        assert_eq!(
+            split_command_line(r#"a\\"b c" d\"e f\\g"#),
+            [r#"a\b c"#, r#"d"e"#, r"f\\g"]
+        );
+        assert_eq!(split_command_line(r#""say ""hi""" """#), [r#"say "hi""#, ""]);
+        assert!(split_command_line("   ").is_empty());
+    }
 }

@@ -13,14 +13,18 @@
 //! - [`creation_hook`]: whether thread creation is hooked here, or why not;
 //! - [`children_hooked`]: whether child-process creation is hooked too;
 //! - [`child_pids`]: the process's running children, or `None`;
+//! - [`child_liveness`], [`child_stat`], [`child_cmdline`], [`kill_child`], [`process_clock`],
+//!   [`KILLED`]: what the OS says of one child process (whether it runs, its state and start, its
+//!   command line), how it is ended, and the clock its start time counts on;
 //! - [`at_exit`]: runs a function at process exit, with the exit status where the C library
 //!   tells it;
 //! - [`UNSEEN`]: what this platform cannot see at all, said once per process instead of a silent
 //!   pass.
 //!
 //! Backends: `linux` (`/proc`, the signal protocol, the `pthread_create` and `posix_spawn`
-//! interposers), `windows` (Toolhelp snapshots, thread descriptions) and `fallback` (every other
-//! target, macOS included: it lists nothing and says so).
+//! interposers), `windows` (Toolhelp snapshots, thread descriptions, the `CreateThread` and
+//! `CreateProcessW` import hooks, process handles) and `fallback` (every other target, macOS
+//! included: it lists nothing and says so).
 
 #[cfg(target_os = "linux")]
 #[path = "sys/linux.rs"]
@@ -33,8 +37,9 @@ mod imp;
 mod imp;
 
 pub(crate) use imp::{
-    at_exit, before_main, child_pids, children_hooked, creation_hook, current_tid, kernel_wait, thread_count,
-    thread_name, threads, UNSEEN,
+    at_exit, before_main, child_cmdline, child_liveness, child_pids, child_stat, children_hooked,
+    creation_hook, current_tid, kernel_wait, kill_child, process_clock, thread_count, thread_name, threads,
+    KILLED, UNSEEN,
 };
 
 /// The number of system call `name` where wait readings carry system calls (Linux), else
@@ -49,6 +54,25 @@ pub(crate) struct Unseen {
     pub(crate) what: &'static str,
     /// Why, in a few words a user can act on.
     pub(crate) why: &'static str,
+}
+
+/// Whether a child process runs, as [`child_liveness`] reads it; never reaps it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Liveness {
+    Running,
+    /// Exited but not waited for (Linux; a Windows process has no such state to reap).
+    Zombie,
+    /// Reaped, exited (Windows), or not the recorded child any more.
+    Gone,
+}
+
+/// What the OS says of a child process now, where it says it ([`child_stat`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ChildStat {
+    /// Its state letter, as `/proc/<pid>/stat` gives it (`S` sleeping, `Z` zombie, ...).
+    pub(crate) state: char,
+    /// When it started, on [`process_clock`].
+    pub(crate) started: std::time::Duration,
 }
 
 /// The handler [`at_exit`] runs, once.

@@ -6,7 +6,8 @@ use std::fmt;
 
 use crate::check::children::{describe, Candidate};
 use crate::model::frame;
-use crate::probe::children::{self, proc, Liveness};
+use crate::probe::children::{self, Liveness};
+use crate::probe::sys;
 use crate::report::children::state_text;
 
 /// One child process of a [`Dump`](super::Dump).
@@ -79,7 +80,7 @@ impl DumpedChild {
 /// The process's children: those the interposers recorded, and any other child `/proc` shows.
 pub(crate) fn children() -> Vec<DumpedChild> {
     let recorded = children::all();
-    let mut pids: BTreeSet<i32> = proc::child_pids().into_iter().collect();
+    let mut pids: BTreeSet<i32> = sys::child_pids().unwrap_or_default().into_iter().collect();
     pids.extend(recorded.iter().map(|(child, _)| child.pid));
     pids.into_iter()
         .map(|pid| {

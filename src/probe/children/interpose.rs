@@ -77,7 +77,7 @@ fn capture() -> Ips {
 /// never the spawn.
 fn record(pid: pid_t, ips: &[usize], argv: Vec<String>, via: &'static str) {
     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        super::record(pid, ips, argv, via)
+        super::record(pid, ips, argv, crate::probe::sys::process_clock(), via)
     }));
 }
 

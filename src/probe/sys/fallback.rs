@@ -2,7 +2,9 @@
 //! checks of threads and children cannot run; [`UNSEEN`] says so once per process instead of
 //! letting every check pass in silence. Tokio tasks are checked as everywhere (tokio's metrics).
 
-use super::Unseen;
+use std::time::Duration;
+
+use super::{ChildStat, Liveness, Unseen};
 use crate::model::KernelWait;
 
 const NO_BACKEND: &str = "leakcheck has no backend for this platform yet";
@@ -58,5 +60,27 @@ pub(crate) fn at_exit(handler: fn(Option<i32>)) {
 pub(crate) fn before_main() {}
 
 pub(crate) fn children_hooked() -> bool {
+    false
+}
+
+pub(crate) const KILLED: &str = "killed";
+
+pub(crate) fn process_clock() -> Duration {
+    Duration::ZERO
+}
+
+pub(crate) fn child_liveness(_pid: i32, _started: Duration) -> Liveness {
+    Liveness::Gone
+}
+
+pub(crate) fn child_stat(_pid: i32) -> Option<ChildStat> {
+    None
+}
+
+pub(crate) fn child_cmdline(_pid: i32) -> Vec<String> {
+    Vec::new()
+}
+
+pub(crate) fn kill_child(_pid: i32, _started: Option<Duration>, _patience: Duration) -> bool {
     false
 }

@@ -1,14 +1,17 @@
 //! Windows: the process's threads from a Toolhelp snapshot, their names from
 //! `GetThreadDescription` (what `std::thread::Builder::name` sets), its children from a process
-//! snapshot (those whose parent is this process). Thread creation is hooked ([`hook`]: the
-//! executable's import of `CreateThread`), so threads are attributed per test as on Linux; child
-//! processes are not, so checks diff them before and after. Other threads' stacks are not
-//! captured.
+//! snapshot (those whose parent is this process). Thread and process creation are hooked
+//! ([`hook`]: the executable's imports of `CreateThread` and `CreateProcessW`), so threads and
+//! child processes are attributed per test as on Linux; a recorded child's liveness, end and
+//! creation time are [`children`]'s. Other threads' stacks are not captured.
 
+#[path = "windows_children.rs"]
+mod children;
 #[path = "windows_hook.rs"]
 mod hook;
 
 use std::ffi::c_void;
+use std::time::Duration;
 
 use windows_sys::Win32::Foundation::{CloseHandle, LocalFree, HANDLE, INVALID_HANDLE_VALUE};
 use windows_sys::Win32::System::Diagnostics::ToolHelp::{
@@ -20,14 +23,21 @@ use windows_sys::Win32::System::Threading::{
     THREAD_QUERY_LIMITED_INFORMATION,
 };
 
-use super::Unseen;
+use super::{ChildStat, Liveness, Unseen};
 use crate::model::KernelWait;
 
 /// Checks still run here, in the process-diff mode that reports name; these parts are missing.
-pub(crate) const UNSEEN: &[Unseen] = &[Unseen {
-    what: "leaked threads' stacks and waits",
-    why: "not read on Windows yet; reports give each thread's name and id",
-}];
+pub(crate) const UNSEEN: &[Unseen] = &[
+    Unseen {
+        what: "leaked threads' stacks and waits",
+        why: "not read on Windows yet; reports give each thread's name and id",
+    },
+    Unseen {
+        what: "child processes started outside the executable's `CreateProcessW` import",
+        why: "a DLL's own imports, `CreateProcessA` and `ShellExecute` are not hooked; std and tokio \
+              start every child through the hooked import",
+    },
+];
 
 /// A Toolhelp snapshot, closed on drop.
 struct Snapshot(HANDLE);
@@ -119,7 +129,32 @@ pub(crate) fn before_main() {
 }
 
 pub(crate) fn children_hooked() -> bool {
-    false
+    hook::children_installed()
+}
+
+/// How [`kill_child`] ends a child, for the report's note.
+pub(crate) const KILLED: &str = "terminated (`TerminateProcess`)";
+
+pub(crate) fn process_clock() -> Duration {
+    children::clock()
+}
+
+pub(crate) fn child_liveness(pid: i32, started: Duration) -> Liveness {
+    children::liveness(pid, started)
+}
+
+/// Windows has no `/proc` state letter to give.
+pub(crate) fn child_stat(_pid: i32) -> Option<ChildStat> {
+    None
+}
+
+/// Another process's command line is not read: the hook records it at creation.
+pub(crate) fn child_cmdline(_pid: i32) -> Vec<String> {
+    Vec::new()
+}
+
+pub(crate) fn kill_child(pid: i32, started: Option<Duration>, patience: Duration) -> bool {
+    children::kill(pid, started, patience)
 }
 
 pub(crate) fn child_pids() -> Option<Vec<i32>> {

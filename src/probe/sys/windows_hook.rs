@@ -1,9 +1,22 @@
-//! Thread creation hooked on Windows: the executable's import of kernel32's `CreateThread` (through
-//! which std, and so tokio, starts every thread) is pointed at [`create_thread`], which registers
-//! the new thread's lineage node on the creating thread, as Linux's interposed `pthread_create`
-//! does, and starts the thread through a trampoline that installs the node as the thread's own and
-//! unregisters it when the start routine returns. Threads started by other modules (DLLs) keep
-//! their own imports and are not seen.
+//! Creation hooked on Windows, by patching the executable's import address table: its imports
+//! of kernel32's `CreateThread` (through which std, and so tokio, starts every thread) and
+//! `CreateProcessW` (through which std's `Command`, and so `tokio::process`, starts every child)
+//! are pointed at [`create_thread`] and [`create_process_w`]. Every import descriptor naming
+//! kernel32 is patched (std's and `windows-sys`' raw-dylib imports may each have one).
+//!
+//! [`create_thread`] registers the new thread's lineage node on the creating thread, as Linux's
+//! interposed `pthread_create` does, and starts the thread through a trampoline that installs the
+//! node as the thread's own and unregisters it when the start routine returns.
+//! [`create_process_w`] calls the real function and, on success, records the child in
+//! `probe::children` (pid, the creating thread's node, the creation backtrace, the command line,
+//! the creation time), as Linux's interposed `posix_spawn` does.
+//!
+//! Checked with `x86_64-w64-mingw32-objdump -p` on a test executable (x86_64-pc-windows-gnu):
+//! both are imports of `KERNEL32.dll`, called through the table. On MSVC, std links kernel32 the
+//! same way (an import, not a static copy), so the table holds them too. Threads and processes
+//! started by other modules (DLLs) keep their own imports and are not seen; nor are
+//! `CreateProcessA`, `CreateProcessAsUserW` or `ShellExecuteExW`, which neither std nor tokio
+//! calls.
 
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -11,10 +24,10 @@ use std::sync::Arc;
 
 use windows_sys::Win32::Foundation::HANDLE;
 use windows_sys::Win32::System::Memory::{VirtualProtect, PAGE_READWRITE};
-use windows_sys::Win32::System::Threading::GetThreadId;
+use windows_sys::Win32::System::Threading::{GetThreadId, PROCESS_INFORMATION};
 
 use crate::probe::lineage::registry;
-use crate::probe::lineage::Node;
+use crate::probe::lineage::{Node, CREATION_FRAMES};
 
 type StartRoutine = unsafe extern "system" fn(*mut c_void) -> u32;
 type CreateThread = unsafe extern "system" fn(
@@ -25,57 +38,91 @@ type CreateThread = unsafe extern "system" fn(
     u32,
     *mut u32,
 ) -> HANDLE;
+type CreateProcessW = unsafe extern "system" fn(
+    *const u16,
+    *mut u16,
+    *const c_void,
+    *const c_void,
+    i32,
+    u32,
+    *const c_void,
+    *const u16,
+    *const c_void,
+    *mut PROCESS_INFORMATION,
+) -> i32;
 
 /// The real `CreateThread`, as the import held it before the patch (0: not hooked).
 static REAL: AtomicUsize = AtomicUsize::new(0);
+/// The real `CreateProcessW` (0: not hooked).
+static REAL_CREATE_PROCESS_W: AtomicUsize = AtomicUsize::new(0);
 
 extern "C" {
     /// The executable's own PE image (defined by the linker, mingw and MSVC alike).
     static __ImageBase: u8;
 }
 
-/// Whether the hook is in place.
+/// Whether the hook of `CreateThread` is in place.
 pub(super) fn installed() -> bool {
     REAL.load(Ordering::Acquire) != 0
 }
 
-/// Points the executable's import of `CreateThread` at [`create_thread`]. Called once, before
-/// `main` (no thread of the program runs yet).
+/// Whether the hook of `CreateProcessW` is in place.
+pub(super) fn children_installed() -> bool {
+    REAL_CREATE_PROCESS_W.load(Ordering::Acquire) != 0
+}
+
+/// Points the executable's imports of `CreateThread` and `CreateProcessW` at the hooks. Called
+/// once, before `main` (no thread of the program runs yet).
 pub(super) fn install() {
-    // SAFETY: reads the executable's own, mapped PE headers and import tables; the one write is
-    // to its import address table, made writable first.
+    patch(b"CreateThread", &REAL, create_thread as CreateThread as usize);
+    patch(
+        b"CreateProcessW",
+        &REAL_CREATE_PROCESS_W,
+        create_process_w as CreateProcessW as usize,
+    );
+}
+
+/// Points every import of kernel32's `function` in the executable at `hook`, keeping the real
+/// address in `real` (left 0 if the executable imports no such function).
+fn patch(function: &[u8], real: &AtomicUsize, hook: usize) {
+    // SAFETY: reads the executable's own, mapped PE headers and import tables; the writes are to
+    // its import address table, made writable first.
     unsafe {
         let base = &raw const __ImageBase as usize;
-        let Some(slot) = import_slot(base, b"kernel32.dll", b"CreateThread") else {
-            return;
-        };
-        let mut old = 0;
-        if VirtualProtect(slot as *const c_void, 8, PAGE_READWRITE, &mut old) == 0 {
-            return;
+        for slot in import_slots(base, b"kernel32.dll", function) {
+            let mut old = 0;
+            if VirtualProtect(slot as *const c_void, 8, PAGE_READWRITE, &mut old) == 0 {
+                continue;
+            }
+            let address = *slot;
+            if address != hook {
+                // Every slot of one function holds the same (real) address.
+                real.store(address, Ordering::Release);
+                *slot = hook;
+            }
+            VirtualProtect(slot as *const c_void, 8, old, &mut old);
         }
-        let real = *slot;
-        REAL.store(real, Ordering::Release);
-        *slot = create_thread as CreateThread as usize;
-        VirtualProtect(slot as *const c_void, 8, old, &mut old);
     }
 }
 
-/// The import address table entry of `function` from `dll`, in the PE image at `base`.
+/// The import address table entries of `function` from `dll`, in the PE image at `base` (one per
+/// import descriptor naming `dll`).
 ///
 /// # Safety
 ///
 /// `base` is a mapped PE32+ image.
-unsafe fn import_slot(base: usize, dll: &[u8], function: &[u8]) -> Option<*mut usize> {
+unsafe fn import_slots(base: usize, dll: &[u8], function: &[u8]) -> Vec<*mut usize> {
+    let mut found = Vec::new();
     let read32 = |at: usize| unsafe { (at as *const u32).read_unaligned() } as usize;
     let nt = base + read32(base + 0x3c);
     // PE32+ optional header (after the 4-byte signature and 20-byte file header): data directory
     // 1, the import table, at offset 120.
     if unsafe { *((nt + 24) as *const u16) } != 0x20b {
-        return None;
+        return found;
     }
     let imports = read32(nt + 24 + 120);
     if imports == 0 {
-        return None;
+        return found;
     }
     let mut descriptor = base + imports;
     loop {
@@ -85,7 +132,7 @@ unsafe fn import_slot(base: usize, dll: &[u8], function: &[u8]) -> Option<*mut u
             read32(descriptor + 16),
         );
         if name == 0 {
-            return None;
+            return found;
         }
         // SAFETY: the import's DLL name, a NUL-terminated string in the image.
         let module = unsafe { std::ffi::CStr::from_ptr((base + name) as *const _) }.to_bytes();
@@ -101,7 +148,7 @@ unsafe fn import_slot(base: usize, dll: &[u8], function: &[u8]) -> Option<*mut u
                 // SAFETY: hint (2 bytes), then the NUL-terminated name.
                 let imported = unsafe { std::ffi::CStr::from_ptr((base + entry as usize + 2) as *const _) };
                 if imported.to_bytes() == function {
-                    return Some(((base + slots) as *mut usize).wrapping_add(index));
+                    found.push(((base + slots) as *mut usize).wrapping_add(index));
                 }
             }
         }
@@ -155,4 +202,83 @@ unsafe extern "system" fn trampoline(start: *mut c_void) -> u32 {
     registry::leave_child(&node);
     registry::unregister(&node);
     result
+}
+
+/// `CreateProcessW`, hooked: see the module docs.
+#[allow(clippy::too_many_arguments)]
+unsafe extern "system" fn create_process_w(
+    application: *const u16,
+    command_line: *mut u16,
+    process_attributes: *const c_void,
+    thread_attributes: *const c_void,
+    inherit_handles: i32,
+    flags: u32,
+    environment: *const c_void,
+    directory: *const u16,
+    startup: *const c_void,
+    info: *mut PROCESS_INFORMATION,
+) -> i32 {
+    // SAFETY: `REAL_CREATE_PROCESS_W` holds the real `CreateProcessW` whenever this hook is
+    // installed.
+    let real = unsafe {
+        std::mem::transmute::<usize, CreateProcessW>(REAL_CREATE_PROCESS_W.load(Ordering::Acquire))
+    };
+    let mut ips = [0usize; CREATION_FRAMES];
+    let len = crate::probe::unwind::trace(&mut ips);
+    // Read before the call, which may write into the command line while it runs.
+    // SAFETY: both are null or NUL-terminated wide strings, per CreateProcessW's contract.
+    let line = unsafe { wide(command_line).or_else(|| wide(application)) };
+    // SAFETY: forwarding the caller's arguments.
+    let created = unsafe {
+        real(
+            application,
+            command_line,
+            process_attributes,
+            thread_attributes,
+            inherit_handles,
+            flags,
+            environment,
+            directory,
+            startup,
+            info,
+        )
+    };
+    if created != 0 && !info.is_null() {
+        // SAFETY: filled in by the successful call.
+        let info = unsafe { &*info };
+        let started = super::children::creation_time(info.hProcess).unwrap_or_default();
+        let argv = crate::probe::children::split_command_line(&line.unwrap_or_default());
+        // A panic would abort in an `extern "system"` function: it loses the record, never the
+        // child.
+        let _ = std::panic::catch_unwind(|| {
+            crate::probe::children::record(
+                info.dwProcessId as i32,
+                &ips[..len],
+                argv,
+                started,
+                "CreateProcessW",
+            )
+        });
+    }
+    created
+}
+
+/// A NUL-terminated wide string, or `None` for null.
+///
+/// # Safety
+///
+/// `text` is null or NUL-terminated.
+unsafe fn wide(text: *const u16) -> Option<String> {
+    if text.is_null() {
+        return None;
+    }
+    let mut len = 0;
+    // SAFETY: NUL-terminated, per the contract.
+    while unsafe { *text.add(len) } != 0 {
+        len += 1;
+    }
+    // SAFETY: `len` units were just read.
+    Some(String::from_utf16_lossy(unsafe {
+        std::slice::from_raw_parts(text, len)
+    }))
 }
