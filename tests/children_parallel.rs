@@ -10,28 +10,28 @@
 #[path = "it/common/mod.rs"]
 mod common;
 
-use std::process::Command;
 use std::thread;
 
-use common::failure_section;
+use common::{failure_section, sleeper, sleeper_text};
 use leakcheck::leak_test;
 
-/// Runs `count` short children (`sleep <secs>`), half from worker threads, and waits for all.
+/// Runs `count` short children (`sleep <secs>`; `ping -n 1` on Windows), half from worker
+/// threads, and waits for all.
 fn run_short_children(count: usize, secs: &str) {
     let workers: Vec<_> = (0..count)
         .map(|i| {
             let secs = secs.to_string();
             thread::spawn(move || {
                 if i % 2 == 0 {
-                    let mut child = Command::new("sleep").arg(&secs).spawn().unwrap();
+                    let mut child = sleeper(&secs).spawn().unwrap();
                     child.wait().unwrap();
                 } else {
-                    assert!(Command::new("sleep").arg(&secs).status().unwrap().success());
+                    assert!(sleeper(&secs).status().unwrap().success());
                 }
             })
         })
         .collect();
-    let mut own = Command::new("sleep").arg(secs).spawn().unwrap();
+    let mut own = sleeper(secs).spawn().unwrap();
     for worker in workers {
         worker.join().unwrap();
     }
@@ -56,7 +56,7 @@ macro_rules! leaky_fixtures {
         #[ignore = "fixture, run by parallel_child_attribution"]
         fn $name() {
             thread::spawn(|| {
-                Command::new("sleep").arg($arg).spawn().unwrap();
+                sleeper($arg).spawn().unwrap();
             })
             .join()
             .unwrap();
@@ -85,7 +85,7 @@ leaky_fixtures! {
 fn parallel_child_attribution() {
     let exe = std::env::current_exe().unwrap();
     for round in 0..2 {
-        let output = Command::new(&exe)
+        let output = std::process::Command::new(&exe)
             .args(["--ignored", "--test-threads=16", "fixture_"])
             .env_remove("LEAKCHECK_JSON")
             .output()
@@ -117,16 +117,18 @@ fn parallel_child_attribution() {
                 "round {round}:\n{section}"
             );
             assert!(
-                section.contains(&format!("`sleep {own}`")),
+                section.contains(&format!("`{}`", sleeper_text(own))),
                 "round {round}:\n{section}"
             );
             for (_, other) in own_args.iter().filter(|(_, other)| *other != own) {
                 assert!(
-                    !section.contains(&format!("`sleep {other}`")),
-                    "round {round}: {test} blamed for `sleep {other}`:\n{section}"
+                    !section.contains(&format!("`{}`", sleeper_text(other))),
+                    "round {round}: {test} blamed for `{}`:\n{section}",
+                    sleeper_text(other)
                 );
             }
-            assert!(!section.contains("`sleep 0."), "round {round}:\n{section}");
+            let short = if cfg!(windows) { "`ping -n 1 " } else { "`sleep 0." };
+            assert!(!section.contains(short), "round {round}:\n{section}");
         }
     }
 }

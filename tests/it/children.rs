@@ -1,18 +1,20 @@
 //! Child processes: a test that leaves a child running fails, naming the command and the line
 //! that started it; children waited, killed and waited, or finishing within the settle deadline
 //! pass; leaked children are killed and reaped after the report.
+//!
+//! On Unix and on Windows alike (the sleeping child is `sleep` there, `ping -n` here: see
+//! `common::sleeper`); `fork` and zombies are Unix's own.
 
 // The fixtures leak children on purpose.
 #![allow(clippy::zombie_processes)]
-// Unix only: the fixtures start Unix programs (`sleep`, `sh`) and call `fork` and `kill`.
-#![cfg(unix)]
+#![cfg(any(unix, windows))]
 
 use crate::common;
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
-use common::{run_ignored, LEAK_SETTLE};
+use common::{process_exists, quick_child, run_ignored, sleeper, sleeper_text, LEAK_SETTLE};
 use leakcheck::{leak_test, Options};
 
 /// The line of the `spawn` call in `fixture_leaky_std_sleep`.
@@ -22,7 +24,7 @@ const STD_SPAWN_LINE: u32 = line!() + 6;
 #[leak_test(settle = "300ms")]
 #[ignore = "fixture, run by forgotten_std_child_fails_naming_command_and_line"]
 fn fixture_leaky_std_sleep() {
-    let child = Command::new("sleep").arg("30").spawn().unwrap();
+    let child = sleeper("30").spawn().unwrap();
     drop(child);
 }
 
@@ -37,7 +39,10 @@ fn forgotten_std_child_fails_naming_command_and_line() {
         report.contains(&format!("started at tests/it/children.rs:{STD_SPAWN_LINE}")),
         "{report}"
     );
+    // The snapshot is Linux's (its `/proc` state, `posix_spawnp`); elsewhere the facts above.
+    #[cfg(target_os = "linux")]
     common::report_settings().bind(|| insta::assert_snapshot!(report.trim()));
+    assert!(report.contains(&format!("`{}`", sleeper_text("30"))), "{report}");
     let pid = reported_pid(report);
     assert!(!process_exists(pid), "pid {pid} was killed:\n{report}");
 }
@@ -49,7 +54,7 @@ fn fixture_leaky_from_worker() {
     std::thread::Builder::new()
         .name("spawner".into())
         .spawn(|| {
-            let _child = Command::new("sleep").arg("31").spawn().unwrap();
+            let _child = sleeper("31").spawn().unwrap();
         })
         .unwrap()
         .join()
@@ -66,7 +71,7 @@ fn child_of_a_worker_thread_belongs_to_the_test() {
         report.contains("1 child process leaked by `children::fixture_leaky_from_worker`"),
         "{report}"
     );
-    assert!(report.contains("`sleep 31`"), "{report}");
+    assert!(report.contains(&format!("`{}`", sleeper_text("31"))), "{report}");
     assert!(report.contains("by thread \"spawner\""), "{report}");
 }
 
@@ -74,7 +79,7 @@ fn child_of_a_worker_thread_belongs_to_the_test() {
 #[leak_test(settle = "300ms")]
 #[ignore = "fixture, run by tokio_child_without_kill_on_drop_fails"]
 async fn fixture_leaky_tokio_child() {
-    let child = tokio::process::Command::new("sleep").arg("32").spawn().unwrap();
+    let child = tokio::process::Command::from(sleeper("32")).spawn().unwrap();
     drop(child);
 }
 
@@ -88,12 +93,13 @@ fn tokio_child_without_kill_on_drop_fails() {
         report.contains("1 child process leaked by `children::fixture_leaky_tokio_child`"),
         "{report}"
     );
-    assert!(report.contains("`sleep 32`"), "{report}");
+    assert!(report.contains(&format!("`{}`", sleeper_text("32"))), "{report}");
     assert!(report.contains("kill_on_drop(true)"), "{report}");
     assert!(report.contains("started at tests/it/children.rs:"), "{report}");
 }
 
 /// Fixture: a raw `fork` whose child waits forever.
+#[cfg(unix)]
 #[leak_test(settle = "300ms")]
 #[ignore = "fixture, run by raw_fork_is_seen"]
 fn fixture_leaky_raw_fork() {
@@ -109,6 +115,7 @@ fn fixture_leaky_raw_fork() {
 }
 
 /// A child created by a raw `fork` from C-level code is seen too.
+#[cfg(unix)]
 #[test]
 fn raw_fork_is_seen() {
     let run = run_ignored("fixture_leaky_raw_fork", &[]);
@@ -126,21 +133,21 @@ fn raw_fork_is_seen() {
 #[leak_test]
 #[ignore = "fixture, verdict compared by scripts/nextest_verdicts.py"]
 fn fixture_clean_child_waited() {
-    let mut child = Command::new("sleep").arg("0.1").spawn().unwrap();
+    let mut child = sleeper("0.1").spawn().unwrap();
     child.wait().unwrap();
 }
 
 /// A child waited for passes.
 #[leak_test]
 fn child_waited_passes() {
-    let mut child = Command::new("sleep").arg("0.1").spawn().unwrap();
+    let mut child = sleeper("0.1").spawn().unwrap();
     child.wait().unwrap();
 }
 
 /// A child killed and waited for passes.
 #[leak_test]
 fn child_killed_and_waited_passes() {
-    let mut child = Command::new("sleep").arg("30").spawn().unwrap();
+    let mut child = sleeper("30").spawn().unwrap();
     child.kill().unwrap();
     child.wait().unwrap();
 }
@@ -148,16 +155,22 @@ fn child_killed_and_waited_passes() {
 /// `Command::status` and `Command::output` wait for their children.
 #[leak_test]
 fn status_and_output_pass() {
-    assert!(Command::new("true").status().unwrap().success());
-    let output = Command::new("echo").arg("hi").output().unwrap();
-    assert_eq!(output.stdout, b"hi\n");
+    assert!(quick_child().status().unwrap().success());
+    let output = if cfg!(windows) {
+        std::process::Command::new("cmd")
+            .args(["/c", "echo hi"])
+            .output()
+            .unwrap()
+    } else {
+        std::process::Command::new("echo").arg("hi").output().unwrap()
+    };
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim_end(), "hi");
 }
 
 /// A tokio child built with `kill_on_drop(true)` passes, whether or not tokio reaped it yet.
 #[leak_test]
 async fn tokio_kill_on_drop_passes() {
-    let child = tokio::process::Command::new("sleep")
-        .arg("30")
+    let child = tokio::process::Command::from(sleeper("30"))
         .kill_on_drop(true)
         .spawn()
         .unwrap();
@@ -167,21 +180,25 @@ async fn tokio_kill_on_drop_passes() {
 /// A tokio child awaited passes.
 #[leak_test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokio_child_awaited_passes() {
-    let status = tokio::process::Command::new("true").status().await.unwrap();
+    let status = tokio::process::Command::from(quick_child())
+        .status()
+        .await
+        .unwrap();
     assert!(status.success());
 }
 
-/// A child that exits within the settle deadline passes (dropped unwaited: a zombie, not a leak).
+/// A child that exits within the settle deadline passes (dropped unwaited: a zombie on Unix, not a
+/// leak).
 #[leak_test(settle = "5s")]
 fn child_exiting_within_the_deadline_passes() {
-    let child = Command::new("sleep").arg("0.3").spawn().unwrap();
+    let child = sleeper("0.3").spawn().unwrap();
     drop(child);
 }
 
 /// `find` reports a running child, counts it, and kills it afterwards.
 #[test]
 fn find_reports_and_kills_a_running_child() {
-    let child = Command::new("sleep").arg("33").spawn().unwrap();
+    let child = sleeper("33").spawn().unwrap();
     let pid = child.id() as i32;
     let error = Options::new().settle(LEAK_SETTLE).find().unwrap_err();
     assert_eq!(error.processes(), 1, "{error}");
@@ -191,7 +208,7 @@ fn find_reports_and_kills_a_running_child() {
     let survivor = &value["survivors"][0];
     assert_eq!(survivor["kind"], "process", "{json}");
     assert_eq!(survivor["pid"], pid, "{json}");
-    assert_eq!(survivor["command"], "sleep 33", "{json}");
+    assert_eq!(survivor["command"], sleeper_text("33").as_str(), "{json}");
     assert!(
         survivor["origin"]
             .as_str()
@@ -210,8 +227,13 @@ fn find_reports_and_kills_a_running_child() {
 /// `ignore_process` hides a child by program name or glob; `kill_children(false)` leaves it.
 #[test]
 fn ignore_process_hides_the_child() {
-    let mut child = Command::new("sleep").arg("34").spawn().unwrap();
-    for pattern in ["sleep", "sle*", "sleep 3?", "/no/such/*"] {
+    let mut child = sleeper("34").spawn().unwrap();
+    let patterns = if cfg!(windows) {
+        ["ping", "pin*", "ping -n 3? 127.0.0.1", "/no/such/*"]
+    } else {
+        ["sleep", "sle*", "sleep 3?", "/no/such/*"]
+    };
+    for pattern in patterns {
         let verdict = Options::new()
             .settle(Duration::from_millis(100))
             .ignore_process(pattern)
@@ -225,11 +247,10 @@ fn ignore_process_hides_the_child() {
 }
 
 /// Fixture: a child hidden by the attribute's `ignore_process` (it ends by itself in 3 s).
-#[leak_test(settle = "100ms", ignore_process = ["no-such-program", "sleep ?"])]
+#[leak_test(settle = "100ms", ignore_process = ["no-such-program", "sleep ?", "ping -n ? 127.0.0.1"])]
 #[ignore = "fixture, run by ignore_process_attribute_hides_the_child"]
 fn fixture_clean_ignored_process() {
-    let _child = Command::new("sleep")
-        .arg("3")
+    let _child = sleeper("3")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -248,8 +269,7 @@ fn ignore_process_attribute_hides_the_child() {
 #[leak_test(settle = "200ms")]
 #[ignore = "fixture, run by opt_outs"]
 fn fixture_leaky_short_child() {
-    let _child = Command::new("sleep")
-        .arg("5")
+    let _child = sleeper("5")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -260,15 +280,17 @@ fn fixture_leaky_short_child() {
 /// `LEAKCHECK=off` checks no child; `LEAKCHECK_KILL_CHILDREN=off` reports but leaves it running.
 #[test]
 fn opt_outs() {
-    let run = run_ignored("fixture_leaky_short_child", &[("LEAKCHECK", "off")]);
+    let run = common::run_ignored_leaving_children("fixture_leaky_short_child", &[("LEAKCHECK", "off")]);
     assert!(run.success, "{}{}", run.stdout, run.stderr);
-    let run = run_ignored("fixture_leaky_short_child", &[("LEAKCHECK_KILL_CHILDREN", "off")]);
+    let run = common::run_ignored_leaving_children(
+        "fixture_leaky_short_child",
+        &[("LEAKCHECK_KILL_CHILDREN", "off")],
+    );
     assert!(!run.success);
     assert!(run.stdout.contains("were left running"), "{}", run.stdout);
     let pid = reported_pid(&run.stdout);
     assert!(process_exists(pid), "left running");
-    // SAFETY: ends the child the fixture left behind.
-    unsafe { libc::kill(pid, libc::SIGKILL) };
+    common::end_process(pid);
 }
 
 /// `dump()` lists the process's children with the thread that started each.
@@ -276,7 +298,7 @@ fn opt_outs() {
 fn dump_lists_children_with_their_creators() {
     let mut child = std::thread::Builder::new()
         .name("dump-spawner".into())
-        .spawn(|| Command::new("sleep").arg("37").spawn().unwrap())
+        .spawn(|| sleeper("37").spawn().unwrap())
         .unwrap()
         .join()
         .unwrap();
@@ -285,10 +307,10 @@ fn dump_lists_children_with_their_creators() {
         .children()
         .find(|listed| listed.pid() == child.id() as i32)
         .expect("the child is listed");
-    assert_eq!(listed.command(), "sleep 37");
+    assert_eq!(listed.command(), sleeper_text("37"));
     assert_eq!(listed.creator(), Some("dump-spawner"));
     let text = dump.to_string();
-    assert!(text.contains("`sleep 37`"), "{text}");
+    assert!(text.contains(&format!("`{}`", sleeper_text("37"))), "{text}");
     assert!(
         text.contains("started by thread \"dump-spawner\" at tests/it/children.rs:"),
         "{text}"
@@ -298,10 +320,11 @@ fn dump_lists_children_with_their_creators() {
 }
 
 /// Fixture: leaks a thread, and leaves a child that exited unwaited (a zombie).
+#[cfg(target_os = "linux")]
 #[leak_test(settle = "300ms")]
 #[ignore = "fixture, run by zombie_is_a_note_not_a_failure"]
 fn fixture_leaky_thread_and_zombie() {
-    let child = Command::new("true").spawn().unwrap();
+    let child = std::process::Command::new("true").spawn().unwrap();
     let stat = format!("/proc/{}/stat", child.id());
     while !std::fs::read_to_string(&stat).is_ok_and(|text| text.contains(") Z ")) {
         std::thread::sleep(Duration::from_millis(5));
@@ -312,6 +335,7 @@ fn fixture_leaky_thread_and_zombie() {
 
 /// A zombie is not a failure: a report failing for a leaked thread names it in a note, and does
 /// not count it.
+#[cfg(target_os = "linux")]
 #[test]
 fn zombie_is_a_note_not_a_failure() {
     let run = run_ignored("fixture_leaky_thread_and_zombie", &[]);
@@ -331,7 +355,11 @@ fn zombie_is_a_note_not_a_failure() {
 fn fallback_diff_catches_children_and_says_so() {
     let run = run_ignored("fixture_leaky_std_sleep", &[("LEAKCHECK_LINEAGE", "off")]);
     assert!(!run.success);
-    assert!(run.stdout.contains("`sleep 30`"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains(&format!("`{}`", sleeper_text("30"))),
+        "{}",
+        run.stdout
+    );
     assert!(
         run.stdout
             .contains("compared the process's child processes before and after"),
@@ -347,9 +375,4 @@ fn reported_pid(report: &str) -> i32 {
     let start = report.find("(pid ").expect("a pid in the report") + 5;
     let digits: String = report[start..].chars().take_while(char::is_ascii_digit).collect();
     digits.parse().unwrap()
-}
-
-/// Whether a process with this pid exists (a zombie counts).
-fn process_exists(pid: i32) -> bool {
-    std::path::Path::new(&format!("/proc/{pid}")).exists()
 }

@@ -60,20 +60,55 @@ pub fn run_binary_check(test: &str) -> Run {
 /// calling file's module names it (see [`test_path`]).
 #[track_caller]
 pub fn run_ignored(test: &str, envs: &[(&str, &str)]) -> Run {
-    let test = test_path(test);
-    let exe = std::env::current_exe().expect("test binary path");
-    let mut command = Command::new(exe);
-    command.args(["--ignored", "--exact", &test, "--test-threads=1"]);
-    command.env_remove("LEAKCHECK_JSON");
-    for (key, value) in envs {
-        command.env(key, value);
-    }
-    let output = command.output().expect("re-run the test binary");
+    let output = rerun(&test_path(test), envs)
+        .output()
+        .expect("re-run the test binary");
     Run {
         success: output.status.success(),
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     }
+}
+
+/// [`run_ignored`] with the output through files rather than pipes, for a run that leaves a child
+/// process behind: the child inherits the run's output handles (on Windows, every inheritable
+/// handle passes to a child), and reading a pipe would wait until that child ended.
+#[track_caller]
+pub fn run_ignored_leaving_children(test: &str, envs: &[(&str, &str)]) -> Run {
+    let test = test_path(test);
+    let base = std::env::temp_dir().join(format!(
+        "leakcheck-{}-{}",
+        std::process::id(),
+        test.replace(':', "_")
+    ));
+    let (out, err) = (base.with_extension("out"), base.with_extension("err"));
+    let status = rerun(&test, envs)
+        .stdout(std::fs::File::create(&out).expect("output file"))
+        .stderr(std::fs::File::create(&err).expect("output file"))
+        .status()
+        .expect("re-run the test binary");
+    let read = |path: &std::path::Path| {
+        let text = String::from_utf8_lossy(&std::fs::read(path).unwrap_or_default()).into_owned();
+        let _ = std::fs::remove_file(path);
+        text
+    };
+    Run {
+        success: status.success(),
+        stdout: read(&out),
+        stderr: read(&err),
+    }
+}
+
+/// The command that re-runs this test binary on exactly `test`.
+fn rerun(test: &str, envs: &[(&str, &str)]) -> Command {
+    let exe = std::env::current_exe().expect("test binary path");
+    let mut command = Command::new(exe);
+    command.args(["--ignored", "--exact", test, "--test-threads=1"]);
+    command.env_remove("LEAKCHECK_JSON");
+    for (key, value) in envs {
+        command.env(key, value);
+    }
+    command
 }
 
 /// The failures section of libtest's output for `test` (from its `---- test stdout ----`
@@ -154,4 +189,89 @@ pub fn leak_named_thread(name: &str) {
         })
         .expect("spawn");
     std::mem::forget(keep);
+}
+
+/// A child that sleeps about `secs` seconds: `sleep secs` on Unix; on Windows `ping -n N
+/// 127.0.0.1` (one echo a second, `secs` rounded, plus one; output discarded), which Wine has
+/// too (its `timeout` needs a console).
+pub fn sleeper(secs: &str) -> Command {
+    if cfg!(windows) {
+        let mut command = Command::new("ping");
+        command
+            .args(["-n", &pings(secs), "127.0.0.1"])
+            .stdout(std::process::Stdio::null());
+        command
+    } else {
+        let mut command = Command::new("sleep");
+        command.arg(secs);
+        command
+    }
+}
+
+/// The command line a report shows for [`sleeper`]`(secs)`.
+pub fn sleeper_text(secs: &str) -> String {
+    if cfg!(windows) {
+        format!("ping -n {} 127.0.0.1", pings(secs))
+    } else {
+        format!("sleep {secs}")
+    }
+}
+
+/// How many echoes `ping` sends to take `secs` seconds (one second apart).
+fn pings(secs: &str) -> String {
+    (secs.parse::<f64>().expect("seconds").round() as u64 + 1).to_string()
+}
+
+/// A child that exits at once, successfully: `true`, or `cmd /c exit 0` on Windows.
+pub fn quick_child() -> Command {
+    if cfg!(windows) {
+        let mut command = Command::new("cmd");
+        command.args(["/c", "exit 0"]);
+        command
+    } else {
+        Command::new("true")
+    }
+}
+
+/// Whether process `pid` still runs (on Linux a zombie counts).
+pub fn process_exists(pid: i32) -> bool {
+    #[cfg(windows)]
+    {
+        use windows_sys::Win32::Foundation::{CloseHandle, WAIT_TIMEOUT};
+        use windows_sys::Win32::System::Threading::{OpenProcess, WaitForSingleObject, PROCESS_SYNCHRONIZE};
+        // SAFETY: plain arguments; the handle is checked, then closed.
+        unsafe {
+            let handle = OpenProcess(PROCESS_SYNCHRONIZE, 0, pid as u32);
+            if handle.is_null() {
+                return false;
+            }
+            let running = WaitForSingleObject(handle, 0) == WAIT_TIMEOUT;
+            CloseHandle(handle);
+            running
+        }
+    }
+    #[cfg(not(windows))]
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Ends process `pid` (`SIGKILL`; `TerminateProcess` on Windows), for a child a fixture left.
+pub fn end_process(pid: i32) {
+    #[cfg(windows)]
+    {
+        use windows_sys::Win32::Foundation::CloseHandle;
+        use windows_sys::Win32::System::Threading::{OpenProcess, TerminateProcess, PROCESS_TERMINATE};
+        // SAFETY: plain arguments; the handle is checked, then closed.
+        unsafe {
+            let handle = OpenProcess(PROCESS_TERMINATE, 0, pid as u32);
+            if !handle.is_null() {
+                TerminateProcess(handle, 1);
+                CloseHandle(handle);
+            }
+        }
+    }
+    #[cfg(not(windows))]
+    // SAFETY: signalling a process by pid.
+    unsafe {
+        libc::kill(pid, libc::SIGKILL);
+    }
 }
