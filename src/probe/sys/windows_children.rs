@@ -84,3 +84,32 @@ pub(super) fn kill(pid: i32, started: Option<Duration>, patience: Duration) -> b
     // SAFETY: an open handle with PROCESS_TERMINATE and SYNCHRONIZE access.
     unsafe { TerminateProcess(process.0, 1) != 0 && WaitForSingleObject(process.0, millis) == WAIT_OBJECT_0 }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The hook records a child with its creation time; a different creation time names another
+    /// process (a reused pid), which is neither running nor killed; the child itself is.
+    #[test]
+    fn creation_time_tells_the_recorded_child_apart() {
+        let mut child = std::process::Command::new("ping")
+            .args(["-n", "30", "127.0.0.1"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let recorded = crate::probe::children::by_pid(pid).expect("recorded by the hook");
+        assert_eq!(recorded.via, "CreateProcessW");
+        assert_eq!(recorded.argv, ["ping", "-n", "30", "127.0.0.1"]);
+        let started = recorded.started;
+        assert!(started > Duration::ZERO && started <= clock());
+        assert_eq!(liveness(pid, started), Liveness::Running);
+        let other = started + Duration::from_micros(1);
+        assert_eq!(liveness(pid, other), Liveness::Gone);
+        assert!(!kill(pid, Some(other), Duration::from_secs(1)));
+        assert!(kill(pid, Some(started), Duration::from_secs(5)));
+        assert_eq!(liveness(pid, started), Liveness::Gone);
+        child.wait().unwrap();
+    }
+}
