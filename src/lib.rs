@@ -59,9 +59,10 @@
 //!   async stacks with the `taskdump` feature too), shuts it down with a bounded wait, then checks
 //!   threads.
 //! - **Child processes.** leakcheck also interposes `posix_spawn`, `posix_spawnp`, `fork` and
-//!   `vfork`: a test owns the child processes its threads started, and one still running at the end
-//!   fails it (a child that exited unwaited, a zombie, does not). Leaked children are killed and
-//!   reaped after the report (`LEAKCHECK_KILL_CHILDREN=off` keeps them).
+//!   `vfork` (on Windows, hooks the executable's import of `CreateProcessW`): a test owns the child
+//!   processes its threads started, and one still running at the end fails it (a child that exited
+//!   unwaited, a zombie, does not). Leaked children are killed and reaped after the report
+//!   (`LEAKCHECK_KILL_CHILDREN=off` keeps them).
 //! - **Settle.** Work that is finishing gets time to finish: a check retries with backoff up to a
 //!   deadline (2 s by default; `#[leak_test(settle = "5s")]`, [`Options::settle`] or
 //!   `LEAKCHECK_SETTLE`, or `settle` in the package's `[package.metadata.leakcheck]`). A clean pass
@@ -82,7 +83,7 @@
 //! | check | `check.rs` (verdict), `check/` (`settle`, `early`, `threads`, `tasks`, `children`, `untracked`, `wait`, `ownership`) | settle-and-retry and its early verdict, find candidates, classify their waits across the settle window, describe them once, apply the rules |
 //! | rules | `options.rs`, `rules.rs` | the `Options` builder and the ignore rules, built-in ones included |
 //! | report | `report.rs` (text), `report/` (`json`, `names`, `members`, `wait_text`, `hints` + `idioms`, `children`, `github`, `error`) | rendering, grouping, rules to paste, CI annotations and cause-and-fix hints; `LeakError` carries a report |
-//! | probes | `probe.rs`, `probe/` (`lineage` + `node`, `registry`, `interpose`; `children` + `interpose`, `proc`; `fork`; `procfs`; `stack` + `protocol`, `safety`, `handler`, `slots`, `unwinder`; `wakeup`; `symbols`, `symtab`; `unwind` + `walk`, `cfi`, `modules`, `step`; `singleton`; `tasks`, `runtime_workers`; `startup`; `source` + `tokens`, `chains`; `sys` + `linux`, `windows`, `fallback`) | what the OS, tokio and the user's source tell; nothing of options or reports. `sys` is the platform interface, its backend chosen by `cfg` there; Linux's own code (`procfs`, `stack`'s signal protocol, the interposers) sits behind it in its own files, `cfg`s in `probe/` only |
+//! | probes | `probe.rs`, `probe/` (`lineage` + `node`, `registry`, `interpose`; `children` + `interpose`, `proc`; `fork`; `procfs`; `stack` + `protocol`, `safety`, `handler`, `slots`, `unwinder`; `wakeup`; `symbols`, `symtab`; `unwind` + `walk`, `cfi`, `modules`, `step`; `singleton`; `tasks`, `runtime_workers`; `startup`; `source` + `tokens`, `chains`; `sys` + `linux`, `windows` (+ `windows_hook`, `windows_children`), `fallback`) | what the OS, tokio and the user's source tell; nothing of options or reports. `sys` is the platform interface, its backend chosen by `cfg` there; Linux's own code (`procfs`, `stack`'s signal protocol, the interposers) sits behind it in its own files, `cfg`s in `probe/` only |
 //! | settings | `config.rs`, `config/project.rs` | the process's settings, read once: defaults, the package's `[package.metadata.leakcheck]`, the `LEAKCHECK_*` environment |
 //! | model | `model.rs`, `model/` (`frame` + `names`, `location`; `duration`), the ignore kinds | plain data and pure functions every layer shares |
 //! | guide | `_guide/` (Markdown in `docs/guide/`) | the user's manual, no code |

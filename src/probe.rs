@@ -5,7 +5,8 @@
 //!   `lineage/interpose.rs`, the registry of live threads in `lineage/registry.rs`), with each
 //!   thread's raw creation backtrace;
 //! - [`children`]: which thread started which child process (the interposed `posix_spawn`,
-//!   `posix_spawnp`, `fork`, in `children/interpose.rs`), and what `/proc/<pid>` says of it;
+//!   `posix_spawnp`, `fork`, in `children/interpose.rs`; Windows' hooked `CreateProcessW`, in
+//!   `sys/windows_hook.rs`), and what `/proc/<pid>` says of it;
 //! - [`singleton`]: whether a thread was created inside a one-time initializer (a process-wide
 //!   pool in a `static`), from its creation backtrace's raw addresses;
 //! - `fork`: the locks held across an interposed `fork`, and the registries reset in its child;

@@ -2,12 +2,14 @@
 //!
 //! Two modes, as for threads ([`super::threads`]):
 //!
-//! - **Lineage** (Linux with glibc, the interposers in effect): a check owns the children that its
+//! - **Lineage** (Linux with glibc, the interposers in effect; Windows, the `CreateProcessW` import
+//!   hooked): a check owns the children that its
 //!   root thread or any thread descending from it started (`probe::children` indexes each child
 //!   under every ancestor of its creator), minus those alive at entry. A clean pass is one lookup
 //!   and reads no `/proc`.
 //! - **Process diff** (the fallback): a check owns every child of the process that was not there
-//!   at its entry snapshot, read from `/proc/*/stat`. Reports say so.
+//!   at its entry snapshot (`probe::sys::child_pids`: `/proc` on Linux, a Toolhelp snapshot on
+//!   Windows). Reports say so.
 //!
 //! A child that still runs after the settle deadline fails the check. A child that exited but was
 //! never waited for (a zombie) does not: it holds no port, file or CPU, only a process-table slot,
@@ -87,8 +89,8 @@ impl ChildScope {
     pub(crate) fn mode_note(&self) -> Option<String> {
         self.entry_pids.as_ref().map(|_| {
             "leakcheck compared the process's child processes before and after instead of recording \
-             which thread started each (`posix_spawn`/`fork` could not be interposed in this build, \
-             or `LEAKCHECK_LINEAGE=off`): under parallel `cargo test` this can blame children of \
+             which thread started each (`posix_spawn`/`fork` or `CreateProcessW` could not be hooked \
+             in this build, or `LEAKCHECK_LINEAGE=off`): under parallel `cargo test` this can blame children of \
              other tests; the creation site is known only where the interposers recorded it."
                 .to_string()
         })
