@@ -19,8 +19,9 @@
 //!   pass.
 //!
 //! Backends: `linux` (`/proc`, the signal protocol, the `pthread_create` and `posix_spawn`
-//! interposers), `windows` (Toolhelp snapshots, thread descriptions) and `fallback` (every other
-//! target, macOS included: it lists nothing and says so).
+//! interposers), `windows` (Toolhelp snapshots, thread descriptions), `macos` (Mach thread ports,
+//! libpthread's introspection hook; `target_os = "macos"`, as `libproc` is macOS-only) and
+//! `fallback` (every other target: it lists nothing and says so).
 
 #[cfg(target_os = "linux")]
 #[path = "sys/linux.rs"]
@@ -28,7 +29,10 @@ mod imp;
 #[cfg(windows)]
 #[path = "sys/windows.rs"]
 mod imp;
-#[cfg(not(any(target_os = "linux", windows)))]
+#[cfg(target_os = "macos")]
+#[path = "sys/macos.rs"]
+mod imp;
+#[cfg(not(any(target_os = "linux", windows, target_os = "macos")))]
 #[path = "sys/fallback.rs"]
 mod imp;
 
