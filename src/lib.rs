@@ -52,8 +52,8 @@
 //!   never blame each other, and a clean check costs one lookup of the test's own threads. Where
 //!   interposition does not take effect, it falls back to a before/after diff of the process's
 //!   threads and says so in the report. On Windows the executable's import of `CreateThread` is
-//!   hooked to the same effect; macOS has no backend yet and says once per process that it
-//!   checks no thread (see the [guide's limits](crate::_guide::limits)).
+//!   hooked to the same effect, and on macOS libpthread's introspection hook (compiled, not run
+//!   in CI; see the [guide's limits](crate::_guide::limits)).
 //! - **Tasks.** An async `#[leak_test]` builds the test's runtime, checks its tasks inside it
 //!   before shutting it down (tokio's runtime metrics; spawn sites with `--cfg tokio_unstable`;
 //!   async stacks with the `taskdump` feature too), shuts it down with a bounded wait, then checks
@@ -82,7 +82,7 @@
 //! | check | `check.rs` (verdict), `check/` (`settle`, `early`, `threads`, `tasks`, `children`, `untracked`, `wait`, `ownership`) | settle-and-retry and its early verdict, find candidates, classify their waits across the settle window, describe them once, apply the rules |
 //! | rules | `options.rs`, `rules.rs` | the `Options` builder and the ignore rules, built-in ones included |
 //! | report | `report.rs` (text), `report/` (`json`, `names`, `members`, `wait_text`, `hints` + `idioms`, `children`, `github`, `error`) | rendering, grouping, rules to paste, CI annotations and cause-and-fix hints; `LeakError` carries a report |
-//! | probes | `probe.rs`, `probe/` (`lineage` + `node`, `registry`, `interpose`; `children` + `interpose`, `proc`; `fork`; `procfs`; `stack` + `protocol`, `safety`, `handler`, `slots`, `unwinder`; `wakeup`; `symbols`, `symtab`; `unwind` + `walk`, `cfi`, `modules`, `step`; `singleton`; `tasks`, `runtime_workers`; `startup`; `source` + `tokens`, `chains`; `sys` + `linux`, `windows`, `fallback`) | what the OS, tokio and the user's source tell; nothing of options or reports. `sys` is the platform interface, its backend chosen by `cfg` there; Linux's own code (`procfs`, `stack`'s signal protocol, the interposers) sits behind it in its own files, `cfg`s in `probe/` only |
+//! | probes | `probe.rs`, `probe/` (`lineage` + `node`, `registry`, `interpose`, `handoff`; `children` + `interpose`, `proc`; `fork`; `procfs`; `stack` + `protocol`, `safety`, `handler`, `slots`, `unwinder`; `wakeup`; `symbols`, `symtab`; `unwind` + `walk`, `cfi`, `modules`, `step`; `singleton`; `tasks`, `runtime_workers`; `startup`; `source` + `tokens`, `chains`; `sys` + `linux`, `windows`, `macos`, `fallback`) | what the OS, tokio and the user's source tell; nothing of options or reports. `sys` is the platform interface, its backend chosen by `cfg` there; Linux's own code (`procfs`, `stack`'s signal protocol, the interposers) sits behind it in its own files, `cfg`s in `probe/` only |
 //! | settings | `config.rs`, `config/project.rs` | the process's settings, read once: defaults, the package's `[package.metadata.leakcheck]`, the `LEAKCHECK_*` environment |
 //! | model | `model.rs`, `model/` (`frame` + `names`, `location`; `duration`), the ignore kinds | plain data and pure functions every layer shares |
 //! | guide | `_guide/` (Markdown in `docs/guide/`) | the user's manual, no code |
