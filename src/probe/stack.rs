@@ -39,6 +39,9 @@ mod unwinder;
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 use protocol as imp;
 
+#[cfg(any(target_os = "macos", test))]
+mod frame_pointers;
+
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 mod other;
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
