@@ -73,6 +73,6 @@ fn at_exit_without_status(handler: fn(Option<i32>)) {
 }
 
 /// Captures the current stack of each thread in `tids`: see [`super::stack::capture`]. The
-/// backend for this lives in `probe::stack` (the signal protocol on Linux with glibc, a "not
-/// captured here" answer elsewhere).
+/// backend for this lives in `probe::stack` (the signal protocol on Linux with glibc, suspension
+/// and a frame-pointer walk on macOS, a "not captured here" answer elsewhere).
 pub(crate) use super::stack::capture;

@@ -4,11 +4,7 @@ use super::{Captured, Policy};
 use std::time::Duration;
 
 /// Why no stack of another thread can be captured here, shown in reports.
-#[cfg(not(target_os = "macos"))]
 const WHY: &str = "capturing other threads' stacks is implemented only for Linux with glibc";
-/// macOS: threads would have to be suspended to read their registers; not done yet.
-#[cfg(target_os = "macos")]
-const WHY: &str = "other threads' stacks are not captured on macOS";
 
 /// See [`super::capture`]: every thread is [`Captured::Unsupported`].
 pub(super) fn capture(tids: &[i32], _timeout: Duration, _policy: Policy) -> Vec<Captured> {

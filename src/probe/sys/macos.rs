@@ -1,6 +1,7 @@
 //! macOS (aarch64 and x86_64). Compiled and linted in CI, never run there (no macOS runner):
 //! what it relies on is cited from Apple's headers and sources, and its logic that is not a
-//! system call (the creator-to-thread hand-off) is shared and tested on Linux.
+//! system call (the creator-to-thread hand-off, the frame-pointer walk) is shared and tested on
+//! Linux.
 //!
 //! - **Thread ids.** A thread's id is the name of its Mach thread port in this task, as
 //!   `task_threads` lists it and as `pthread_mach_thread_np(pthread_self())` gives it to the
@@ -23,8 +24,8 @@
 //!   reads a child's zombie state from Linux's `/proc` only, so a zombie listed here would fail
 //!   the test as a running child. Their creation is not hooked (no interposing here), so checks
 //!   compare the process's children before and after, and reports say so.
-//! - **Stacks** of other threads are not captured (that would mean suspending each one to read
-//!   its registers); reports give the creation chain and say the stack is not captured here.
+//! - **Stacks** of other threads: each is suspended, its registers and stack copied, and
+//!   resumed; the frame pointers are walked in the copy (`probe::stack`'s `suspend`).
 
 #[path = "macos_hook.rs"]
 mod hook;
@@ -34,10 +35,11 @@ use std::ffi::{c_char, c_int};
 use super::Unseen;
 use crate::model::KernelWait;
 
-/// Checks run here with lineage, as on Linux; these parts are missing.
+/// Checks run here with lineage, as on Linux; this part is missing.
 pub(crate) const UNSEEN: &[Unseen] = &[Unseen {
-    what: "leaked threads' stacks",
-    why: "not captured on macOS; reports give each thread's name, run state and creation site",
+    what: "leaked threads' waits",
+    why: "macOS tells only a thread's run state: reports do not classify waits, and a check with \
+          survivors settles to its deadline",
 }];
 
 extern "C" {
