@@ -77,7 +77,7 @@ fn capture_other(port: libc::thread_act_t, buffer: &mut [u8]) -> Captured {
     // SAFETY: a lookup in libpthread's list; null if no pthread has this port.
     let thread = unsafe { libc::pthread_from_mach_thread_np(port) };
     if thread == 0 {
-        return Captured::Unsupported("not a pthread: its stack's bounds are unknown");
+        return Captured::Unsupported("a Mach thread, not a pthread: its stack's bounds are unknown");
     }
     // SAFETY: both validate `thread` against libpthread's list under its lock.
     let (top, size) = unsafe {
@@ -102,7 +102,10 @@ fn capture_other(port: libc::thread_act_t, buffer: &mut [u8]) -> Captured {
     unsafe { thread_resume(port) };
     match (registers, copied) {
         (Some(registers), Some(len)) => Captured::Frames(frame_pointers::walk(&buffer[..len], registers)),
-        (Some(_), None) => Captured::Unsupported("its stack pointer is outside its pthread stack"),
+        (Some(_), None) => Captured::Unsupported(
+            "its stack could not be copied (its stack pointer is outside its pthread stack, or the \
+             stack is going away)",
+        ),
         (None, _) => Captured::Exited,
     }
 }
