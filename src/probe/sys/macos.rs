@@ -1,7 +1,7 @@
-//! macOS (aarch64 and x86_64). Compiled and linted in CI, never run there (no macOS runner):
-//! what it relies on is cited from Apple's headers and sources, and its logic that is not a
-//! system call (the creator-to-thread hand-off, the frame-pointer walk) is shared and tested on
-//! Linux.
+//! macOS (aarch64 and x86_64). **Compiled and linted for both targets, never run**: there is no
+//! Mac in leakcheck's CI. What it relies on is cited from Apple's headers and sources, and its
+//! logic that is not a system call (the creator-to-thread hand-off, the frame-pointer walk) is
+//! shared and tested on Linux.
 //!
 //! - **Thread ids.** A thread's id is the name of its Mach thread port in this task, as
 //!   `task_threads` lists it and as `pthread_mach_thread_np(pthread_self())` gives it to the
