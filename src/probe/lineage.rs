@@ -37,9 +37,11 @@
 //! check layer does not charge it to that test (leakcheck's singleton probe tells such threads
 //! apart).
 
-// The creator-to-thread hand-off of macOS's introspection hook (tested on every platform).
+// Lineage from creation events: macOS's introspection hook (tested on every platform).
 #[cfg(any(target_os = "macos", test))]
-pub(crate) mod handoff;
+pub(crate) mod events;
+#[cfg(any(target_os = "macos", test))]
+mod handoff;
 #[cfg(all(target_os = "linux", target_env = "gnu", not(target_feature = "crt-static")))]
 mod interpose;
 mod node;

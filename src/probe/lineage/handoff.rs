@@ -1,7 +1,7 @@
 //! The hand-off of a new thread's node from its creator to the thread itself, where the platform
 //! reports creation as two events instead of a call leakcheck wraps: macOS's introspection hook
 //! sees the creation on the creating thread and the start on the new one, with only the new
-//! thread's `pthread_t` in common (`probe/sys/macos_hook.rs`).
+//! thread's `pthread_t` in common (see [`super::events`]).
 //!
 //! A fixed table of atomic (key, value) pairs: no allocation and no lock, so that it is safe
 //! wherever the platform calls its hook. A key is the new thread's handle, a value its node as a

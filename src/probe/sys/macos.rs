@@ -1,7 +1,7 @@
 //! macOS (aarch64 and x86_64). **Compiled and linted for both targets, never run**: there is no
 //! Mac in leakcheck's CI. What it relies on is cited from Apple's headers and sources, and its
-//! logic that is not a system call (the creator-to-thread hand-off, the frame-pointer walk) is
-//! shared and tested on Linux.
+//! logic that is not a system call (what each thread event does to the lineage registry, the
+//! creator-to-thread hand-off, the frame-pointer walk) is shared and tested on Linux.
 //!
 //! - **Thread ids.** A thread's id is the name of its Mach thread port in this task, as
 //!   `task_threads` lists it and as `pthread_mach_thread_np(pthread_self())` gives it to the
@@ -16,9 +16,10 @@
 //!   come from `thread_info` on the port: `THREAD_EXTENDED_INFO`'s `pth_name` (what
 //!   `pthread_setname_np`, so `std::thread::Builder::name`, sets) and `THREAD_BASIC_INFO`'s
 //!   `run_state`. Nothing else of a wait (no system call, no wake-up time) is told here.
-//! - **Creation** is hooked with libpthread's introspection hook ([`hook`]), installed before
-//!   `main` from macOS 10.14 on (earlier releases may send a thread's start before its creation):
-//!   threads are attributed per test exactly, as on Linux.
+//! - **Creation** is hooked with libpthread's introspection hook ([`hook`], which hands each
+//!   event to `probe::lineage::events`), installed before `main` from macOS 10.14 on (earlier
+//!   releases may send a thread's start before its creation): threads are attributed per test
+//!   exactly, as on Linux.
 //! - **Children**: `proc_listchildpids(getpid())` (it returns a count of pids, libproc's
 //!   `bytes / sizeof(int)`), without zombies (`proc_pidinfo`'s `PROC_PIDTBSDINFO`): the check
 //!   reads a child's zombie state from Linux's `/proc` only, so a zombie listed here would fail

@@ -14,34 +14,28 @@
 //! - `DESTROY`: when the `pthread_t` is freed (by the ending thread, its joiner, or the creator
 //!   when creation failed); paired with `CREATE`, with or without a START in between.
 //!
-//! So leakcheck does on these events what Linux's interposed `pthread_create` does around the real
-//! one: on `CREATE` it registers the new thread's node on the creating thread (its creator and
-//! creation backtrace, `registry::register_child`) and hands it to the new thread through
-//! [`IN_FLIGHT`] (a lock-free table keyed by the `pthread_t`, `probe::lineage::handoff`, tested on
-//! every platform); on `START` the thread takes it and installs it as its own
-//! (`registry::enter_child`, which records its id); on `TERMINATE` it is unregistered, found by
-//! the thread's id; on `DESTROY` a node never taken (the thread never started) is unregistered.
-//! A workqueue thread's node is a root that no test owns (the kernel made the thread, for GCD's
-//! pool). Threads that bypass libpthread (raw Mach threads) are not seen.
+//! Each event goes to `probe::lineage::events` (what it does there is tested on every platform):
+//! `CREATE` registers the new thread's node on the creating thread, as Linux's interposed
+//! `pthread_create` does, `START` installs it as the thread's own, `TERMINATE` unregisters it,
+//! `DESTROY` unregisters a thread that never started; a workqueue thread's node is a root that no
+//! test owns. Threads that bypass libpthread (raw Mach threads) are not seen.
 //!
 //! What the hook relies on, where libpthread calls it: `CREATE`, `START` and `TERMINATE` run with
 //! no libpthread lock held and on an ordinary thread, so they may lock the registry and allocate,
-//! as the Linux interposer does on the same paths; `DESTROY` only reads the table, and frees a
-//! node only for a creation that failed (on the creator, after libpthread undid it). The
+//! as the Linux interposer does on the same paths; `DESTROY` only reads a lock-free table, and
+//! frees a node only for a creation that failed (on the creator, after libpthread undid it). The
 //! thread's `thread_local!` storage is not touched after its destructors ran (`TERMINATE` finds
-//! the node by id, not through the thread's `CURRENT`): touching it there would allocate it anew.
-//! From `TERMINATE` on the thread runs no more of the program's code, so its `CURRENT`, which
-//! pointed at the node just freed, is never read again (except when the last thread of a process
-//! whose `main` called `pthread_exit` runs the exit handlers: Rust programs do not do that).
-//! Unlike Linux, `fork` is not interposed: a forked child that creates threads before it execs
-//! inherits the registry as it was (and its lock, if another thread held it then).
+//! the node by the thread's id): touching it there would allocate it anew. From `TERMINATE` on the
+//! thread runs no more of the program's code, so its `thread_local!` pointer to the node just
+//! freed is never read again (except when the last thread of a process whose `main` called
+//! `pthread_exit` runs the exit handlers: Rust programs do not do that). Unlike Linux, `fork` is
+//! not interposed: a forked child that creates threads before it execs inherits the registry as it
+//! was (and its lock, if another thread held it then).
 
 use std::ffi::{c_uint, c_void};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
 
-use crate::probe::lineage::handoff::Handoff;
-use crate::probe::lineage::{self, registry, Node};
+use crate::probe::lineage::events;
 
 /// The events of `<pthread/introspection.h>`.
 const CREATE: c_uint = 1;
@@ -61,10 +55,6 @@ extern "C" {
 /// The hook installed before ours, as an address (0: none).
 static PREVIOUS: AtomicUsize = AtomicUsize::new(0);
 static INSTALLED: AtomicBool = AtomicBool::new(false);
-/// Nodes of threads created but not started yet, keyed by `pthread_t`. 1024 creations in
-/// flight at once (16 KiB); a creation that finds its window full goes unregistered, and its
-/// thread is one that the lineage registry never saw.
-static IN_FLIGHT: Handoff<1024> = Handoff::new();
 
 /// Whether the hook is in place.
 pub(super) fn installed() -> bool {
@@ -87,10 +77,11 @@ pub(super) fn install() {
 /// libpthread's introspection hook: see the module docs. Never unwinds (`extern "C"`).
 unsafe extern "C" fn hook(event: c_uint, thread: libc::pthread_t, addr: *mut c_void, size: libc::size_t) {
     match event {
-        CREATE => created(thread),
-        START => started(thread),
-        TERMINATE => terminating(),
-        DESTROY => destroyed(thread),
+        // SAFETY: no preconditions.
+        CREATE => events::created(thread, thread == unsafe { libc::pthread_self() }),
+        START => events::started(thread),
+        TERMINATE => events::ending(super::current_tid()),
+        DESTROY => events::destroyed(thread),
         _ => {}
     }
     let previous = PREVIOUS.load(Ordering::Acquire);
@@ -98,48 +89,5 @@ unsafe extern "C" fn hook(event: c_uint, thread: libc::pthread_t, addr: *mut c_v
         // SAFETY: the hook that `pthread_introspection_hook_install` returned, with the
         // arguments libpthread gave us.
         unsafe { std::mem::transmute::<usize, Hook>(previous)(event, thread, addr, size) };
-    }
-}
-
-/// `CREATE`: registers the new thread's node and hands it over.
-fn created(thread: libc::pthread_t) {
-    // SAFETY: no preconditions.
-    let node = if thread == unsafe { libc::pthread_self() } {
-        // A workqueue thread, announcing itself: no program thread created it.
-        lineage::detached(registry::register_child)
-    } else {
-        registry::register_child()
-    };
-    let raw = Arc::into_raw(node);
-    if !IN_FLIGHT.put(thread, raw as usize) {
-        // SAFETY: not handed over: the reference is still ours.
-        let node = unsafe { Arc::from_raw(raw) };
-        registry::unregister(&node);
-    }
-}
-
-/// `START`, on the new thread: installs its node. The registry's reference keeps the node alive
-/// until [`terminating`] unregisters it; this one is dropped here.
-fn started(thread: libc::pthread_t) {
-    if let Some(raw) = IN_FLIGHT.take(thread) {
-        // SAFETY: the `Arc::into_raw` that `created` put in the table for this thread, taken once.
-        let node = unsafe { Arc::from_raw(raw as *const Node) };
-        registry::enter_child(&node);
-    }
-}
-
-/// `TERMINATE`, on the ending thread: unregisters its node, found by the thread's id.
-fn terminating() {
-    if let Some(node) = registry::by_tid(super::current_tid()) {
-        registry::unregister(&node);
-    }
-}
-
-/// `DESTROY`: a thread that never started still has its node in the table.
-fn destroyed(thread: libc::pthread_t) {
-    if let Some(raw) = IN_FLIGHT.take(thread) {
-        // SAFETY: as in `started`: the handed-over reference, taken once.
-        let node = unsafe { Arc::from_raw(raw as *const Node) };
-        registry::unregister(&node);
     }
 }
