@@ -41,6 +41,10 @@ pub(crate) use imp::{
     thread_name, threads, UNSEEN,
 };
 
+/// This task's port (`mach_task_self()`), for the stack capture's suspend-and-copy.
+#[cfg(target_os = "macos")]
+pub(crate) use imp::task;
+
 /// The number of system call `name` where wait readings carry system calls (Linux), else
 /// `None`: for tests of the wait classification.
 #[cfg(test)]

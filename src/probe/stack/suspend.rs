@@ -32,9 +32,6 @@ use super::{Captured, Policy};
 const COPY_BYTES: usize = 512 * 1024;
 
 extern "C" {
-    /// `<mach/mach_init.h>`: this task's port (as in `probe/sys/macos.rs`).
-    #[link_name = "mach_task_self_"]
-    static TASK_SELF: libc::mach_port_t;
     /// `<mach/thread_act.h>`: stops the thread from running user code (a count; see resume).
     fn thread_suspend(thread: libc::thread_act_t) -> libc::kern_return_t;
     /// `<mach/thread_act.h>`: undoes one `thread_suspend`.
@@ -121,7 +118,7 @@ fn copy(sp: u64, bottom: u64, top: u64, buffer: &mut [u8]) -> Option<usize> {
     // SAFETY: `buffer` holds `len` bytes; the kernel checks the source range.
     let result = unsafe {
         vm_read_overwrite(
-            TASK_SELF,
+            crate::probe::sys::task(),
             sp as libc::vm_address_t,
             len as libc::vm_size_t,
             buffer.as_mut_ptr() as libc::vm_address_t,

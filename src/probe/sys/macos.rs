@@ -54,7 +54,7 @@ extern "C" {
 }
 
 /// This task's port (`mach_task_self()`).
-fn task() -> libc::mach_port_t {
+pub(crate) fn task() -> libc::mach_port_t {
     // SAFETY: set by libSystem before any code of the program runs, never changed.
     unsafe { TASK_SELF }
 }
