@@ -52,8 +52,8 @@
 //!   never blame each other, and a clean check costs one lookup of the test's own threads. Where
 //!   interposition does not take effect, it falls back to a before/after diff of the process's
 //!   threads and says so in the report. On Windows the executable's import of `CreateThread` is
-//!   hooked to the same effect; macOS has no backend yet and says once per process that it
-//!   checks no thread (see the [guide's limits](crate::_guide::limits)).
+//!   hooked to the same effect, and on macOS libpthread's introspection hook (compiled, not run
+//!   in CI; see the [guide's limits](crate::_guide::limits)).
 //! - **Tasks.** An async `#[leak_test]` builds the test's runtime, checks its tasks inside it
 //!   before shutting it down (tokio's runtime metrics; spawn sites with `--cfg tokio_unstable`;
 //!   async stacks with the `taskdump` feature too), shuts it down with a bounded wait, then checks
@@ -68,8 +68,9 @@
 //!   `LEAKCHECK_SETTLE`, or `settle` in the package's `[package.metadata.leakcheck]`). A clean pass
 //!   never waits, and a leak fails as soon as its survivors provably cannot end before the
 //!   deadline (every thread that could wake one is blocked with no wake-up of its own due).
-//! - **Reports.** Each surviving thread's current stack is captured with a signal (Linux), library
-//!   frames are folded, identical survivors are grouped, and a hint names the likely cause.
+//! - **Reports.** Each surviving thread's current stack is captured (with a signal on Linux, by
+//!   suspending it on macOS), library frames are folded, identical survivors are grouped, and a
+//!   hint names the likely cause.
 //!
 //! # How the crate is built
 //!
@@ -83,7 +84,7 @@
 //! | check | `check.rs` (verdict), `check/` (`settle`, `early`, `threads`, `tasks`, `children`, `untracked`, `wait`, `ownership`) | settle-and-retry and its early verdict, find candidates, classify their waits across the settle window, describe them once, apply the rules |
 //! | rules | `options.rs`, `rules.rs` | the `Options` builder and the ignore rules, built-in ones included |
 //! | report | `report.rs` (text), `report/` (`json`, `names`, `members`, `wait_text`, `hints` + `idioms`, `children`, `github`, `error`) | rendering, grouping, rules to paste, CI annotations and cause-and-fix hints; `LeakError` carries a report |
-//! | probes | `probe.rs`, `probe/` (`lineage` + `node`, `registry`, `interpose`; `children` + `interpose`, `proc`; `fork`; `procfs`; `stack` + `protocol`, `safety`, `handler`, `slots`, `unwinder`; `wakeup`; `symbols`, `symtab`; `unwind` + `walk`, `cfi`, `modules`, `step`; `singleton`; `tasks`, `runtime_workers`; `startup`; `source` + `tokens`, `chains`; `sys` + `linux`, `windows` (+ `windows_hook`, `windows_children`), `fallback`) | what the OS, tokio and the user's source tell; nothing of options or reports. `sys` is the platform interface, its backend chosen by `cfg` there; Linux's own code (`procfs`, `stack`'s signal protocol, the interposers) sits behind it in its own files, `cfg`s in `probe/` only |
+//! | probes | `probe.rs`, `probe/` (`lineage` + `node`, `registry`, `interpose`, `events`, `handoff`; `children` + `interpose`, `proc`; `fork`; `procfs`; `stack` + `protocol`, `safety`, `handler`, `slots`, `unwinder`, `suspend`, `frame_pointers`; `wakeup`; `symbols`, `symtab`; `unwind` + `walk`, `cfi`, `modules`, `step`; `singleton`; `tasks`, `runtime_workers`; `startup`; `source` + `tokens`, `chains`; `sys` + `linux`, `windows` (+ `windows_hook`, `windows_children`), `macos`, `fallback`) | what the OS, tokio and the user's source tell; nothing of options or reports. `sys` is the platform interface, its backend chosen by `cfg` there; Linux's own code (`procfs`, `stack`'s signal protocol, the interposers) sits behind it in its own files, `cfg`s in `probe/` only |
 //! | settings | `config.rs`, `config/project.rs` | the process's settings, read once: defaults, the package's `[package.metadata.leakcheck]`, the `LEAKCHECK_*` environment |
 //! | model | `model.rs`, `model/` (`frame` + `names`, `location`; `duration`), the ignore kinds | plain data and pure functions every layer shares |
 //! | guide | `_guide/` (Markdown in `docs/guide/`) | the user's manual, no code |

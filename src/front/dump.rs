@@ -51,7 +51,7 @@ pub struct DumpedThread {
 }
 
 impl DumpedThread {
-    /// The kernel thread id.
+    /// The kernel thread id (on macOS, the name of the thread's Mach port in this process).
     ///
     /// # Examples
     ///

@@ -9,11 +9,11 @@
 //! pointers of the creation backtrace (symbols are resolved only when a report is printed) and,
 //! once the thread runs, its kernel thread id.
 //!
-//! Nodes are created by an interposed `pthread_create` (see [`interpose`]): it runs on the
-//! creating
-//! thread, registers the new node *before* the thread exists (so a check right after a spawn
-//! sees it) and starts the thread through a trampoline that installs the node as the thread's own. The
-//! node is unregistered when the thread is truly gone: by the destructor of a pthread key, which
+//! Nodes are created by an interposed `pthread_create` (see [`interpose`]; Windows and macOS hook
+//! creation their own way, in `probe/sys/`, to the same effect): it runs on the creating thread,
+//! registers the new node *before* the thread exists (so a check right after a spawn sees it) and
+//! starts the thread through a trampoline that installs the node as the thread's own. The node is
+//! unregistered when the thread is truly gone: by the destructor of a pthread key, which
 //! glibc runs after the start routine returned or `pthread_exit` unwound it, and after the thread's
 //! `thread_local!` destructors (a thread stuck in one of those is still alive, and reported).
 //!
@@ -37,6 +37,11 @@
 //! check layer does not charge it to that test (leakcheck's singleton probe tells such threads
 //! apart).
 
+// Lineage from creation events: macOS's introspection hook (tested on every platform).
+#[cfg(any(target_os = "macos", test))]
+pub(crate) mod events;
+#[cfg(any(target_os = "macos", test))]
+mod handoff;
 #[cfg(all(target_os = "linux", target_env = "gnu", not(target_feature = "crt-static")))]
 mod interpose;
 mod node;

@@ -19,6 +19,9 @@
 //! - [`safety`]: whether a thread may be signalled at all, decided from `/proc` under a
 //!   [`Policy`] (no visible `EINTR`, no signal taken by a `sigwait`er, no overflowed stack).
 //!
+//! macOS suspends each thread instead, copies its registers and stack, resumes it, and walks the
+//! frame pointers in the copy (`suspend`, `frame_pointers`).
+//!
 //! Capture can be turned off with `LEAKCHECK_STACKS=off` (for programs that own every real-time
 //! signal, or to rule leakcheck out while debugging).
 
@@ -39,9 +42,16 @@ mod unwinder;
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 use protocol as imp;
 
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+#[cfg(any(target_os = "macos", test))]
+mod frame_pointers;
+#[cfg(target_os = "macos")]
+mod suspend;
+#[cfg(target_os = "macos")]
+use suspend as imp;
+
+#[cfg(not(any(all(target_os = "linux", target_env = "gnu"), target_os = "macos")))]
 mod other;
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+#[cfg(not(any(all(target_os = "linux", target_env = "gnu"), target_os = "macos")))]
 use other as imp;
 
 /// What [`capture`] learned about one thread.

@@ -23,8 +23,9 @@
 //!
 //! Backends: `linux` (`/proc`, the signal protocol, the `pthread_create` and `posix_spawn`
 //! interposers), `windows` (Toolhelp snapshots, thread descriptions, the `CreateThread` and
-//! `CreateProcessW` import hooks, process handles) and `fallback` (every other target, macOS
-//! included: it lists nothing and says so).
+//! `CreateProcessW` import hooks, process handles), `macos` (Mach thread ports, libpthread's
+//! introspection hook; `target_os = "macos"`, as `libproc` is macOS-only) and `fallback` (every
+//! other target: it lists nothing and says so).
 
 #[cfg(target_os = "linux")]
 #[path = "sys/linux.rs"]
@@ -32,7 +33,10 @@ mod imp;
 #[cfg(windows)]
 #[path = "sys/windows.rs"]
 mod imp;
-#[cfg(not(any(target_os = "linux", windows)))]
+#[cfg(target_os = "macos")]
+#[path = "sys/macos.rs"]
+mod imp;
+#[cfg(not(any(target_os = "linux", windows, target_os = "macos")))]
 #[path = "sys/fallback.rs"]
 mod imp;
 
@@ -41,6 +45,10 @@ pub(crate) use imp::{
     creation_hook, current_tid, kernel_wait, kill_child, process_clock, thread_count, thread_name, threads,
     KILLED, UNSEEN,
 };
+
+/// This task's port (`mach_task_self()`), for the stack capture's suspend-and-copy.
+#[cfg(target_os = "macos")]
+pub(crate) use imp::task;
 
 /// The number of system call `name` where wait readings carry system calls (Linux), else
 /// `None`: for tests of the wait classification.
@@ -93,6 +101,6 @@ fn at_exit_without_status(handler: fn(Option<i32>)) {
 }
 
 /// Captures the current stack of each thread in `tids`: see [`super::stack::capture`]. The
-/// backend for this lives in `probe::stack` (the signal protocol on Linux with glibc, a "not
-/// captured here" answer elsewhere).
+/// backend for this lives in `probe::stack` (the signal protocol on Linux with glibc, suspension
+/// and a frame-pointer walk on macOS, a "not captured here" answer elsewhere).
 pub(crate) use super::stack::capture;

@@ -1,6 +1,6 @@
-//! Every target without a backend (macOS included, for now): lists no thread and no child, so
-//! checks of threads and children cannot run; [`UNSEEN`] says so once per process instead of
-//! letting every check pass in silence. Tokio tasks are checked as everywhere (tokio's metrics).
+//! Every target without a backend (iOS and the other Apple systems too): lists no thread and no
+//! child, so checks of threads and children cannot run; [`UNSEEN`] says so once per process
+//! instead of letting every check pass in silence. Tokio tasks are checked as everywhere (tokio's metrics).
 
 use std::time::Duration;
 
