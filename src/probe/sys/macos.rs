@@ -33,7 +33,9 @@ mod hook;
 
 use std::ffi::{c_char, c_int};
 
-use super::Unseen;
+use std::time::Duration;
+
+use super::{ChildStat, Liveness, Unseen};
 use crate::model::KernelWait;
 
 /// Checks run here with lineage, as on Linux; this part is missing.
@@ -222,6 +224,31 @@ pub(crate) fn child_pids() -> Option<Vec<i32>> {
         }
         capacity = capacity.checked_mul(4).filter(|&more| more <= 1 << 20)?;
     }
+}
+
+/// Children are diffed here, never recorded: what follows answers for a recorded child, and the
+/// diff's reports say what they do not know (state, age), as before the interface had them.
+pub(crate) const KILLED: &str = "killed";
+
+pub(crate) fn process_clock() -> Duration {
+    Duration::ZERO
+}
+
+pub(crate) fn child_liveness(_pid: i32, _started: Duration) -> Liveness {
+    Liveness::Gone
+}
+
+pub(crate) fn child_stat(_pid: i32) -> Option<ChildStat> {
+    None
+}
+
+pub(crate) fn child_cmdline(_pid: i32) -> Vec<String> {
+    Vec::new()
+}
+
+/// Leaked children are not killed here (yet).
+pub(crate) fn kill_child(_pid: i32, _started: Option<Duration>, _patience: Duration) -> bool {
+    false
 }
 
 /// Whether child `pid` has exited and waits to be reaped (unknown: no).
