@@ -49,9 +49,16 @@ mod suspend;
 #[cfg(target_os = "macos")]
 use suspend as imp;
 
-#[cfg(not(any(all(target_os = "linux", target_env = "gnu"), target_os = "macos")))]
+#[cfg(any(windows, test))]
+mod copy;
+#[cfg(windows)]
+mod windows;
+#[cfg(windows)]
+use windows as imp;
+
+#[cfg(not(any(all(target_os = "linux", target_env = "gnu"), target_os = "macos", windows)))]
 mod other;
-#[cfg(not(any(all(target_os = "linux", target_env = "gnu"), target_os = "macos")))]
+#[cfg(not(any(all(target_os = "linux", target_env = "gnu"), target_os = "macos", windows)))]
 use other as imp;
 
 /// What [`capture`] learned about one thread.
