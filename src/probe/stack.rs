@@ -55,6 +55,9 @@ mod copy;
 mod windows;
 #[cfg(windows)]
 use windows as imp;
+/// A suspended thread's registers and stack copy, for reading its wait (`sys/windows_wait.rs`).
+#[cfg(all(windows, target_arch = "x86_64"))]
+pub(crate) use windows::imp::Snapshot;
 
 #[cfg(not(any(all(target_os = "linux", target_env = "gnu"), target_os = "macos", windows)))]
 mod other;

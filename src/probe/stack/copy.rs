@@ -89,6 +89,14 @@ impl StackCopy {
         Some(self.words[(address - self.base()) / size_of::<usize>()])
     }
 
+    /// The word that lay at `address` of the original stack, if that part was copied.
+    pub(crate) fn read_original(&self, address: usize) -> Option<usize> {
+        match self.original.contains(&address) {
+            true => self.read(self.relocate(address)),
+            false => None,
+        }
+    }
+
     /// Pops a leaf function's frame: a function without unwind data pushed nothing, so the
     /// return address is the word at its stack pointer. Returns `(return address, caller's
     /// stack pointer)`, or `None` when `sp` is outside the copy.
@@ -140,6 +148,8 @@ mod tests {
         assert_eq!(copy.read(base + 40), None, "past the copied words");
         assert_eq!(copy.read(base + 3), None, "unaligned");
         assert_eq!(copy.relocate(0x40_1234), 0x40_1234);
+        assert_eq!(copy.read_original(SP + 16), Some(0x40_5678));
+        assert_eq!(copy.read_original(SP + 40), None);
         assert_eq!(copy.pop_leaf(base), Some((0x40_1234, base + 8)));
         assert_eq!(copy.pop_leaf(base + 40), None);
         assert!(copy.holds(base + 32) && !copy.holds(base + 40) && !copy.holds(SP));

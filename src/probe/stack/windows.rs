@@ -81,7 +81,7 @@ mod imp {
 }
 
 #[cfg(target_arch = "x86_64")]
-mod imp {
+pub(super) mod imp {
     use std::ffi::c_void;
     use std::ptr::null_mut;
 
@@ -134,50 +134,100 @@ mod imp {
 
     /// Suspends, copies and resumes thread `tid`, then unwinds the copy: see the module docs.
     pub(super) fn capture_other(tid: u32) -> Captured {
-        // SAFETY: plain arguments; the handle is checked.
-        let handle = unsafe {
-            OpenThread(
-                THREAD_SUSPEND_RESUME | THREAD_GET_CONTEXT | THREAD_QUERY_INFORMATION,
-                0,
-                tid,
-            )
-        };
-        if handle.is_null() {
-            return Captured::Exited;
+        match Snapshot::take(tid) {
+            Ok(snapshot) => Captured::Frames(snapshot.frames()),
+            Err(why) => why,
         }
-        let thread = Thread(handle);
-        let Some(stack_base) = stack_base(&thread) else {
-            return Captured::Unsupported("its stack's bounds could not be read (NtQueryInformationThread)");
-        };
-        let mut copy = StackCopy::with_capacity(CAPACITY);
-        // SAFETY: zeroed is a valid CONTEXT (plain integers).
-        let mut context = Context(unsafe { std::mem::zeroed() });
-        context.0.ContextFlags = CONTEXT_FULL_AMD64;
-        // From here until `ResumeThread`: no allocation, no lock, no call that may take one.
-        // SAFETY: an open handle with THREAD_SUSPEND_RESUME.
-        if unsafe { SuspendThread(thread.0) } == u32::MAX {
-            return Captured::Exited;
+    }
+
+    /// A thread's registers and the innermost part of its stack, as they were while it was
+    /// suspended (it runs again by the time this exists).
+    pub(crate) struct Snapshot {
+        context: Context,
+        copy: StackCopy,
+        /// The copy reaches the stack's base.
+        whole: bool,
+    }
+
+    impl Snapshot {
+        /// Suspends thread `tid`, reads its registers, copies its stack and resumes it; the
+        /// reason as a [`Captured`] where it could not.
+        pub(crate) fn take(tid: u32) -> Result<Snapshot, Captured> {
+            // SAFETY: plain arguments; the handle is checked.
+            let handle = unsafe {
+                OpenThread(
+                    THREAD_SUSPEND_RESUME | THREAD_GET_CONTEXT | THREAD_QUERY_INFORMATION,
+                    0,
+                    tid,
+                )
+            };
+            if handle.is_null() {
+                return Err(Captured::Exited);
+            }
+            let thread = Thread(handle);
+            let Some(stack_base) = stack_base(&thread) else {
+                return Err(Captured::Unsupported(
+                    "its stack's bounds could not be read (NtQueryInformationThread)",
+                ));
+            };
+            let mut copy = StackCopy::with_capacity(CAPACITY);
+            // SAFETY: zeroed is a valid CONTEXT (plain integers).
+            let mut context = Context(unsafe { std::mem::zeroed() });
+            context.0.ContextFlags = CONTEXT_FULL_AMD64;
+            // From here until `ResumeThread`: no allocation, no lock, no call that may take one.
+            // SAFETY: an open handle with THREAD_SUSPEND_RESUME.
+            if unsafe { SuspendThread(thread.0) } == u32::MAX {
+                return Err(Captured::Exited);
+            }
+            // SAFETY: an open handle with THREAD_GET_CONTEXT, an aligned CONTEXT.
+            let read = unsafe { GetThreadContext(thread.0, &mut context.0) } != 0;
+            let sp = context.0.Rsp as usize;
+            let copied = read && sp < stack_base && sp % size_of::<usize>() == 0;
+            if copied {
+                let len = ((stack_base - sp) / size_of::<usize>()).min(copy.capacity());
+                // SAFETY: `sp..stack_base` is the committed part of the thread's stack (it
+                // grows down from its base), and the thread cannot change it while suspended.
+                unsafe { copy.fill(sp, len) };
+            }
+            // SAFETY: suspended above, resumed once.
+            unsafe { ResumeThread(thread.0) };
+            if !read {
+                return Err(Captured::Unsupported(
+                    "its registers could not be read (GetThreadContext)",
+                ));
+            }
+            if !copied {
+                return Err(Captured::Unsupported("its stack pointer lies outside its stack"));
+            }
+            let whole = copy.capacity() * size_of::<usize>() >= stack_base - sp;
+            Ok(Snapshot { context, copy, whole })
         }
-        // SAFETY: an open handle with THREAD_GET_CONTEXT, an aligned CONTEXT.
-        let read = unsafe { GetThreadContext(thread.0, &mut context.0) } != 0;
-        let sp = context.0.Rsp as usize;
-        let copied = read && sp < stack_base && sp % size_of::<usize>() == 0;
-        if copied {
-            let len = ((stack_base - sp) / size_of::<usize>()).min(copy.capacity());
-            // SAFETY: `sp..stack_base` is the committed part of the thread's stack (it grows
-            // down from its base), and the thread cannot change it while suspended.
-            unsafe { copy.fill(sp, len) };
+
+        /// The instruction pointer it was suspended at.
+        pub(crate) fn pc(&self) -> usize {
+            self.context.0.Rip as usize
         }
-        // SAFETY: suspended above, resumed once.
-        unsafe { ResumeThread(thread.0) };
-        if !read {
-            return Captured::Unsupported("its registers could not be read (GetThreadContext)");
+
+        /// Its stack pointer.
+        pub(crate) fn sp(&self) -> usize {
+            self.context.0.Rsp as usize
         }
-        if !copied {
-            return Captured::Unsupported("its stack pointer lies outside its stack");
+
+        /// Its `rdx`: a system call's second argument where the saved context keeps it.
+        pub(crate) fn rdx(&self) -> usize {
+            self.context.0.Rdx as usize
         }
-        let whole = copy.capacity() * size_of::<usize>() >= stack_base - sp;
-        Captured::Frames(unwind(&mut copy, context, whole))
+
+        /// The word at `address` of its stack as copied, if that part was copied.
+        pub(crate) fn read(&self, address: usize) -> Option<usize> {
+            self.copy.read_original(address)
+        }
+
+        /// Unwinds the copy: return-address-like pcs, innermost first (the first is the
+        /// interrupted pc + 1).
+        pub(crate) fn frames(mut self) -> Vec<usize> {
+            unwind(&mut self.copy, self.context, self.whole)
+        }
     }
 
     /// The base (highest address) of the thread's stack: `NT_TIB.StackBase`, at offset 8 of its

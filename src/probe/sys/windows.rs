@@ -7,6 +7,8 @@
 
 #[path = "windows_hook.rs"]
 mod hook;
+#[path = "windows_wait.rs"]
+mod wait;
 
 use std::ffi::c_void;
 
@@ -98,8 +100,8 @@ pub(crate) fn thread_name(tid: i32) -> Option<String> {
     (!name.is_empty()).then_some(name)
 }
 
-pub(crate) fn kernel_wait(_tid: i32) -> KernelWait {
-    KernelWait::default()
+pub(crate) fn kernel_wait(tid: i32) -> KernelWait {
+    wait::kernel_wait(tid)
 }
 
 pub(crate) fn current_tid() -> i32 {
