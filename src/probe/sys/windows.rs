@@ -2,8 +2,9 @@
 //! `GetThreadDescription` (what `std::thread::Builder::name` sets), its children from a process
 //! snapshot (those whose parent is this process). Thread creation is hooked ([`hook`]: the
 //! executable's import of `CreateThread`), so threads are attributed per test as on Linux; child
-//! processes are not, so checks diff them before and after. Other threads' stacks are not
-//! captured.
+//! processes are not, so checks diff them before and after. Other threads' stacks are captured by
+//! suspending them (`probe::stack`'s Windows backend), and their waits read from where they stand
+//! ([`wait`]).
 
 #[path = "windows_hook.rs"]
 mod hook;
@@ -27,8 +28,8 @@ use crate::model::KernelWait;
 
 /// Checks still run here, in the process-diff mode that reports name; these parts are missing.
 pub(crate) const UNSEEN: &[Unseen] = &[Unseen {
-    what: "leaked threads' stacks and waits",
-    why: "not read on Windows yet; reports give each thread's name and id",
+    what: "leaked threads' wake-ups and what their IO waits on",
+    why: "not read on Windows: a sleep loop shows as a sleep, a socket wait without its address",
 }];
 
 /// A Toolhelp snapshot, closed on drop.
