@@ -478,3 +478,45 @@ fn windows_waits_released_and_joined_pass() {
         .find()
         .expect("joined threads are no leak");
 }
+
+/// Windows: `dump()` shows a blocked thread where it is stuck, and its own thread's stack too
+/// (walked directly: a thread never suspends itself, which would hang it).
+#[test]
+#[cfg(windows)]
+fn windows_dump_shows_stacks_and_waits() {
+    let (release, blocked) = mpsc::channel::<()>();
+    let (started, ready) = mpsc::channel::<()>();
+    let worker = thread::Builder::new()
+        .name("dumped".into())
+        .spawn(move || {
+            started.send(()).unwrap();
+            listen_once(blocked);
+        })
+        .unwrap();
+    ready.recv().unwrap();
+    thread::sleep(Duration::from_millis(50));
+    let dump = leakcheck::dump();
+    let text = dump.to_string();
+    let dumped = dump
+        .threads()
+        .find(|thread| thread.name() == Some("dumped"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert_eq!(dumped.stuck_in(), Some("it::threads::listen_once"), "{text}");
+    let own = dump
+        .threads()
+        .find(|thread| thread.name() == Some("threads::windows_dump_shows_stacks_and_waits"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        own.stack()
+            .any(|function| function == "it::threads::windows_dump_shows_stacks_and_waits"),
+        "{text}"
+    );
+    drop(release);
+    worker.join().unwrap();
+}
+
+#[cfg(windows)]
+#[inline(never)]
+fn listen_once(blocked: Receiver<()>) {
+    let _ = blocked.recv();
+}

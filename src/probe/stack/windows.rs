@@ -4,19 +4,23 @@
 //!
 //! A suspended thread may hold any lock of the process: the heap's, the loader's (which the
 //! system's unwinder, `RtlLookupFunctionEntry`, takes). So the suspended window does only what
-//! needs no lock: everything is prepared before (the thread opened, its stack's base read from its
-//! TEB, a [`StackCopy`] buffer allocated), then `SuspendThread`, `GetThreadContext` (which also
-//! waits until the suspension has taken effect), one `memcpy` of the stack from its stack pointer
-//! up to its base (the innermost [`CAPACITY`] words at most), `ResumeThread`. Only then is the copy
+//! needs no lock: everything is prepared before (the thread opened, its TEB located, a
+//! [`StackCopy`] buffer allocated), then `SuspendThread`, `GetThreadContext` (which also waits
+//! until the suspension has taken effect), one read of the stack's base from the TEB (the thread
+//! cannot exit and free it now), one `memcpy` of the stack from its stack pointer up to its base
+//! (the innermost [`CAPACITY`] words at most), `ResumeThread`. Only then is the copy
 //! made walkable (pointers into the stack rewritten into the copy, the registers too) and unwound
 //! with `RtlLookupFunctionEntry` and `RtlVirtualUnwind`, reading the copy and never the live stack.
 //! A frame without unwind data is a leaf function: its return address is at its stack pointer.
 //!
 //! Suspension is invisible to the thread (no interrupted call, nothing like `EINTR`), so the
 //! capture [`Policy`] changes nothing here, and no thread is ever left suspended on an error.
+//! Snapshots are taken one at a time in the process (two threads suspending each other would
+//! both stay suspended), never of the calling thread, whose stack is walked directly.
+//! The same [`imp::Snapshot`] serves the wait reading (`probe/sys/windows_wait.rs`), which looks at
+//! the registers and the arguments on the copied stack.
 //! Other architectures say so ([`Captured::Unsupported`]).
 
-use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use super::copy::StackCopy;
@@ -31,11 +35,8 @@ const CAPACITY: usize = 512 * 1024 / size_of::<usize>();
 #[cfg(target_arch = "x86_64")]
 const MAX_FRAMES: usize = 256;
 
-/// See [`super::capture`]. Nothing here waits on the thread, so `timeout` is not needed; calls
-/// are serialized so that two capturers never suspend each other.
+/// See [`super::capture`]. Nothing here waits on the thread, so `timeout` is not needed.
 pub(super) fn capture(tids: &[i32], _timeout: Duration, _policy: Policy) -> Vec<Captured> {
-    static SERIAL: Mutex<()> = Mutex::new(());
-    let _serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
     // SAFETY: no preconditions.
     let own = unsafe { windows_sys::Win32::System::Threading::GetCurrentThreadId() } as i32;
     tids.iter()
@@ -84,6 +85,7 @@ mod imp {
 pub(super) mod imp {
     use std::ffi::c_void;
     use std::ptr::null_mut;
+    use std::sync::{Mutex, PoisonError};
 
     use windows_sys::Wdk::System::Threading::NtQueryInformationThread;
     use windows_sys::Win32::Foundation::{CloseHandle, HANDLE};
@@ -92,8 +94,8 @@ pub(super) mod imp {
         UNW_FLAG_NHANDLER,
     };
     use windows_sys::Win32::System::Threading::{
-        OpenThread, ResumeThread, SuspendThread, THREAD_GET_CONTEXT, THREAD_QUERY_INFORMATION,
-        THREAD_SUSPEND_RESUME,
+        GetCurrentThreadId, OpenThread, ResumeThread, SuspendThread, THREAD_GET_CONTEXT,
+        THREAD_QUERY_INFORMATION, THREAD_SUSPEND_RESUME,
     };
 
     use super::{Captured, StackCopy, CAPACITY, MAX_FRAMES};
@@ -151,8 +153,16 @@ pub(super) mod imp {
 
     impl Snapshot {
         /// Suspends thread `tid`, reads its registers, copies its stack and resumes it; the
-        /// reason as a [`Captured`] where it could not.
+        /// reason as a [`Captured`] where it could not. Snapshots are taken one at a time in
+        /// the process, so two threads never suspend each other; the calling thread is never
+        /// suspended (it would never resume).
         pub(crate) fn take(tid: u32) -> Result<Snapshot, Captured> {
+            static SERIAL: Mutex<()> = Mutex::new(());
+            // SAFETY: no preconditions.
+            if tid == unsafe { GetCurrentThreadId() } {
+                return Err(Captured::Unsupported("a thread cannot suspend itself"));
+            }
+            let _serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
             // SAFETY: plain arguments; the handle is checked.
             let handle = unsafe {
                 OpenThread(
@@ -165,7 +175,7 @@ pub(super) mod imp {
                 return Err(Captured::Exited);
             }
             let thread = Thread(handle);
-            let Some(stack_base) = stack_base(&thread) else {
+            let Some(teb) = teb(&thread) else {
                 return Err(Captured::Unsupported(
                     "its stack's bounds could not be read (NtQueryInformationThread)",
                 ));
@@ -181,6 +191,10 @@ pub(super) mod imp {
             }
             // SAFETY: an open handle with THREAD_GET_CONTEXT, an aligned CONTEXT.
             let read = unsafe { GetThreadContext(thread.0, &mut context.0) } != 0;
+            // `NT_TIB.StackBase`, at offset 8 of the TEB: read now that the thread cannot exit
+            // (and free its TEB) under us.
+            // SAFETY: a live thread's TEB is mapped in its process, this one.
+            let stack_base = unsafe { ((teb + 8) as *const usize).read_volatile() };
             let sp = context.0.Rsp as usize;
             let copied = read && sp < stack_base && sp % size_of::<usize>() == 0;
             if copied {
@@ -230,9 +244,8 @@ pub(super) mod imp {
         }
     }
 
-    /// The base (highest address) of the thread's stack: `NT_TIB.StackBase`, at offset 8 of its
-    /// TEB, which lies in this process.
-    fn stack_base(thread: &Thread) -> Option<usize> {
+    /// The address of the thread's TEB, which lies in this process.
+    fn teb(thread: &Thread) -> Option<usize> {
         let mut info = BasicInformation::default();
         // SAFETY: `info` is a THREAD_BASIC_INFORMATION of the size given.
         let status = unsafe {
@@ -244,12 +257,7 @@ pub(super) mod imp {
                 null_mut(),
             )
         };
-        if status < 0 || info.teb == 0 {
-            return None;
-        }
-        // SAFETY: a live thread's TEB is mapped in its process, this one.
-        let base = unsafe { ((info.teb + 8) as *const usize).read_volatile() };
-        (base != 0).then_some(base)
+        (status >= 0 && info.teb != 0).then_some(info.teb)
     }
 
     /// Unwinds the copied stack from the suspended registers: return-address-like pcs,
