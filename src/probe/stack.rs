@@ -49,7 +49,9 @@ mod suspend;
 #[cfg(target_os = "macos")]
 use suspend as imp;
 
+// Windows' stack copy; its pure logic is tested on every platform.
 #[cfg(any(windows, test))]
+#[cfg_attr(not(windows), allow(dead_code))]
 mod copy;
 #[cfg(windows)]
 mod windows;

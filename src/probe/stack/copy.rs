@@ -127,7 +127,7 @@ mod tests {
     fn rewrites_pointers_into_the_copy() {
         // A frame: a saved frame pointer (points higher on the stack), a return address (code),
         // a pointer just past the copied range (not copied: kept), a small integer.
-        let words = [0x40_1234, SP + 24, 0x40_5678, SP + 32, 7];
+        let words = [0x40_1234, SP + 24, 0x40_5678, SP + 40, 7];
         let mut copy = StackCopy::from_words(SP, &words);
         copy.rewrite_pointers();
         let base = copy.relocate(SP);
@@ -141,7 +141,7 @@ mod tests {
         assert_eq!(copy.read(base + 16), Some(0x40_5678), "code addresses stay");
         assert_eq!(
             copy.read(base + 24),
-            Some(SP + 32),
+            Some(SP + 40),
             "one past the copy is not the copy's"
         );
         assert_eq!(copy.read(base + 32), Some(7));
