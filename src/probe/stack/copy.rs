@@ -83,7 +83,7 @@ impl StackCopy {
 
     /// The word at copy address `address`, if it lies in the copied words and is aligned.
     pub(crate) fn read(&self, address: usize) -> Option<usize> {
-        if !self.holds(address) || address % size_of::<usize>() != 0 {
+        if !self.holds(address) || !address.is_multiple_of(size_of::<usize>()) {
             return None;
         }
         Some(self.words[(address - self.base()) / size_of::<usize>()])

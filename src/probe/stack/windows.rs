@@ -196,7 +196,7 @@ pub(super) mod imp {
             // SAFETY: a live thread's TEB is mapped in its process, this one.
             let stack_base = unsafe { ((teb + 8) as *const usize).read_volatile() };
             let sp = context.0.Rsp as usize;
-            let copied = read && sp < stack_base && sp % size_of::<usize>() == 0;
+            let copied = read && sp < stack_base && sp.is_multiple_of(size_of::<usize>());
             if copied {
                 let len = ((stack_base - sp) / size_of::<usize>()).min(copy.capacity());
                 // SAFETY: `sp..stack_base` is the committed part of the thread's stack (it
