@@ -45,13 +45,13 @@ mod imp {
         Unread,
     }
 
-    /// What a known function tells of the wait.
+    /// What an ntdll wait system call tells of the wait: where its timeout is, whether it is a
+    /// sleep, whether it waits for IO.
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-    enum Known {
-        /// An ntdll wait system call.
-        Wait { timeout: Timeout, sleep: bool, io: bool },
-        /// A blocking socket call (ws2_32), named as users know it.
-        Socket(&'static str),
+    struct Known {
+        timeout: Timeout,
+        sleep: bool,
+        io: bool,
     }
 
     /// The system calls a thread waits in: a stub's whole code lies within this many bytes of
@@ -65,10 +65,11 @@ mod imp {
         ("NtWaitForSingleObject", wait(Timeout::Unread)),
         ("NtWaitForKeyedEvent", wait(Timeout::Unread)),
         ("NtSignalAndWaitForSingleObject", wait(Timeout::Unread)),
+        // A sleep's length is not read: without wake-ups a sleep is not classified.
         (
             "NtDelayExecution",
-            Known::Wait {
-                timeout: Timeout::Rdx,
+            Known {
+                timeout: Timeout::Unread,
                 sleep: true,
                 io: false,
             },
@@ -94,7 +95,7 @@ mod imp {
     ];
 
     const fn wait(timeout: Timeout) -> Known {
-        Known::Wait {
+        Known {
             timeout,
             sleep: false,
             io: false,
@@ -102,7 +103,7 @@ mod imp {
     }
 
     const fn io(timeout: Timeout) -> Known {
-        Known::Wait {
+        Known {
             timeout,
             sleep: false,
             io: true,
@@ -184,9 +185,7 @@ mod imp {
                 false => running(),
             };
         };
-        let Known::Wait { timeout, sleep, io } = known else {
-            return KernelWait::default();
-        };
+        let Known { timeout, sleep, io } = known;
         // The stub pushed nothing: its return address is at the stack pointer, its fifth
         // argument four words above the caller's home area.
         let timeout = match timeout {
