@@ -520,3 +520,40 @@ fn windows_dump_shows_stacks_and_waits() {
 fn listen_once(blocked: Receiver<()>) {
     let _ = blocked.recv();
 }
+
+/// Recurses `depth` times with 4 KiB in each frame, then blocks on `wait`.
+#[cfg(windows)]
+#[inline(never)]
+fn deep_then_block(depth: usize, wait: &Receiver<()>) -> u8 {
+    let frame = std::hint::black_box([depth as u8; 4096]);
+    if depth == 0 {
+        let _ = wait.recv();
+        return frame[0];
+    }
+    deep_then_block(depth - 1, wait).wrapping_add(frame[1])
+}
+
+/// Windows: a stack deeper than the part copied (512 KiB) is captured to its innermost frames,
+/// where the thread is stuck, and the walk stops inside the copy.
+#[test]
+#[cfg(windows)]
+fn windows_deep_stack_is_captured_innermost_first() {
+    let (release, wait) = mpsc::channel::<()>();
+    let worker = thread::Builder::new()
+        .name("deep".into())
+        .stack_size(8 << 20)
+        .spawn(move || {
+            deep_then_block(400, &wait);
+        })
+        .unwrap();
+    let error = find_leak();
+    let report = error.to_string();
+    assert!(
+        report.contains("stuck in   it::threads::deep_then_block at tests/it/threads.rs:"),
+        "{report}"
+    );
+    let frames = report.matches("it::threads::deep_then_block at").count();
+    assert!((50..400).contains(&frames), "{frames} frames: {report}");
+    drop(release);
+    worker.join().unwrap();
+}
