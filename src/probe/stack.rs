@@ -22,6 +22,10 @@
 //! macOS suspends each thread instead, copies its registers and stack, resumes it, and walks the
 //! frame pointers in the copy (`suspend`, `frame_pointers`).
 //!
+//! On Windows x86_64, `windows` suspends each thread for a moment, copies its registers and
+//! stack (`copy`) and unwinds the copy once the thread runs again (its module docs say why in
+//! that order).
+//!
 //! Capture can be turned off with `LEAKCHECK_STACKS=off` (for programs that own every real-time
 //! signal, or to rule leakcheck out while debugging).
 

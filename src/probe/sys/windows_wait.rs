@@ -1,5 +1,5 @@
 //! What a Windows thread waits on, read from where it is stopped: the thread is suspended for a
-//! moment (`probe::stack`'s [`Snapshot`]) and its instruction pointer matched against ntdll's
+//! moment (`probe::stack`'s `Snapshot`) and its instruction pointer matched against ntdll's
 //! wait system calls (`NtWaitForAlertByThreadId`: std's park, condvar and mutex through
 //! `WaitOnAddress`; `NtWaitForMultipleObjects`: `WaitForSingleObject`; `NtDelayExecution`:
 //! `Sleep`; `NtRemoveIoCompletion(Ex)`: IO completion ports, mio's and so tokio's; ...). The
