@@ -366,8 +366,10 @@ fn wait_threads() -> WaitThreads {
     threads.push(spawn(
         "sleeper",
         Box::new(move || {
+            // Long sleeps: the loop's few instructions between them are seldom what a look
+            // catches.
             while !flag.load(Ordering::Relaxed) {
-                thread::sleep(Duration::from_millis(20));
+                thread::sleep(Duration::from_millis(100));
             }
         }),
     ));

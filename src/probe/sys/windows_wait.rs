@@ -172,18 +172,35 @@ mod imp {
     }
 
     /// Reads what thread `tid` waits on: see the module docs.
+    /// A thread caught between two waits (a sleep loop's brief work, which under wine includes
+    /// a round trip to its server) reads as running or unknown: look again a few times, 2 ms
+    /// apart, before saying so (as Linux's classification does).
     pub(in crate::probe::sys) fn kernel_wait(tid: i32) -> KernelWait {
+        const RETRIES: usize = 4;
+        let mut wait = read_wait(tid);
+        for _ in 0..RETRIES {
+            // In a known wait, or gone: nothing to look at again.
+            if !matches!(wait, Some((_, false))) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+            wait = read_wait(tid);
+        }
+        wait.map(|(wait, _)| wait).unwrap_or_default()
+    }
+
+    /// One reading of thread `tid`'s wait, and whether it is in a known wait call (`None`: it
+    /// could not be suspended, it has exited).
+    fn read_wait(tid: i32) -> Option<(KernelWait, bool)> {
         let waits = waits();
-        let Ok(snapshot) = Snapshot::take(tid as u32) else {
-            return KernelWait::default();
-        };
+        let snapshot = Snapshot::take(tid as u32).ok()?;
         let pc = snapshot.pc();
         let Some(&(_, name, known)) = waits.iter().find(|&&(at, _, _)| (at..at + STUB).contains(&pc)) else {
-            return match in_system_code(pc) {
+            return Some(match in_system_code(pc) {
                 // Inside ntdll or another system library, not in a known wait: nothing said.
-                true => KernelWait::default(),
-                false => running(),
-            };
+                true => (KernelWait::default(), false),
+                false => (running(), false),
+            });
         };
         let Known { timeout, sleep, io } = known;
         // The stub pushed nothing: its return address is at the stack pointer, its fifth
@@ -217,7 +234,7 @@ mod imp {
             ),
             (None, false, false, None) => (name, None),
         };
-        KernelWait {
+        let wait = KernelWait {
             state: Some('S'),
             wchan: None,
             syscall: Some(call.to_owned()),
@@ -229,7 +246,8 @@ mod imp {
                 cpu: None,
                 resources: Vec::new(),
             }),
-        }
+        };
+        Some((wait, true))
     }
 
     /// A thread stopped in its own code: running (or runnable).
