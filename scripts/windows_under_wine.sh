@@ -2,8 +2,8 @@
 # Windows, for real, under wine: installs wine and mingw if missing, the Rust target, the
 # `bcryptprimitives.dll` that Wine 8.0 lacks (Rust's std imports its `ProcessPrng`; the source is
 # scripts/wine/processprng.c), then runs the core suites' fixtures one per process on Windows and
-# on this host and compares their verdicts, and runs the parallel, tasks, verdicts, counts and
-# child-process suites whole on Windows (scripts/platform_verdicts.py).
+# on this host and compares their verdicts, and runs the parallel, tasks, verdicts, threads, counts
+# and child-process suites whole on Windows (scripts/platform_verdicts.py).
 #
 # Environment: CARGO_TARGET_DIR for the Windows build (default target/windows); WINEPREFIX as wine's.
 set -euo pipefail
@@ -28,7 +28,8 @@ fi
 export CARGO_TARGET_X86_64_PC_WINDOWS_GNU_LINKER=x86_64-w64-mingw32-gcc
 export CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER=wine
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target/windows}"
-# Attribution is exact there (the `CreateThread` and `CreateProcessW` hooks), so the suites whose
-# assertions need no stack also run whole, tests in parallel as `cargo test` runs them.
+# Attribution is exact there (the `CreateThread` and `CreateProcessW` hooks) and survivors'
+# stacks are captured (by suspending them), so these suites also run whole, tests in parallel as
+# `cargo test` runs them.
 python3 scripts/platform_verdicts.py x86_64-pc-windows-gnu \
-  --whole=counts,parallel,it/tasks,it/verdicts,it/children,children_parallel wine
+  --whole=counts,parallel,it/tasks,it/verdicts,it/threads,it/children,children_parallel wine

@@ -270,9 +270,15 @@ pub(crate) fn describe(
     let kernels: Vec<_> = tids
         .iter()
         .map(|&tid| {
-            (tid != 0).then(|| KernelWait {
-                wait: samples.classify(tid),
-                ..sys::kernel_wait(tid)
+            (tid != 0).then(|| {
+                let classified = samples.classify(tid);
+                let kernel = sys::kernel_wait(tid);
+                // Where the platform has no readings to classify (Windows), its own single
+                // reading of the wait stands.
+                KernelWait {
+                    wait: classified.or(kernel.wait.clone()),
+                    ..kernel
+                }
             })
         })
         .collect();

@@ -22,6 +22,10 @@
 //! macOS suspends each thread instead, copies its registers and stack, resumes it, and walks the
 //! frame pointers in the copy (`suspend`, `frame_pointers`).
 //!
+//! On Windows x86_64, `windows` suspends each thread for a moment, copies its registers and
+//! stack (`copy`) and unwinds the copy once the thread runs again (its module docs say why in
+//! that order).
+//!
 //! Capture can be turned off with `LEAKCHECK_STACKS=off` (for programs that own every real-time
 //! signal, or to rule leakcheck out while debugging).
 
@@ -49,9 +53,21 @@ mod suspend;
 #[cfg(target_os = "macos")]
 use suspend as imp;
 
-#[cfg(not(any(all(target_os = "linux", target_env = "gnu"), target_os = "macos")))]
+// Windows' stack copy; its pure logic is tested on every platform.
+#[cfg(any(windows, test))]
+#[cfg_attr(not(windows), allow(dead_code))]
+mod copy;
+#[cfg(windows)]
+mod windows;
+#[cfg(windows)]
+use windows as imp;
+/// A suspended thread's registers and stack copy, for reading its wait (`sys/windows_wait.rs`).
+#[cfg(all(windows, target_arch = "x86_64"))]
+pub(crate) use windows::imp::Snapshot;
+
+#[cfg(not(any(all(target_os = "linux", target_env = "gnu"), target_os = "macos", windows)))]
 mod other;
-#[cfg(not(any(all(target_os = "linux", target_env = "gnu"), target_os = "macos")))]
+#[cfg(not(any(all(target_os = "linux", target_env = "gnu"), target_os = "macos", windows)))]
 use other as imp;
 
 /// What [`capture`] learned about one thread.

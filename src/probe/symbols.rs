@@ -189,7 +189,28 @@ fn in_shared_object(address: usize) -> bool {
     }
 }
 
-#[cfg(not(unix))]
+/// Whether `address` lies in a loaded DLL rather than in the executable (Windows' system
+/// libraries: ntdll, kernelbase, whose C frames are never the user's).
+#[cfg(windows)]
+fn in_shared_object(address: usize) -> bool {
+    use windows_sys::Win32::System::LibraryLoader::{
+        GetModuleHandleExW, GetModuleHandleW, GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS,
+        GET_MODULE_HANDLE_EX_FLAG_UNCHANGED_REFCOUNT,
+    };
+    let mut module = std::ptr::null_mut();
+    // SAFETY: looks the address up without taking a reference; `module` is only compared.
+    let found = unsafe {
+        GetModuleHandleExW(
+            GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS | GET_MODULE_HANDLE_EX_FLAG_UNCHANGED_REFCOUNT,
+            address as *const u16,
+            &mut module,
+        )
+    } != 0;
+    // SAFETY: a null name asks for the executable's module.
+    found && module != unsafe { GetModuleHandleW(std::ptr::null()) }
+}
+
+#[cfg(not(any(unix, windows)))]
 fn in_shared_object(_address: usize) -> bool {
     false
 }

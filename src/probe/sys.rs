@@ -23,9 +23,9 @@
 //!
 //! Backends: `linux` (`/proc`, the signal protocol, the `pthread_create` and `posix_spawn`
 //! interposers), `windows` (Toolhelp snapshots, thread descriptions, the `CreateThread` and
-//! `CreateProcessW` import hooks, process handles), `macos` (Mach thread ports, libpthread's
-//! introspection hook; `target_os = "macos"`, as `libproc` is macOS-only) and `fallback` (every
-//! other target: it lists nothing and says so).
+//! `CreateProcessW` import hooks, process handles, waits read from where a suspended thread
+//! stands), `macos` (Mach thread ports, libpthread's introspection hook; `target_os = "macos"`,
+//! as `libproc` is macOS-only) and `fallback` (every other target: it lists nothing and says so).
 
 #[cfg(target_os = "linux")]
 #[path = "sys/linux.rs"]
@@ -102,5 +102,6 @@ fn at_exit_without_status(handler: fn(Option<i32>)) {
 
 /// Captures the current stack of each thread in `tids`: see [`super::stack::capture`]. The
 /// backend for this lives in `probe::stack` (the signal protocol on Linux with glibc, suspension
-/// and a frame-pointer walk on macOS, a "not captured here" answer elsewhere).
+/// and a frame-pointer walk on macOS, suspension and the system's unwinder on Windows x86_64, a
+/// "not captured here" answer elsewhere).
 pub(crate) use super::stack::capture;

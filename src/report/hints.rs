@@ -82,6 +82,7 @@ const RULES: &[Rule] = &[
         frames: &[
             "std::thread::sleep",
             "std::thread::functions::sleep",
+            "std::sys::thread::windows::sleep",
             "tokio::time::sleep",
             "tokio::time::interval::Interval::tick",
             "Sleep as core::future::future::Future",

@@ -331,3 +331,231 @@ fn raw_pthread_create_is_caught() {
         libc::close(fds[0]);
     }
 }
+
+/// One thread per kind of wait that Windows reads from where a suspended thread stands, each
+/// released by the test; `wait_threads` starts them, `release` ends them.
+#[cfg(windows)]
+struct WaitThreads {
+    keep: Vec<Sender<()>>,
+    stop: Arc<AtomicBool>,
+    address: std::net::SocketAddr,
+    threads: Vec<thread::JoinHandle<()>>,
+}
+
+#[cfg(windows)]
+fn wait_threads() -> WaitThreads {
+    let spawn = |name: &str, body: Box<dyn FnOnce() + Send>| {
+        thread::Builder::new().name(name.into()).spawn(body).unwrap()
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let (untimed, wait) = mpsc::channel::<()>();
+    let mut threads = vec![spawn(
+        "untimed",
+        Box::new(move || {
+            let _ = wait.recv();
+        }),
+    )];
+    let (timed, wait) = mpsc::channel::<()>();
+    threads.push(spawn(
+        "timed",
+        Box::new(move || {
+            while let Err(mpsc::RecvTimeoutError::Timeout) = wait.recv_timeout(Duration::from_secs(60)) {}
+        }),
+    ));
+    let flag = stop.clone();
+    threads.push(spawn(
+        "sleeper",
+        Box::new(move || {
+            // Long sleeps: the loop's few instructions between them are seldom what a look
+            // catches.
+            while !flag.load(Ordering::Relaxed) {
+                thread::sleep(Duration::from_millis(100));
+            }
+        }),
+    ));
+    let flag = stop.clone();
+    threads.push(spawn(
+        "spinner",
+        Box::new(move || {
+            while !flag.load(Ordering::Relaxed) {
+                std::hint::spin_loop();
+            }
+        }),
+    ));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    threads.push(spawn(
+        "acceptor",
+        Box::new(move || {
+            let _ = listener.accept();
+        }),
+    ));
+    WaitThreads {
+        keep: vec![untimed, timed],
+        stop,
+        address,
+        threads,
+    }
+}
+
+#[cfg(windows)]
+impl WaitThreads {
+    fn release(self) {
+        drop(self.keep);
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = std::net::TcpStream::connect(self.address).unwrap();
+        for thread in self.threads {
+            thread.join().unwrap();
+        }
+    }
+}
+
+/// Windows: each leaked thread's first line says how it waits, read from where it was suspended
+/// (the ntdll wait call and its timeout, a waitable timer for std's sleep, the socket call above
+/// it), and the cause follows from it as on Linux (a timed wait wakes by itself).
+#[test]
+#[cfg(windows)]
+fn windows_waits_are_read_from_where_threads_stand() {
+    let waits = wait_threads();
+    let error = find_leak();
+    let report = error.to_string();
+    let line = |name: &str| {
+        report
+            .lines()
+            .find(|line| line.starts_with('×') && line.contains(&format!("\"{name}\"")))
+            .unwrap_or_else(|| panic!("no block for {name}:\n{report}"))
+            .to_string()
+    };
+    assert_eq!(error.threads(), 5, "{report}");
+    assert!(
+        line("untimed").ends_with(", untimed wait (NtWaitForAlertByThreadId with no timeout)"),
+        "{report}"
+    );
+    assert!(
+        line("timed").ends_with(", timed wait (NtWaitForAlertByThreadId with a timeout)"),
+        "{report}"
+    );
+    assert!(
+        report.contains("cause: a timed wait: it wakes by itself"),
+        "{report}"
+    );
+    assert!(
+        line("sleeper").ends_with(", sleeping in NtWaitForMultipleObjects on a timer"),
+        "{report}"
+    );
+    assert!(
+        report.contains("cause: sleeping in a loop with no stop signal"),
+        "{report}"
+    );
+    assert!(line("spinner").ends_with(", running"), "{report}");
+    assert!(
+        line("acceptor").ends_with(", blocked in IO (accept())"),
+        "{report}"
+    );
+    // Each block names the frame it is stuck in: the test's own closure.
+    for name in ["untimed", "timed", "sleeper", "spinner", "acceptor"] {
+        let block: Vec<&str> = report
+            .lines()
+            .skip_while(|line| !line.contains(&format!("\"{name}\"")))
+            .take_while(|line| !line.is_empty())
+            .collect();
+        assert!(
+            block.iter().any(|line| line
+                .starts_with("   stuck in   it::threads::wait_threads::{{closure}} at tests/it/threads.rs:")),
+            "{name}: {report}"
+        );
+    }
+    waits.release();
+}
+
+/// Windows: the same threads, released and joined, leave nothing behind.
+#[test]
+#[cfg(windows)]
+fn windows_waits_released_and_joined_pass() {
+    let waits = wait_threads();
+    thread::sleep(Duration::from_millis(20));
+    waits.release();
+    Options::new()
+        .settle(LEAK_SETTLE)
+        .find()
+        .expect("joined threads are no leak");
+}
+
+/// Windows: `dump()` shows a blocked thread where it is stuck, and its own thread's stack too
+/// (walked directly: a thread never suspends itself, which would hang it).
+#[test]
+#[cfg(windows)]
+fn windows_dump_shows_stacks_and_waits() {
+    let (release, blocked) = mpsc::channel::<()>();
+    let (started, ready) = mpsc::channel::<()>();
+    let worker = thread::Builder::new()
+        .name("dumped".into())
+        .spawn(move || {
+            started.send(()).unwrap();
+            listen_once(blocked);
+        })
+        .unwrap();
+    ready.recv().unwrap();
+    thread::sleep(Duration::from_millis(50));
+    let dump = leakcheck::dump();
+    let text = dump.to_string();
+    let dumped = dump
+        .threads()
+        .find(|thread| thread.name() == Some("dumped"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert_eq!(dumped.stuck_in(), Some("it::threads::listen_once"), "{text}");
+    let own = dump
+        .threads()
+        .find(|thread| thread.name() == Some("threads::windows_dump_shows_stacks_and_waits"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        own.stack()
+            .any(|function| function == "it::threads::windows_dump_shows_stacks_and_waits"),
+        "{text}"
+    );
+    drop(release);
+    worker.join().unwrap();
+}
+
+#[cfg(windows)]
+#[inline(never)]
+fn listen_once(blocked: Receiver<()>) {
+    let _ = blocked.recv();
+}
+
+/// Recurses `depth` times with 4 KiB in each frame, then blocks on `wait`.
+#[cfg(windows)]
+#[inline(never)]
+fn deep_then_block(depth: usize, wait: &Receiver<()>) -> u8 {
+    let frame = std::hint::black_box([depth as u8; 4096]);
+    if depth == 0 {
+        let _ = wait.recv();
+        return frame[0];
+    }
+    deep_then_block(depth - 1, wait).wrapping_add(frame[1])
+}
+
+/// Windows: a stack deeper than the part copied (512 KiB) is captured to its innermost frames,
+/// where the thread is stuck, and the walk stops inside the copy.
+#[test]
+#[cfg(windows)]
+fn windows_deep_stack_is_captured_innermost_first() {
+    let (release, wait) = mpsc::channel::<()>();
+    let worker = thread::Builder::new()
+        .name("deep".into())
+        .stack_size(8 << 20)
+        .spawn(move || {
+            deep_then_block(400, &wait);
+        })
+        .unwrap();
+    let error = find_leak();
+    let report = error.to_string();
+    assert!(
+        report.contains("stuck in   it::threads::deep_then_block at tests/it/threads.rs:"),
+        "{report}"
+    );
+    let frames = report.matches("it::threads::deep_then_block at").count();
+    assert!((50..400).contains(&frames), "{frames} frames: {report}");
+    drop(release);
+    worker.join().unwrap();
+}
