@@ -70,6 +70,32 @@ mod other;
 #[cfg(not(any(all(target_os = "linux", target_env = "gnu"), target_os = "macos", windows)))]
 use other as imp;
 
+/// The calling thread's own stack, innermost first, walked directly: every backend answers so for
+/// the thread that asks. The frames of the capture itself are left out: everything up to the
+/// outermost frame of this function, of [`capture`] or of the backend's `entries`.
+#[inline(never)]
+#[cfg_attr(
+    not(any(all(target_os = "linux", target_env = "gnu"), target_os = "macos", windows)),
+    allow(dead_code)
+)]
+fn own_stack(entries: &[usize]) -> Captured {
+    let mut frames: Vec<(usize, usize)> = Vec::new();
+    backtrace::trace(|frame| {
+        frames.push((frame.ip() as usize, frame.symbol_address() as usize));
+        true
+    });
+    let ours = [
+        own_stack as fn(&[usize]) -> Captured as usize,
+        capture as fn(&[i32], Duration, Policy) -> Vec<Captured> as usize,
+    ];
+    let start = frames
+        .iter()
+        .rposition(|(_, symbol)| ours.contains(symbol) || entries.contains(symbol))
+        .map_or(0, |last| last + 1);
+    let ips = frames[start..].iter().map(|&(ip, _)| ip);
+    Captured::Frames(ips.take_while(|&ip| ip != 0).collect())
+}
+
 /// What [`capture`] learned about one thread.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Captured {

@@ -27,6 +27,17 @@ const LOOK_AGAIN: Duration = Duration::from_millis(1);
 /// Longest single sleep of the capturer, so that no missed wake-up can stall it for long.
 const MAX_NAP: Duration = Duration::from_millis(10);
 
+/// The calling thread's own stack, walked directly (see [`super::own_stack`]).
+fn own_stack() -> Captured {
+    super::own_stack(&[
+        Capturer::run as fn(Capturer, &[i32], i32) -> Vec<Captured> as usize,
+        capture as Entry as usize,
+    ])
+}
+
+/// The signature of [`capture`], to compare its address.
+type Entry = fn(&[i32], Duration, Policy) -> Vec<Captured>;
+
 /// See [`super::capture`].
 #[inline(never)]
 pub(super) fn capture(tids: &[i32], timeout: Duration, policy: Policy) -> Vec<Captured> {
@@ -37,7 +48,7 @@ pub(super) fn capture(tids: &[i32], timeout: Duration, policy: Policy) -> Vec<Ca
         Err(why) => {
             let answer = |&tid: &i32| {
                 if tid == own {
-                    capture_self()
+                    own_stack()
                 } else {
                     Captured::Unsupported(why)
                 }
@@ -104,7 +115,7 @@ impl Capturer {
         let now = Instant::now();
         for (index, &tid) in tids.iter().enumerate() {
             if tid == own {
-                answers[index] = Some(capture_self());
+                answers[index] = Some(own_stack());
             } else if tid <= 0 {
                 answers[index] = Some(Captured::Exited);
             } else {
@@ -332,27 +343,4 @@ pub(super) fn unanswered(pid: libc::pid_t, tid: i32) -> Captured {
     } else {
         Captured::NoAnswer
     }
-}
-
-/// Captures the calling thread's stack directly, without the frames of this module.
-#[inline(never)]
-pub(super) fn capture_self() -> Captured {
-    let mut frames: Vec<(usize, usize)> = Vec::new();
-    backtrace::trace(|frame| {
-        frames.push((frame.ip() as usize, frame.symbol_address() as usize));
-        true
-    });
-    type Entry = fn(&[i32], Duration, Policy) -> Vec<Captured>;
-    let ours = [
-        capture_self as fn() -> Captured as usize,
-        Capturer::run as fn(Capturer, &[i32], i32) -> Vec<Captured> as usize,
-        capture as Entry as usize,
-        super::capture as Entry as usize,
-    ];
-    let start = frames
-        .iter()
-        .rposition(|(_, symbol)| ours.contains(symbol))
-        .map_or(0, |last| last + 1);
-    let ips = frames[start..].iter().map(|&(ip, _)| ip);
-    Captured::Frames(ips.take_while(|&ip| ip != 0).collect())
 }

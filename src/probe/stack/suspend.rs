@@ -28,6 +28,9 @@ use std::time::Duration;
 use super::frame_pointers::{self, Registers};
 use super::{Captured, Policy};
 
+/// The signature of [`capture`], to compare its address.
+type Entry = fn(&[i32], Duration, Policy) -> Vec<Captured>;
+
 /// How much of a stack is copied, from the stack pointer up.
 const COPY_BYTES: usize = 512 * 1024;
 
@@ -63,7 +66,7 @@ pub(super) fn capture(tids: &[i32], _timeout: Duration, _policy: Policy) -> Vec<
     let mut buffer = vec![0u8; COPY_BYTES];
     tids.iter()
         .map(|&tid| match tid == own {
-            true => capture_self(),
+            true => super::own_stack(&[capture as Entry as usize]),
             false => capture_other(tid as libc::thread_act_t, &mut buffer),
         })
         .collect()
@@ -159,24 +162,4 @@ fn registers(port: libc::thread_act_t) -> Option<Registers> {
         pc: state[16],
         link: None,
     })
-}
-
-/// The calling thread's own stack, without the frames of the capture itself.
-fn capture_self() -> Captured {
-    let mut frames: Vec<(usize, usize)> = Vec::new();
-    backtrace::trace(|frame| {
-        frames.push((frame.ip() as usize, frame.symbol_address() as usize));
-        true
-    });
-    type Entry = fn(&[i32], Duration, Policy) -> Vec<Captured>;
-    let ours = [
-        capture_self as fn() -> Captured as usize,
-        capture as Entry as usize,
-        super::capture as Entry as usize,
-    ];
-    let start = frames
-        .iter()
-        .rposition(|(_, symbol)| ours.contains(symbol))
-        .map_or(0, |last| last + 1);
-    Captured::Frames(frames[start..].iter().map(|&(ip, _)| ip).collect())
 }

@@ -26,6 +26,9 @@ use std::time::Duration;
 use super::copy::StackCopy;
 use super::{Captured, Policy};
 
+/// The signature of [`capture`], to compare its address.
+type Entry = fn(&[i32], Duration, Policy) -> Vec<Captured>;
+
 /// The innermost words of a stack that are copied: 512 KiB, enough for the frames a report shows
 /// (the user's code is rarely deeper), bounded so a deep recursion costs no more.
 #[cfg(target_arch = "x86_64")]
@@ -41,33 +44,11 @@ pub(super) fn capture(tids: &[i32], _timeout: Duration, _policy: Policy) -> Vec<
     let own = unsafe { windows_sys::Win32::System::Threading::GetCurrentThreadId() } as i32;
     tids.iter()
         .map(|&tid| match tid {
-            tid if tid == own => capture_self(),
+            tid if tid == own => super::own_stack(&[capture as Entry as usize]),
             tid if tid <= 0 => Captured::Exited,
             tid => imp::capture_other(tid as u32),
         })
         .collect()
-}
-
-/// Captures the calling thread's stack directly, without the frames of this module.
-#[inline(never)]
-fn capture_self() -> Captured {
-    let mut frames: Vec<(usize, usize)> = Vec::new();
-    backtrace::trace(|frame| {
-        frames.push((frame.ip() as usize, frame.symbol_address() as usize));
-        true
-    });
-    type Entry = fn(&[i32], Duration, Policy) -> Vec<Captured>;
-    let ours = [
-        capture_self as fn() -> Captured as usize,
-        capture as Entry as usize,
-        super::capture as Entry as usize,
-    ];
-    let start = frames
-        .iter()
-        .rposition(|(_, symbol)| ours.contains(symbol))
-        .map_or(0, |last| last + 1);
-    let ips = frames[start..].iter().map(|&(ip, _)| ip);
-    Captured::Frames(ips.take_while(|&ip| ip != 0).collect())
 }
 
 #[cfg(not(target_arch = "x86_64"))]
