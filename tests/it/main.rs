@@ -11,6 +11,7 @@ mod fallback;
 mod faults;
 mod github;
 mod hazards;
+mod idioms;
 mod ignore;
 mod lifecycle;
 mod names;

@@ -3,12 +3,9 @@
 //! runs its reaper, a bb8 pool's reaper and connection-replenishing tasks, and a mini-redis-style
 //! server task with the purge task it spawned.
 
-#[path = "it/common/mod.rs"]
-mod common;
-
 use std::time::Duration;
 
-use common::run_ignored;
+use crate::common::run_ignored;
 use leakcheck::leak_test;
 
 /// Runs `fixture` (ignored) and returns its report, normalised for a snapshot.
@@ -113,7 +110,10 @@ fn rayon_forgotten_pool_is_an_idle_pool() {
         report.contains("idle pool whose handle was never dropped"),
         "{report}"
     );
-    assert!(report.contains("in idioms::fixture_rayon_forgotten"), "{report}");
+    assert!(
+        report.contains("in it::idioms::fixture_rayon_forgotten"),
+        "{report}"
+    );
     assert_report!("rayon_forgotten", report);
     assert_passes("fixture_clean_rayon_dropped");
 }
@@ -207,7 +207,8 @@ fn dependency_pool_names_the_library_frame() {
     );
     assert!(!report.contains("notifier never came"), "{report}");
     assert!(
-        report.contains("called from tests/idioms.rs:") && report.contains("idioms::fixture_dependency_pool"),
+        report.contains("called from tests/it/idioms.rs:")
+            && report.contains("idioms::fixture_dependency_pool"),
         "{report}"
     );
     assert!(
