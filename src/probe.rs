@@ -35,7 +35,10 @@
 )]
 
 pub(crate) mod children;
-#[cfg(all(target_os = "linux", target_env = "gnu", not(target_feature = "crt-static")))]
+#[cfg(any(
+    all(target_os = "linux", target_env = "gnu", not(target_feature = "crt-static")),
+    target_os = "macos"
+))]
 mod fork;
 pub(crate) mod lineage;
 pub(crate) mod procfs;

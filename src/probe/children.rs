@@ -95,17 +95,26 @@ impl Registry {
     }
 }
 
-#[cfg(all(target_os = "linux", target_env = "gnu", not(target_feature = "crt-static")))]
+#[cfg(any(
+    all(target_os = "linux", target_env = "gnu", not(target_feature = "crt-static")),
+    target_os = "macos"
+))]
 /// The child-process registry's lock, held by a thread that is about to fork (see
 /// `probe::fork`). A leaf: nothing else is locked while it is held.
 pub(crate) struct ForkHold(MutexGuard<'static, Registry>);
 
-#[cfg(all(target_os = "linux", target_env = "gnu", not(target_feature = "crt-static")))]
+#[cfg(any(
+    all(target_os = "linux", target_env = "gnu", not(target_feature = "crt-static")),
+    target_os = "macos"
+))]
 pub(crate) fn hold_for_fork() -> ForkHold {
     ForkHold(registry())
 }
 
-#[cfg(all(target_os = "linux", target_env = "gnu", not(target_feature = "crt-static")))]
+#[cfg(any(
+    all(target_os = "linux", target_env = "gnu", not(target_feature = "crt-static")),
+    target_os = "macos"
+))]
 impl ForkHold {
     /// In the child of the fork: the parent's children are not the child's. Frees nothing (the
     /// records are leaked in the child).

@@ -36,3 +36,34 @@ impl Held {
         self.lineage.in_child();
     }
 }
+
+/// macOS: the same holding around every `fork`, through `pthread_atfork`, as nothing is interposed
+/// there: the prepare handler takes the locks on the forking thread, the parent's handler releases
+/// them, the child's resets the registries first. Between the handlers the held locks wait in
+/// `HELD`, touched only by the thread that holds them (a second fork's prepare handler waits on
+/// the locks themselves). Compiled, never run: it mirrors the interposed `fork` tested on Linux.
+#[cfg(target_os = "macos")]
+pub(crate) fn install_atfork() {
+    struct Slot(std::cell::UnsafeCell<Option<Held>>);
+    // SAFETY: only the thread that holds the registries' locks reads or writes the slot.
+    unsafe impl Sync for Slot {}
+    static HELD: Slot = Slot(std::cell::UnsafeCell::new(None));
+
+    unsafe extern "C" fn prepare() {
+        let held = hold();
+        // SAFETY: this thread now holds the locks, and with them the slot.
+        unsafe { *HELD.0.get() = Some(held) };
+    }
+    unsafe extern "C" fn parent() {
+        // SAFETY: set by this thread's prepare handler; the locks are released by the drop.
+        drop(unsafe { (*HELD.0.get()).take() });
+    }
+    unsafe extern "C" fn child() {
+        // SAFETY: as in `parent`, in the child, whose one thread is the one that forked.
+        if let Some(held) = unsafe { (*HELD.0.get()).take() } {
+            held.in_child();
+        }
+    }
+    // SAFETY: three handlers with the signature `pthread_atfork` calls, registered once.
+    unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) };
+}

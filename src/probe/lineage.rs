@@ -54,7 +54,10 @@ pub(crate) use registry::{
     all_live, all_registered, by_tid, current, current_named, exit_count, gettid, interposer_seen,
     live_descendants, prepare, set_detach_next, wait_for_exit,
 };
-#[cfg(all(target_os = "linux", target_env = "gnu", not(target_feature = "crt-static")))]
+#[cfg(any(
+    all(target_os = "linux", target_env = "gnu", not(target_feature = "crt-static")),
+    target_os = "macos"
+))]
 pub(crate) use registry::{hold_for_fork, ForkHold};
 
 /// Runs `spawn` so that the thread it creates belongs to no test: for leakcheck's own helpers.

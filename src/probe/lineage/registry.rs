@@ -236,14 +236,20 @@ pub(crate) fn unregister(node: &Node) {
     signal_exit();
 }
 
-#[cfg(all(target_os = "linux", target_env = "gnu", not(target_feature = "crt-static")))]
+#[cfg(any(
+    all(target_os = "linux", target_env = "gnu", not(target_feature = "crt-static")),
+    target_os = "macos"
+))]
 /// The registry's locks, held by a thread that is about to fork (see `probe::fork`).
 pub(crate) struct ForkHold {
     registry: MutexGuard<'static, Registry>,
     exit: MutexGuard<'static, ()>,
 }
 
-#[cfg(all(target_os = "linux", target_env = "gnu", not(target_feature = "crt-static")))]
+#[cfg(any(
+    all(target_os = "linux", target_env = "gnu", not(target_feature = "crt-static")),
+    target_os = "macos"
+))]
 /// Takes the registry's locks (both are leaves: nothing else is locked while either is held).
 pub(crate) fn hold_for_fork() -> ForkHold {
     let registry = registry();
@@ -251,7 +257,10 @@ pub(crate) fn hold_for_fork() -> ForkHold {
     ForkHold { registry, exit }
 }
 
-#[cfg(all(target_os = "linux", target_env = "gnu", not(target_feature = "crt-static")))]
+#[cfg(any(
+    all(target_os = "linux", target_env = "gnu", not(target_feature = "crt-static")),
+    target_os = "macos"
+))]
 impl ForkHold {
     /// In the child of the fork: only the calling thread exists there, so every other node is
     /// unregistered (its ancestors' counts with it) and no check is waiting for an exit; then

@@ -8,10 +8,13 @@
 //!   (`thread_get_state`, `vm_read_overwrite`, `thread_resume`) and writes into a buffer allocated
 //!   before: it takes no lock and allocates nothing, so a thread suspended while holding the
 //!   allocator's lock, libpthread's, or leakcheck's registry cannot block it. The thread is
-//!   resumed on every path.
+//!   resumed on every path. Each of those kernel calls is made once on the calling thread before
+//!   the first suspension, so none binds a lazy symbol stub (under dyld's lock, before dyld4) while
+//!   a thread is suspended.
 //! - The stack's bounds are read before suspending (`pthread_from_mach_thread_np` and
-//!   `pthread_get_stackaddr_np` take libpthread's list lock, and check that the thread still
-//!   exists). The copy is made by the kernel (`vm_read_overwrite`), from the stack pointer up to
+//!   `pthread_get_stackaddr_np` take libpthread's list lock, and check the handle against its
+//!   list; a joinable thread that exited stays listed, so its bounds may be stale, and the copy
+//!   then fails: the report says the stack was not copied). The copy is made by the kernel (`vm_read_overwrite`), from the stack pointer up to
 //!   the stack's top, only if the stack pointer lies within the thread's stack: a thread on
 //!   another stack (a signal's alternate stack), or whose stack is going away (it is exiting),
 //!   gives no stack instead of a fault.
@@ -20,7 +23,9 @@
 //!
 //! What it misses: a leaf function's caller on x86_64 (a system call's stub sets up no frame
 //! record; on arm64 the link register supplies it), the outermost frames of a stack deeper than
-//! the copy (512 KiB), and threads that are not pthreads.
+//! the copy (512 KiB), and threads that are not pthreads. A thread's id is its port name, used
+//! after `task_threads`' rights were released: a name reused by a new thread in between would
+//! show that thread's stack (Mach delays a name's reuse with a generation count).
 
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
@@ -64,12 +69,35 @@ pub(super) fn capture(tids: &[i32], _timeout: Duration, _policy: Policy) -> Vec<
     // SAFETY: no preconditions; the calling thread's own port name.
     let own = unsafe { libc::pthread_mach_thread_np(libc::pthread_self()) } as i32;
     let mut buffer = vec![0u8; COPY_BYTES];
+    static BOUND: std::sync::Once = std::sync::Once::new();
+    BOUND.call_once(|| bind_kernel_calls(own as libc::thread_act_t, &mut buffer));
     tids.iter()
         .map(|&tid| match tid == own {
             true => super::own_stack(&[capture as Entry as usize]),
             false => capture_other(tid as libc::thread_act_t, &mut buffer),
         })
         .collect()
+}
+
+/// Calls each kernel function used while a thread is suspended once, on the calling thread, so
+/// that none is first called then: before dyld4 (macOS 12) a first call binds a lazy symbol stub
+/// under dyld's lock, which the suspended thread may hold. Each call's result is irrelevant
+/// (resuming a thread that is not suspended fails).
+fn bind_kernel_calls(own: libc::thread_act_t, buffer: &mut [u8]) {
+    let _ = registers(own);
+    let word = 0u64;
+    let mut copied: libc::vm_size_t = 0;
+    // SAFETY: copies 8 bytes of a local into the buffer, which holds more.
+    unsafe {
+        vm_read_overwrite(
+            crate::probe::sys::task(),
+            &raw const word as libc::vm_address_t,
+            size_of::<u64>() as libc::vm_size_t,
+            buffer.as_mut_ptr() as libc::vm_address_t,
+            &mut copied,
+        );
+        thread_resume(own);
+    }
 }
 
 /// Suspends the thread, copies its registers and stack into `buffer`, resumes it, then walks.
@@ -139,11 +167,14 @@ fn registers(port: libc::thread_act_t) -> Option<Registers> {
     let mut count = (size_of_val(&state) / 4) as libc::mach_msg_type_number_t;
     // SAFETY: `state` holds `count` 32-bit words.
     let result = unsafe { thread_get_state(port, ARM_THREAD_STATE64, state.as_mut_ptr().cast(), &mut count) };
+    // On arm64e the kernel signs all four (xnu's `machine_thread_state_convert_to_user`); on
+    // arm64 stripping changes nothing.
+    let strip = frame_pointers::strip;
     (result == libc::KERN_SUCCESS).then_some(Registers {
-        fp: state[29],
-        link: Some(state[30]),
-        sp: state[31],
-        pc: state[32],
+        fp: strip(state[29]),
+        link: Some(strip(state[30])),
+        sp: strip(state[31]),
+        pc: strip(state[32]),
     })
 }
 

@@ -177,6 +177,7 @@ pub(crate) fn creation_hook() -> Result<(), &'static str> {
 /// Installs the creation hook where libpthread orders its events (Darwin 18, macOS 10.14, on).
 pub(crate) fn before_main() {
     if darwin_major().is_some_and(|major| major >= 18) {
+        crate::probe::fork::install_atfork();
         hook::install();
     }
 }
@@ -213,13 +214,23 @@ pub(crate) fn child_pids() -> Option<Vec<i32>> {
     loop {
         let mut pids: Vec<libc::pid_t> = vec![0; capacity];
         let bytes = (capacity * size_of::<libc::pid_t>()) as c_int;
-        // SAFETY: `pids` holds `bytes` bytes; the call returns how many pids it wrote.
-        let count = unsafe { libc::proc_listchildpids(own, pids.as_mut_ptr().cast(), bytes) };
+        // libproc answers 0, not -1, when the call fails (libproc.c's `proc_listpids`): only
+        // `errno` tells that from "no children", and a failure must not read as none.
+        // SAFETY: `__error` is the calling thread's `errno`; `pids` holds `bytes` bytes, and the
+        // call returns how many pids it wrote.
+        let count = unsafe {
+            *libc::__error() = 0;
+            libc::proc_listchildpids(own, pids.as_mut_ptr().cast(), bytes)
+        };
+        // SAFETY: as above.
+        if count == 0 && unsafe { *libc::__error() } != 0 {
+            return None;
+        }
         let count = usize::try_from(count).ok()?;
         // A full buffer may have cut the list short: ask again with more room.
         if count < capacity {
             pids.truncate(count);
-            pids.retain(|&pid| pid > 0 && !zombie(pid));
+            pids.retain(|&pid| pid > 0 && running(pid));
             return Some(pids);
         }
         capacity = capacity.checked_mul(4).filter(|&more| more <= 1 << 20)?;
@@ -251,14 +262,16 @@ pub(crate) fn kill_child(_pid: i32, _started: Option<Duration>, _patience: Durat
     false
 }
 
-/// Whether child `pid` has exited and waits to be reaped (unknown: no).
-fn zombie(pid: libc::pid_t) -> bool {
+/// Whether child `pid` still runs: not a zombie (exited, waiting to be reaped), and not reaped
+/// since it was listed. `arg` 1 makes the kernel look among zombies too (xnu's `proc_info.c`:
+/// with 0, `proc_find` skips them and the call fails).
+fn running(pid: libc::pid_t) -> bool {
     // SAFETY: plain integers and arrays, for which zero is a valid value.
     let mut info: libc::proc_bsdinfo = unsafe { std::mem::zeroed() };
     let size = size_of::<libc::proc_bsdinfo>() as c_int;
     // SAFETY: `info` is a `proc_bsdinfo` of `size` bytes.
-    let read = unsafe { libc::proc_pidinfo(pid, libc::PROC_PIDTBSDINFO, 0, (&raw mut info).cast(), size) };
-    read == size && info.pbi_status == libc::SZOMB
+    let read = unsafe { libc::proc_pidinfo(pid, libc::PROC_PIDTBSDINFO, 1, (&raw mut info).cast(), size) };
+    read == size && info.pbi_status != libc::SZOMB
 }
 
 #[cfg(test)]

@@ -24,13 +24,16 @@
 //! no libpthread lock held and on an ordinary thread, so they may lock the registry and allocate,
 //! as the Linux interposer does on the same paths; `DESTROY` only reads a lock-free table, and
 //! frees a node only for a creation that failed (on the creator, after libpthread undid it). The
-//! thread's `thread_local!` storage is not touched after its destructors ran (`TERMINATE` finds
-//! the node by the thread's id): touching it there would allocate it anew. From `TERMINATE` on the
-//! thread runs no more of the program's code, so its `thread_local!` pointer to the node just
-//! freed is never read again (except when the last thread of a process whose `main` called
-//! `pthread_exit` runs the exit handlers: Rust programs do not do that). Unlike Linux, `fork` is
-//! not interposed: a forked child that creates threads before it execs inherits the registry as it
-//! was (and its lock, if another thread held it then).
+//! hook's own code does not read its `thread_local!` node after the destructors ran (`TERMINATE`
+//! finds the node by the thread's id); std's `Mutex` may still read std's thread-local panic count
+//! there (its poison check, while some thread of the process panics), which re-creates that
+//! storage for a moment. From `TERMINATE` on the thread runs no more of the program's code, so its
+//! `thread_local!` pointer to the node just freed is never read again (except when the last
+//! thread of a process whose `main` called `pthread_exit` runs the exit handlers: Rust programs do
+//! not do that). `fork` is not interposed here; `pthread_atfork` handlers (`probe::fork`) hold the
+//! registries' locks across it and reset the child's registries, as the Linux `fork` does. Events
+//! sent between the hook's installation and the store of the hook it replaces (before `main`,
+//! where only a sanitizer's threads can run) are not passed on to that hook.
 
 use std::ffi::{c_uint, c_void};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
