@@ -3,7 +3,7 @@
 # `bcryptprimitives.dll` that Wine 8.0 lacks (Rust's std imports its `ProcessPrng`; the source is
 # scripts/wine/processprng.c), then runs the core suites' fixtures one per process on Windows and
 # on this host and compares their verdicts, and runs the parallel, tasks, verdicts, threads, counts
-# and child-process suites whole on Windows (scripts/platform_verdicts.py).
+# and child-process suites whole on Windows (scripts/platform_verdicts.py), then the unit tests.
 #
 # Environment: CARGO_TARGET_DIR for the Windows build (default target/windows); WINEPREFIX as wine's.
 set -euo pipefail
@@ -33,3 +33,6 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target/windows}"
 # `cargo test` runs them.
 python3 scripts/platform_verdicts.py x86_64-pc-windows-gnu \
   --whole=counts,parallel,it/tasks,it/verdicts,it/threads,it/children,children_parallel wine
+# The unit tests too: the Windows backends' own (a thread of another process is never suspended,
+# the CreateProcessW hook records a child with its creation time).
+cargo test --target x86_64-pc-windows-gnu --lib

@@ -535,8 +535,8 @@ fn deep_then_block(depth: usize, wait: &Receiver<()>) -> u8 {
     deep_then_block(depth - 1, wait).wrapping_add(frame[1])
 }
 
-/// Windows: a stack deeper than the part copied (512 KiB) is captured to its innermost frames,
-/// where the thread is stuck, and the walk stops inside the copy.
+/// Windows: a deep stack (400 recursive frames) is captured from its innermost frame, where the
+/// thread is stuck, and the walk is bounded (at most 256 frames).
 #[test]
 #[cfg(windows)]
 fn windows_deep_stack_is_captured_innermost_first() {
@@ -558,4 +558,33 @@ fn windows_deep_stack_is_captured_innermost_first() {
     assert!((50..400).contains(&frames), "{frames} frames: {report}");
     drop(release);
     worker.join().unwrap();
+}
+
+/// Windows: a thread that ends through `ExitThread`, never returning from its start routine, is
+/// not a leak once it has ended (the hook unregisters it from a fiber-local storage callback); its
+/// twin, the same thread still blocked before `ExitThread`, is one.
+#[test]
+#[cfg(windows)]
+fn windows_thread_ended_by_exit_thread_is_not_a_leak() {
+    let (release, wait) = mpsc::channel::<()>();
+    let worker = thread::Builder::new()
+        .name("exits".into())
+        .spawn(move || {
+            let _ = wait.recv();
+            // SAFETY: ends this thread; nothing of it is used afterwards (the test waits on
+            // the thread's handle, never `join`s it).
+            unsafe { windows_sys::Win32::System::Threading::ExitThread(0) };
+        })
+        .unwrap();
+    assert_eq!(find_leak().threads(), 1);
+    drop(release);
+    // std's `join` would panic ("threads should not terminate unexpectedly"): wait on the handle.
+    use std::os::windows::io::AsRawHandle;
+    // SAFETY: the thread's handle, open while `worker` lives.
+    let waited =
+        unsafe { windows_sys::Win32::System::Threading::WaitForSingleObject(worker.as_raw_handle(), 10_000) };
+    assert_eq!(waited, 0, "the thread did not end");
+    drop(worker);
+    let clean = Options::new().settle(LEAK_SETTLE).find();
+    assert!(clean.is_ok(), "{}", clean.unwrap_err());
 }

@@ -4,11 +4,13 @@
 //!
 //! A suspended thread may hold any lock of the process: the heap's, the loader's (which the
 //! system's unwinder, `RtlLookupFunctionEntry`, takes). So the suspended window does only what
-//! needs no lock: everything is prepared before (the thread opened, its TEB located, a
-//! [`StackCopy`] buffer allocated), then `SuspendThread`, `GetThreadContext` (which also waits
-//! until the suspension has taken effect), one read of the stack's base from the TEB (the thread
-//! cannot exit and free it now), one `memcpy` of the stack from its stack pointer up to its base
-//! (the innermost [`CAPACITY`] words at most), `ResumeThread`. Only then is the copy
+//! needs no lock: everything is prepared before (the thread opened and checked to be this
+//! process's, as thread ids are reused system-wide; its TEB located; a [`StackCopy`] buffer the
+//! size of its committed stack allocated), then `SuspendThread`, `GetThreadContext` (which also
+//! waits until the suspension has taken effect), one read of the stack's bounds from the TEB (the
+//! thread cannot exit and free it now), one `memcpy` of the stack from its stack pointer up to its
+//! base if the stack pointer lies in the committed range (never the guard page below it), the
+//! innermost [`CAPACITY`] words at most, `ResumeThread`. Only then is the copy
 //! made walkable (pointers into the stack rewritten into the copy, the registers too) and unwound
 //! with `RtlLookupFunctionEntry` and `RtlVirtualUnwind`, reading the copy and never the live stack.
 //! A frame without unwind data is a leaf function: its return address is at its stack pointer.
@@ -29,10 +31,16 @@ use super::{Captured, Policy};
 /// The signature of [`capture`], to compare its address.
 type Entry = fn(&[i32], Duration, Policy) -> Vec<Captured>;
 
-/// The innermost words of a stack that are copied: 512 KiB, enough for the frames a report shows
-/// (the user's code is rarely deeper), bounded so a deep recursion costs no more.
+/// The innermost words of a stack that are copied at most: 8 MiB, more than the stacks std gives
+/// threads (2 MiB) and the main thread (1 MiB), so a copy is whole unless a thread was built with
+/// a larger stack and uses it; then the walk stops short of the copy's end.
 #[cfg(target_arch = "x86_64")]
-const CAPACITY: usize = 512 * 1024 / size_of::<usize>();
+const CAPACITY: usize = 8 * 1024 * 1024 / size_of::<usize>();
+
+/// Words added to a thread's committed stack when its copy's buffer is sized (before it is
+/// suspended): room for the stack to grow until then.
+#[cfg(target_arch = "x86_64")]
+const GROWTH: usize = 64 * 1024 / size_of::<usize>();
 
 /// At most this many frames are unwound (a corrupt stack cannot loop the unwinder forever).
 #[cfg(target_arch = "x86_64")]
@@ -75,11 +83,11 @@ pub(super) mod imp {
         UNW_FLAG_NHANDLER,
     };
     use windows_sys::Win32::System::Threading::{
-        GetCurrentThreadId, OpenThread, ResumeThread, SuspendThread, THREAD_GET_CONTEXT,
-        THREAD_QUERY_INFORMATION, THREAD_SUSPEND_RESUME,
+        GetCurrentProcessId, GetCurrentThreadId, GetProcessIdOfThread, OpenThread, ResumeThread,
+        SuspendThread, THREAD_GET_CONTEXT, THREAD_QUERY_INFORMATION, THREAD_SUSPEND_RESUME,
     };
 
-    use super::{Captured, StackCopy, CAPACITY, MAX_FRAMES};
+    use super::{Captured, StackCopy, CAPACITY, GROWTH, MAX_FRAMES};
 
     /// How far short of a truncated copy's end the walk stops: more than any frame's unwind
     /// reads above its stack pointer in practice.
@@ -156,12 +164,28 @@ pub(super) mod imp {
                 return Err(Captured::Exited);
             }
             let thread = Thread(handle);
+            // Thread ids are reused system-wide: an id whose thread ended may name another
+            // process's thread now, which must never be suspended (nor its TEB read here).
+            // SAFETY: an open handle; no preconditions.
+            if unsafe { GetProcessIdOfThread(thread.0) != GetCurrentProcessId() } {
+                return Err(Captured::Exited);
+            }
             let Some(teb) = teb(&thread) else {
                 return Err(Captured::Unsupported(
                     "its stack's bounds could not be read (NtQueryInformationThread)",
                 ));
             };
-            let mut copy = StackCopy::with_capacity(CAPACITY);
+            // The committed part of its stack now, `NT_TIB`'s `StackLimit..StackBase` (offsets 16
+            // and 8 of the TEB), and a margin for growth until the suspension: the whole used
+            // stack fits, unless it is deeper than [`CAPACITY`].
+            // SAFETY: a live thread's TEB is mapped in its process, this one.
+            let committed = unsafe {
+                ((teb + 8) as *const usize)
+                    .read_volatile()
+                    .saturating_sub(((teb + 16) as *const usize).read_volatile())
+            };
+            let words = (committed / size_of::<usize>() + GROWTH).min(CAPACITY);
+            let mut copy = StackCopy::with_capacity(words);
             // SAFETY: zeroed is a valid CONTEXT (plain integers).
             let mut context = Context(unsafe { std::mem::zeroed() });
             context.0.ContextFlags = CONTEXT_FULL_AMD64;
@@ -172,12 +196,22 @@ pub(super) mod imp {
             }
             // SAFETY: an open handle with THREAD_GET_CONTEXT, an aligned CONTEXT.
             let read = unsafe { GetThreadContext(thread.0, &mut context.0) } != 0;
-            // `NT_TIB.StackBase`, at offset 8 of the TEB: read now that the thread cannot exit
-            // (and free its TEB) under us.
+            // `NT_TIB.StackBase` and `StackLimit`, at offsets 8 and 16 of the TEB: read now that
+            // the thread cannot exit (and free its TEB) under us. Only `StackLimit..StackBase` is
+            // committed: below it lies the guard page, whose read from another thread raises
+            // STATUS_GUARD_PAGE_VIOLATION here (a thread suspended after moving its stack pointer
+            // down, before touching the new page), and a thread on another stack (a fiber midway
+            // through a switch) is outside the range too.
             // SAFETY: a live thread's TEB is mapped in its process, this one.
-            let stack_base = unsafe { ((teb + 8) as *const usize).read_volatile() };
+            let (stack_base, stack_limit) = unsafe {
+                (
+                    ((teb + 8) as *const usize).read_volatile(),
+                    ((teb + 16) as *const usize).read_volatile(),
+                )
+            };
             let sp = context.0.Rsp as usize;
-            let copied = read && sp < stack_base && sp.is_multiple_of(size_of::<usize>());
+            let copied =
+                read && stack_limit <= sp && sp < stack_base && sp.is_multiple_of(size_of::<usize>());
             if copied {
                 let len = ((stack_base - sp) / size_of::<usize>()).min(copy.capacity());
                 // SAFETY: `sp..stack_base` is the committed part of the thread's stack (it
@@ -303,5 +337,63 @@ pub(super) mod imp {
             frames.push(registers.Rip as usize);
         }
         frames
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use windows_sys::Win32::Foundation::CloseHandle;
+    use windows_sys::Win32::System::Diagnostics::ToolHelp::{
+        CreateToolhelp32Snapshot, Thread32First, Thread32Next, TH32CS_SNAPTHREAD, THREADENTRY32,
+    };
+
+    /// The threads of process `pid`, from a Toolhelp snapshot.
+    fn threads_of(pid: u32) -> Vec<i32> {
+        // SAFETY: the handle is checked and closed; `entry` is a sized THREADENTRY32.
+        unsafe {
+            let snapshot = CreateToolhelp32Snapshot(TH32CS_SNAPTHREAD, 0);
+            assert!(!snapshot.is_null());
+            let mut entry = THREADENTRY32 {
+                dwSize: size_of::<THREADENTRY32>() as u32,
+                ..Default::default()
+            };
+            let mut tids = Vec::new();
+            let mut more = Thread32First(snapshot, &mut entry) != 0;
+            while more {
+                if entry.th32OwnerProcessID == pid {
+                    tids.push(entry.th32ThreadID as i32);
+                }
+                more = Thread32Next(snapshot, &mut entry) != 0;
+            }
+            CloseHandle(snapshot);
+            tids
+        }
+    }
+
+    /// Thread ids are system-wide: an id that names another process's thread (as a stale id of
+    /// an ended thread may) is never suspended nor read, and reads as ended; the other process
+    /// runs on.
+    #[test]
+    fn another_process_thread_is_left_alone() {
+        let mut child = std::process::Command::new("ping")
+            .args(["-n", "30", "127.0.0.1"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut tids = Vec::new();
+        for _ in 0..100 {
+            tids = threads_of(child.id());
+            if !tids.is_empty() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(!tids.is_empty(), "no thread of the child listed");
+        let captured = capture(&tids, Duration::from_secs(1), Policy::Transparent);
+        assert!(captured.iter().all(|c| *c == Captured::Exited), "{captured:?}");
+        assert!(child.try_wait().unwrap().is_none(), "the child must run on");
+        child.kill().unwrap();
+        child.wait().unwrap();
     }
 }

@@ -22,7 +22,7 @@ use windows_sys::Win32::System::Diagnostics::ToolHelp::{
     TH32CS_SNAPPROCESS, TH32CS_SNAPTHREAD, THREADENTRY32,
 };
 use windows_sys::Win32::System::Threading::{
-    GetCurrentProcessId, GetCurrentThreadId, GetThreadDescription, OpenThread,
+    GetCurrentProcessId, GetCurrentThreadId, GetProcessIdOfThread, GetThreadDescription, OpenThread,
     THREAD_QUERY_LIMITED_INFORMATION,
 };
 
@@ -89,6 +89,12 @@ pub(crate) fn thread_name(tid: i32) -> Option<String> {
     // SAFETY: plain arguments; the handle is checked, then closed below.
     let thread = unsafe { OpenThread(THREAD_QUERY_LIMITED_INFORMATION, 0, tid as u32) };
     if thread.is_null() {
+        return None;
+    }
+    // An id whose thread ended may name another process's thread now (ids are system-wide).
+    // SAFETY: an open handle; closed here when it is not ours.
+    if unsafe { GetProcessIdOfThread(thread) != GetCurrentProcessId() } {
+        unsafe { CloseHandle(thread) };
         return None;
     }
     let mut text: *mut u16 = std::ptr::null_mut();

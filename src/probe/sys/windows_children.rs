@@ -71,8 +71,14 @@ pub(super) fn liveness(pid: i32, started: Duration) -> Liveness {
 }
 
 /// Ends child `pid` with `TerminateProcess` if it still runs and is the process created at
-/// `started`; returns whether it exited within `patience`.
+/// `started`; returns whether it exited within `patience`. Without a creation time (a child
+/// found by listing, not recorded by the hook) it must still be listed as this process's child:
+/// a pid freed since the listing may name an unrelated process now.
 pub(super) fn kill(pid: i32, started: Option<Duration>, patience: Duration) -> bool {
+    let started = started.filter(|started| !started.is_zero());
+    if started.is_none() && !super::child_pids().is_some_and(|pids| pids.contains(&pid)) {
+        return false;
+    }
     let access = PROCESS_TERMINATE | PROCESS_SYNCHRONIZE;
     let Some(process) = Process::open(pid, access, started.unwrap_or_default()) else {
         return false;

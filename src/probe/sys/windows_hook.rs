@@ -6,7 +6,10 @@
 //!
 //! [`create_thread`] registers the new thread's lineage node on the creating thread, as Linux's
 //! interposed `pthread_create` does, and starts the thread through a trampoline that installs the
-//! node as the thread's own and unregisters it when the start routine returns.
+//! node as the thread's own and unregisters it when the start routine returns, or, for a thread
+//! that ends otherwise (`ExitThread` from within), from a fiber-local storage callback, which
+//! Windows runs at the thread's end. A thread killed from outside (`TerminateThread`) runs
+//! nothing: its node stays registered.
 //! [`create_process_w`] calls the real function and, on success, records the child in
 //! `probe::children` (pid, the creating thread's node, the creation backtrace, the command line,
 //! the creation time), as Linux's interposed `posix_spawn` does.
@@ -19,12 +22,14 @@
 //! calls.
 
 use std::ffi::c_void;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use windows_sys::Win32::Foundation::HANDLE;
 use windows_sys::Win32::System::Memory::{VirtualProtect, PAGE_READWRITE};
-use windows_sys::Win32::System::Threading::{GetThreadId, PROCESS_INFORMATION};
+use windows_sys::Win32::System::Threading::{
+    FlsAlloc, FlsGetValue, FlsSetValue, GetThreadId, FLS_OUT_OF_INDEXES, PROCESS_INFORMATION,
+};
 
 use crate::probe::lineage::registry;
 use crate::probe::lineage::{Node, CREATION_FRAMES};
@@ -53,6 +58,9 @@ type CreateProcessW = unsafe extern "system" fn(
 
 /// The real `CreateThread`, as the import held it before the patch (0: not hooked).
 static REAL: AtomicUsize = AtomicUsize::new(0);
+/// The fiber-local slot whose callback unregisters a hooked thread that ends without returning
+/// from its start routine (`FLS_OUT_OF_INDEXES`: none).
+static ENDED: AtomicU32 = AtomicU32::new(FLS_OUT_OF_INDEXES);
 /// The real `CreateProcessW` (0: not hooked).
 static REAL_CREATE_PROCESS_W: AtomicUsize = AtomicUsize::new(0);
 
@@ -74,6 +82,8 @@ pub(super) fn children_installed() -> bool {
 /// Points the executable's imports of `CreateThread` and `CreateProcessW` at the hooks. Called
 /// once, before `main` (no thread of the program runs yet).
 pub(super) fn install() {
+    // SAFETY: registers a callback with the signature Windows calls.
+    ENDED.store(unsafe { FlsAlloc(Some(ended)) }, Ordering::Release);
     patch(b"CreateThread", &REAL, create_thread as CreateThread as usize);
     patch(
         b"CreateProcessW",
@@ -194,14 +204,40 @@ unsafe extern "system" fn trampoline(start: *mut c_void) -> u32 {
     let routine = node.start[0].load(Ordering::Relaxed);
     let arg = node.start[1].load(Ordering::Relaxed) as *mut c_void;
     registry::enter_child(&node);
+    let slot = ENDED.load(Ordering::Acquire);
+    if slot != FLS_OUT_OF_INDEXES {
+        // SAFETY: our slot; the reference is taken back below or by `ended`.
+        unsafe { FlsSetValue(slot, Arc::into_raw(node.clone()).cast()) };
+    }
     let result = match routine {
         0 => 0,
         // SAFETY: the caller's start routine, stored as an address by `create_thread`.
         routine => unsafe { std::mem::transmute::<usize, StartRoutine>(routine)(arg) },
     };
+    if slot != FLS_OUT_OF_INDEXES {
+        // SAFETY: the reference stored above (the slot is cleared first, so `ended` never runs
+        // for it).
+        unsafe {
+            let held = FlsGetValue(slot);
+            FlsSetValue(slot, std::ptr::null());
+            if !held.is_null() {
+                drop(Arc::<Node>::from_raw(held.cast_const().cast()));
+            }
+        }
+    }
     registry::leave_child(&node);
     registry::unregister(&node);
     result
+}
+
+/// The fiber-local storage callback: a hooked thread ends without returning from its start
+/// routine (`ExitThread`), so the trampoline's own unregistering never runs. Thread-local storage
+/// still works here (Windows runs these callbacks before the thread's TLS ones).
+unsafe extern "system" fn ended(held: *const c_void) {
+    // SAFETY: the reference the trampoline stored in the slot, handed over once.
+    let node: Arc<Node> = unsafe { Arc::from_raw(held.cast()) };
+    registry::leave_child(&node);
+    registry::unregister(&node);
 }
 
 /// `CreateProcessW`, hooked: see the module docs.
