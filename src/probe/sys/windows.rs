@@ -29,7 +29,7 @@ use windows_sys::Win32::System::Threading::{
 use super::{ChildStat, Liveness, Unseen};
 use crate::model::KernelWait;
 
-/// Checks still run here, in the process-diff mode that reports name; these parts are missing.
+/// Checks run here with lineage, as on Linux (threads and children); these parts are missing.
 pub(crate) const UNSEEN: &[Unseen] = &[
     Unseen {
         what: "leaked threads' wake-ups and what their IO waits on",

@@ -12,6 +12,12 @@
 //! wine reports every thread as state 0, wait reason 0, with no context switches. So waits carry
 //! no wake-up count, and a sleep is not told from a sleep loop (its block says where it sleeps and
 //! the stack's cause stands).
+//!
+//! Measured under wine only. On Windows itself `WaitForSingleObject` calls
+//! `NtWaitForSingleObject` (wine's goes through `NtWaitForMultipleObjects`), so std's timer sleep
+//! may read as that call without "on a timer", and whether a thread's saved context keeps `rdx`
+//! inside a system call is unverified: where it does not, a null `rdx` would read a timed park as
+//! untimed. The stack, and the cause read from it, do not depend on either.
 
 use crate::model::KernelWait;
 
