@@ -282,11 +282,12 @@ unsafe extern "system" fn create_process_w(
     if created != 0 && !info.is_null() {
         // SAFETY: filled in by the successful call.
         let info = unsafe { &*info };
-        let started = super::children::creation_time(info.hProcess).unwrap_or_default();
-        let argv = crate::probe::children::split_command_line(&line.unwrap_or_default());
         // A panic would abort in an `extern "system"` function: it loses the record, never the
         // child.
         let _ = std::panic::catch_unwind(|| {
+            // A zero time means "unknown": such a child is never killed by pid alone.
+            let started = super::children::creation_time(info.hProcess).unwrap_or_default();
+            let argv = crate::probe::children::split_command_line(&line.unwrap_or_default());
             crate::probe::children::record(
                 info.dwProcessId as i32,
                 &ips[..len],
