@@ -55,6 +55,38 @@ pub(crate) use imp::task;
 #[cfg(test)]
 pub(crate) use imp::syscall_number;
 
+/// The child-process answers of backends that record no child (macOS, and targets without a
+/// backend): children are diffed there, so nothing asks about a recorded one; the diff's reports
+/// say what they do not know (state, age), and leaked children are not killed.
+#[cfg(not(any(target_os = "linux", windows)))]
+mod unrecorded {
+    use std::time::Duration;
+
+    use super::{ChildStat, Liveness};
+
+    pub(crate) const KILLED: &str = "killed";
+
+    pub(crate) fn process_clock() -> Duration {
+        Duration::ZERO
+    }
+
+    pub(crate) fn child_liveness(_pid: i32, _started: Duration) -> Liveness {
+        Liveness::Gone
+    }
+
+    pub(crate) fn child_stat(_pid: i32) -> Option<ChildStat> {
+        None
+    }
+
+    pub(crate) fn child_cmdline(_pid: i32) -> Vec<String> {
+        Vec::new()
+    }
+
+    pub(crate) fn kill_child(_pid: i32, _started: Option<Duration>, _patience: Duration) -> bool {
+        false
+    }
+}
+
 /// A capability this platform lacks: what goes unchecked, and why.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Unseen {

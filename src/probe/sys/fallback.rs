@@ -2,9 +2,7 @@
 //! child, so checks of threads and children cannot run; [`UNSEEN`] says so once per process
 //! instead of letting every check pass in silence. Tokio tasks are checked as everywhere (tokio's metrics).
 
-use std::time::Duration;
-
-use super::{ChildStat, Liveness, Unseen};
+use super::Unseen;
 use crate::model::KernelWait;
 
 const NO_BACKEND: &str = "leakcheck has no backend for this platform yet";
@@ -63,24 +61,7 @@ pub(crate) fn children_hooked() -> bool {
     false
 }
 
-pub(crate) const KILLED: &str = "killed";
-
-pub(crate) fn process_clock() -> Duration {
-    Duration::ZERO
-}
-
-pub(crate) fn child_liveness(_pid: i32, _started: Duration) -> Liveness {
-    Liveness::Gone
-}
-
-pub(crate) fn child_stat(_pid: i32) -> Option<ChildStat> {
-    None
-}
-
-pub(crate) fn child_cmdline(_pid: i32) -> Vec<String> {
-    Vec::new()
-}
-
-pub(crate) fn kill_child(_pid: i32, _started: Option<Duration>, _patience: Duration) -> bool {
-    false
-}
+/// Children are diffed here, never recorded (see `super::unrecorded`).
+pub(crate) use super::unrecorded::{
+    child_cmdline, child_liveness, child_stat, kill_child, process_clock, KILLED,
+};

@@ -33,9 +33,7 @@ mod hook;
 
 use std::ffi::{c_char, c_int};
 
-use std::time::Duration;
-
-use super::{ChildStat, Liveness, Unseen};
+use super::Unseen;
 use crate::model::KernelWait;
 
 /// Checks run here with lineage, as on Linux; this part is missing.
@@ -237,30 +235,10 @@ pub(crate) fn child_pids() -> Option<Vec<i32>> {
     }
 }
 
-/// Children are diffed here, never recorded: what follows answers for a recorded child, and the
-/// diff's reports say what they do not know (state, age), as before the interface had them.
-pub(crate) const KILLED: &str = "killed";
-
-pub(crate) fn process_clock() -> Duration {
-    Duration::ZERO
-}
-
-pub(crate) fn child_liveness(_pid: i32, _started: Duration) -> Liveness {
-    Liveness::Gone
-}
-
-pub(crate) fn child_stat(_pid: i32) -> Option<ChildStat> {
-    None
-}
-
-pub(crate) fn child_cmdline(_pid: i32) -> Vec<String> {
-    Vec::new()
-}
-
-/// Leaked children are not killed here (yet).
-pub(crate) fn kill_child(_pid: i32, _started: Option<Duration>, _patience: Duration) -> bool {
-    false
-}
+/// Children are diffed here, never recorded (see `super::unrecorded`).
+pub(crate) use super::unrecorded::{
+    child_cmdline, child_liveness, child_stat, kill_child, process_clock, KILLED,
+};
 
 /// Whether child `pid` still runs: not a zombie (exited, waiting to be reaped), and not reaped
 /// since it was listed. `arg` 1 makes the kernel look among zombies too (xnu's `proc_info.c`:
