@@ -177,9 +177,19 @@ unsafe extern "system" fn create_thread(
 ) -> HANDLE {
     // SAFETY: `REAL` holds the real `CreateThread` whenever this hook is installed.
     let real = unsafe { std::mem::transmute::<usize, CreateThread>(REAL.load(Ordering::Acquire)) };
-    let node = registry::register_child();
-    node.start[0].store(routine.map_or(0, |routine| routine as usize), Ordering::Relaxed);
-    node.start[1].store(arg as usize, Ordering::Relaxed);
+    let (routine_address, arg_address) = (routine.map_or(0, |routine| routine as usize), arg as usize);
+    // A panic would abort in an `extern "system"` function: it loses the thread's lineage (the
+    // thread is created unhooked), never the thread.
+    let registered = std::panic::catch_unwind(|| {
+        let node = registry::register_child();
+        node.start[0].store(routine_address, Ordering::Relaxed);
+        node.start[1].store(arg_address, Ordering::Relaxed);
+        node
+    });
+    let Ok(node) = registered else {
+        // SAFETY: forwarding the caller's arguments unchanged.
+        return unsafe { real(attributes, stack, routine, arg, flags, id) };
+    };
     let start = Arc::into_raw(node.clone());
     // SAFETY: forwarding the caller's arguments, with our start routine and argument.
     let handle = unsafe { real(attributes, stack, Some(trampoline), start.cast(), flags, id) };
