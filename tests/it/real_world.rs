@@ -57,13 +57,7 @@ fn waits_are_classified_from_the_kernel() {
     let run = run_ignored("fixture_wait_kinds", &[]);
     assert!(!run.success);
     let report = &run.stdout;
-    let line = |name: &str| {
-        report
-            .lines()
-            .find(|line| line.starts_with('×') && line.contains(&format!("\"{name}\"")))
-            .unwrap_or_else(|| panic!("no block for {name}:\n{report}"))
-            .to_string()
-    };
+    let line = |name: &str| crate::common::header_line(report, name);
     assert!(line("untimed").contains("untimed wait"), "{report}");
     assert!(line("timed").contains("timed wait"), "{report}");
     assert!(!line("timed").contains("untimed"), "{report}");

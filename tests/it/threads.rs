@@ -419,13 +419,7 @@ fn windows_waits_are_read_from_where_threads_stand() {
     let waits = wait_threads();
     let error = find_leak();
     let report = error.to_string();
-    let line = |name: &str| {
-        report
-            .lines()
-            .find(|line| line.starts_with('×') && line.contains(&format!("\"{name}\"")))
-            .unwrap_or_else(|| panic!("no block for {name}:\n{report}"))
-            .to_string()
-    };
+    let line = |name: &str| crate::common::header_line(&report, name);
     assert_eq!(error.threads(), 5, "{report}");
     assert!(
         line("untimed").ends_with(", untimed wait (NtWaitForAlertByThreadId with no timeout)"),

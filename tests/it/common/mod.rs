@@ -126,6 +126,16 @@ pub fn failure_section<'a>(stdout: &'a str, test: &str) -> &'a str {
     &rest[..end]
 }
 
+/// The header line (`×N threads "name" ...`) of the block for thread `name` in `report`.
+#[track_caller]
+pub fn header_line(report: &str, name: &str) -> String {
+    report
+        .lines()
+        .find(|line| line.starts_with('×') && line.contains(&format!("\"{name}\"")))
+        .unwrap_or_else(|| panic!("no block for {name}:\n{report}"))
+        .to_string()
+}
+
 /// insta settings that normalise a report to what a reviewer reads and what holds on every run and
 /// machine: thread and process ids, elapsed times and wake-ups, addresses, absolute paths, rustc's
 /// symbol hashes, v0 closure names and generic arguments, the number of folded library frames
